@@ -1,0 +1,442 @@
+"""Settings and campaigns, read once into frozen values.
+
+`load_settings(path)` reads settings.toml; `load_campaigns(settings)` reads campaigns/*.toml. Unknown
+keys, wrong types, unknown series, channels or time zones fail with one line naming the file and key:
+`settings.toml: [smtp].port must be an integer`. Secrets never live in files: `secret(NAME)` reads
+PUBLISHER_* environment variables only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from publisher.errors import ConfigError
+
+# ---------------------------------------------------------------------------------------------
+# A small typed reader: dataclass fields are the schema.
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if tp is str:
+        return "a string"
+    if tp is bool:
+        return "true or false"
+    if tp is int:
+        return "an integer"
+    if tp is float:
+        return "a number"
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (list, tuple):
+        return "a list of " + _type_name(typing.get_args(tp)[0]).removeprefix("a ").removeprefix("an ") + "s"
+    if origin is dict:
+        return "a table"
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
+    if dataclasses.is_dataclass(tp):
+        return "a table"
+    return str(tp)
+
+
+def _convert(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where} must be {_type_name(tp)}")
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif origin is Literal:
+        if value in args:
+            return value
+    elif origin in (list, tuple):
+        if isinstance(value, list):
+            item_tp = args[0]
+            return tuple(_convert(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value))
+    elif origin is dict:
+        if isinstance(value, dict):
+            val_tp = args[1]
+            return {str(k): _convert(v, val_tp, _sub(where, str(k))) for k, v in value.items()}
+    elif dataclasses.is_dataclass(tp):
+        if isinstance(value, dict):
+            return read_table(tp, value, where)
+    raise ConfigError(f"{where} must be {_type_name(tp)}, not {value!r}")
+
+
+def _sub(where: str, key: str) -> str:
+    """`settings.toml: [smtp]` + `port` -> `settings.toml: [smtp].port`."""
+    if where.endswith("]") or ":" not in where:
+        return f"{where}.{key}" if not where.endswith(": ") else f"{where}{key}"
+    return f"{where}.{key}"
+
+
+def read_table(cls: type, table: dict[str, Any], where: str) -> Any:
+    """Build the frozen dataclass `cls` from a TOML table; unknown keys and wrong types fail."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    aliases = getattr(cls, "_toml_names", {})  # TOML key -> field name, e.g. "from" -> "sender"
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        name = aliases.get(key, key.replace("-", "_"))
+        if name not in fields or name.startswith("_"):
+            known = ", ".join(sorted({k for k, v in aliases.items()} | {f for f in fields if f not in aliases.values()}))
+            raise ConfigError(f"{where}: unknown key '{key}' (known keys: {known})")
+        values[name] = _convert(value, hints[name], _key_where(where, key))
+    missing = [n for n, f in fields.items()
+               if n not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"{where}: missing required key '{missing[0]}'")
+    obj = cls(**values)
+    check = getattr(obj, "_check", None)
+    if check:
+        check(where)
+    return obj
+
+
+def _key_where(where: str, key: str) -> str:
+    # "campaigns/gt.toml" + "timezone" -> "campaigns/gt.toml: timezone"
+    # "settings.toml: [smtp]" + "port" -> "settings.toml: [smtp].port"
+    if where.endswith("]"):
+        return f"{where}.{key}"
+    if ": " in where:
+        return f"{where}.{key}"
+    return f"{where}: {key}"
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
+
+
+def parse_duration(text: str, where: str) -> timedelta:
+    """'90s', '15m', '1h', '2d' -> timedelta."""
+    m = _DURATION.match(text)
+    if not m:
+        raise ConfigError(f"{where} must be a duration like '30s', '15m', '1h' or '2d', not {text!r}")
+    n = float(m.group(1))
+    return timedelta(seconds=n * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)])
+
+
+def check_timezone(name: str, where: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{where}: unknown time zone {name!r} (use an IANA name like 'Europe/Paris')") from None
+
+
+def secret(name: str) -> str | None:
+    """A secret from the environment (PUBLISHER_*), or None. Never read from files, never logged."""
+    value = os.environ.get(name)
+    return value if value else None
+
+
+# ---------------------------------------------------------------------------------------------
+# settings.toml
+
+
+@dataclass(frozen=True)
+class PublisherSettings:
+    name: str = "publisher"
+    site_url: str = "https://example.org"
+    store: str = "var/publisher.sqlite3"
+    templates: str = "templates"
+    campaigns: str = "campaigns"
+    delivery: Literal["outbox", "live"] = "outbox"
+    outbox: str = "var/outbox"
+    preview_dir: str = "var/preview"
+
+
+@dataclass(frozen=True)
+class FeedSettings:
+    sources: tuple[str, ...] = ()
+    timeout: float = 20.0
+    max_bytes: int = 10_000_000
+    user_agent: str = "publisher/0.1 (+https://github.com/publisher-newsletters/publisher)"
+
+
+@dataclass(frozen=True)
+class SeriesSettings:
+    label: str
+    categories: tuple[str, ...] = ()  # feed <category> values (case- and accent-insensitive)
+    title_prefixes: tuple[str, ...] = ()  # e.g. "Rallycross France" matches "Rallycross France : ..."
+    keywords: tuple[str, ...] = ()  # whole words anywhere in the title
+    aliases: tuple[str, ...] = ()  # other names for the series, matched like categories and keywords
+    hashtags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class EmailSettings:
+    _toml_names = {"from": "sender"}
+    sender: str = "Newsletter <newsletter@example.org>"
+    reply_to: str | None = None
+    unsubscribe_url: str = "https://example.org/newsletter/unsubscribe"
+    unsubscribe_mailto: str | None = None
+    list_id_domain: str | None = None  # defaults to the sender's domain
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str = "localhost"
+    port: int = 587
+    security: Literal["none", "starttls", "tls"] = "starttls"
+    username: str | None = None
+    connections: int = 4
+    rate_per_second: float = 0.0  # 0 = no limit
+    rate_per_hour: int = 0  # 0 = no limit
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    fetch_every: str = "1h"
+    lateness: str = "24h"
+    tick: str = "60s"
+
+    def _check(self, where: str) -> None:
+        for name in ("fetch_every", "lateness", "tick"):
+            parse_duration(getattr(self, name), f"{where}.{name}")
+
+    @property
+    def fetch_interval(self) -> timedelta:
+        return parse_duration(self.fetch_every, "[schedule].fetch_every")
+
+    @property
+    def lateness_window(self) -> timedelta:
+        return parse_duration(self.lateness, "[schedule].lateness")
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    host: str = "127.0.0.1"
+    port: int = 8025
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything in settings.toml. Paths are resolved against the settings file's folder."""
+
+    root: Path
+    source: str  # the file it came from, for error messages
+    publisher: PublisherSettings = PublisherSettings()
+    feeds: FeedSettings = FeedSettings()
+    series: dict[str, SeriesSettings] = field(default_factory=dict)
+    email: EmailSettings = EmailSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
+    web: WebSettings = WebSettings()
+    channels: dict[str, Any] = field(default_factory=dict)  # [x], [mastodon], ... read by each channel
+
+    def path(self, value: str) -> Path:
+        p = Path(value)
+        return p if p.is_absolute() else self.root / p
+
+    @property
+    def store_path(self) -> Path:
+        return self.path(self.publisher.store)
+
+
+_SETTINGS_TABLES = {
+    "publisher": PublisherSettings,
+    "feeds": FeedSettings,
+    "email": EmailSettings,
+    "smtp": SmtpSettings,
+    "schedule": ScheduleSettings,
+    "web": WebSettings,
+}
+
+
+def _read_toml(path: Path, shown: str) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{shown}: file not found", hint="create it, or pass --settings PATH") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{shown}: not valid TOML ({exc})") from None
+
+
+def load_settings(path: str | Path = "settings.toml") -> Settings:
+    """Read settings.toml into a frozen Settings; channel tables are validated by their channel."""
+    from publisher.channels import registry  # late: channels import config
+
+    path = Path(path)
+    shown = path.name if path.parent == Path(".") else str(path)
+    data = _read_toml(path, shown)
+    values: dict[str, Any] = {}
+    channels: dict[str, Any] = {}
+    known_channels = registry.names()
+    for key, table in data.items():
+        where = f"{shown}: [{key}]"
+        if key in _SETTINGS_TABLES:
+            if not isinstance(table, dict):
+                raise ConfigError(f"{where} must be a table")
+            values[key] = read_table(_SETTINGS_TABLES[key], table, where)
+        elif key == "series":
+            if not isinstance(table, dict):
+                raise ConfigError(f"{where} must be a table of series")
+            values["series"] = {
+                name.lower(): read_table(SeriesSettings, t if isinstance(t, dict) else {"label": t}, f"{shown}: [series.{name}]")
+                for name, t in table.items()
+            }
+        elif key in known_channels:
+            if not isinstance(table, dict):
+                raise ConfigError(f"{where} must be a table")
+            channels[key] = read_table(registry.get(key).settings_cls, table, where)
+        else:
+            known = ", ".join(sorted([*_SETTINGS_TABLES, "series", *known_channels]))
+            raise ConfigError(f"{shown}: unknown table [{key}] (known tables: {known})")
+    for name in known_channels:  # every channel gets its defaults even when its table is absent
+        channels.setdefault(name, read_table(registry.get(name).settings_cls, {}, f"{shown}: [{name}]"))
+    return Settings(root=path.resolve().parent, source=shown, channels=channels, **values)
+
+
+# ---------------------------------------------------------------------------------------------
+# campaigns/*.toml
+
+
+@dataclass(frozen=True)
+class UtmSettings:
+    source: str = "newsletter"
+    medium: str = "email"
+    campaign: str = "{campaign}-{edition}"  # {campaign} and {edition} are filled in
+
+
+@dataclass(frozen=True)
+class SocialSettings:
+    mode: Literal["lead", "thread", "per_article", "none"] = "lead"
+    thread_top: int = 3  # articles in the thread after the lead post (mode = "thread")
+    link: Literal["lead_article", "web_version"] = "lead_article"
+    web_version_url: str | None = None  # e.g. "https://example.org/newsletter/{campaign}/{edition}"
+    visibility: Literal["public", "unlisted", "private", "direct"] = "public"
+    language: str = "fr"
+    mentions: tuple[str, ...] = ()
+    spacing: str = "0s"  # wait between two posts of one account (trickle)
+    daily_cap: int = 0  # posts per account per day, 0 = no cap
+
+    def _check(self, where: str) -> None:
+        parse_duration(self.spacing, f"{where}.spacing")
+
+
+@dataclass(frozen=True)
+class Campaign:
+    name: str
+    title: str
+    series: tuple[str, ...]
+    source: str = ""  # file it came from
+    locale: str = "fr_FR"
+    timezone: str = "Europe/Paris"
+    schedule: str = "monday 08:00"
+    channels: tuple[str, ...] = ("email",)
+    list_name: str | None = None  # subscriber list; defaults to the campaign name
+    min_articles: int = 1
+    max_articles: int = 12
+    thin_week: Literal["skip", "send"] = "skip"
+    subject: str = "{{ campaign.title }} – {{ edition_label }}"
+    preheader: str = "{{ edition.articles | length }} articles cette semaine : {{ edition.lead.title }}"
+    intro: str = ""
+    templates: str | None = None  # a campaign's own template folder, searched before the user's
+    utm: UtmSettings = UtmSettings()
+    social: SocialSettings = SocialSettings()
+    hashtags: tuple[str, ...] = ()  # added to the series' own hashtags
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def list(self) -> str:
+        return self.list_name or self.name
+
+
+_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_SCHEDULE = re.compile(r"^\s*(monday|tuesday|wednesday|thursday|friday|saturday|sunday)\s+([01]?\d|2[0-3]):([0-5]\d)\s*$", re.I)
+
+
+def parse_schedule(text: str, where: str) -> tuple[int, int, int]:
+    """'monday 08:00' -> (weekday 0-6, hour, minute)."""
+    m = _SCHEDULE.match(text)
+    if not m:
+        raise ConfigError(f"{where} must look like 'monday 08:00', not {text!r}")
+    return _WEEKDAYS.index(m.group(1).lower()), int(m.group(2)), int(m.group(3))
+
+
+def load_campaign(path: Path, settings: Settings) -> Campaign:
+    """Read one campaign file and check its series, channels, time zone and schedule."""
+    from publisher.channels import registry
+
+    shown = _shown(path, settings)
+    data = _read_toml(path, shown)
+    data.setdefault("name", path.stem)
+    if "list" in data:
+        data["list_name"] = data.pop("list")
+    campaign = read_table(Campaign, data, shown)
+    campaign = dataclasses.replace(campaign, source=shown)
+    check_timezone(campaign.timezone, f"{shown}: timezone")
+    parse_schedule(campaign.schedule, f"{shown}: schedule")
+    if not campaign.series:
+        raise ConfigError(f"{shown}: series must name at least one series")
+    for s in campaign.series:
+        if s.lower() not in settings.series:
+            known = ", ".join(sorted(settings.series)) or "none defined"
+            raise ConfigError(f"{shown}: series: unknown series {s!r} (known in {settings.source}: {known})")
+    for ch in campaign.channels:
+        if ch not in registry.names():
+            raise ConfigError(f"{shown}: channels: unknown channel {ch!r} (known channels: {', '.join(registry.names())})")
+    if campaign.min_articles < 0 or campaign.max_articles < max(1, campaign.min_articles):
+        raise ConfigError(f"{shown}: max_articles must be at least 1 and at least min_articles")
+    try:
+        from babel import Locale
+
+        Locale.parse(campaign.locale)
+    except Exception:
+        raise ConfigError(f"{shown}: locale: unknown locale {campaign.locale!r} (e.g. 'fr_FR')") from None
+    return dataclasses.replace(campaign, series=tuple(s.lower() for s in campaign.series))
+
+
+def _shown(path: Path, settings: Settings) -> str:
+    try:
+        return str(path.resolve().relative_to(settings.root))
+    except ValueError:
+        return str(path)
+
+
+def load_campaigns(settings: Settings, names: typing.Iterable[str] = ()) -> list[Campaign]:
+    """All campaigns in the campaigns folder, or the named ones (unknown names fail)."""
+    folder = settings.path(settings.publisher.campaigns)
+    files = sorted(folder.glob("*.toml")) if folder.is_dir() else []
+    campaigns = [load_campaign(f, settings) for f in files]
+    by_name = {c.name: c for c in campaigns}
+    wanted = list(names)
+    for name in wanted:
+        if name not in by_name:
+            raise ConfigError(f"unknown campaign {name!r} (campaigns in {settings.publisher.campaigns}/: {', '.join(by_name) or 'none'})")
+    return [by_name[n] for n in wanted] if wanted else campaigns

@@ -1,0 +1,146 @@
+"""The delivery ledger: one row per (edition, channel, target), planned -> sending -> sent | failed | unknown.
+
+The rule that keeps mail and posts from going out twice: a row is moved to `sending` (and committed)
+before the request leaves, and to `sent`/`failed` after the reply. A row found in `sending` by a later
+run belongs to a process that died mid-request, so its outcome is unknown: it becomes `unknown` and is
+reported, and only an explicit `--resend-unknown` puts it back to `planned`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Callable, Iterable, Sequence
+
+from publisher.models import Delivery, State
+from publisher.store import Store, from_iso, iso
+
+Clock = Callable[[], datetime]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Ledger:
+    """Ledger operations for one store. `clock` gives timestamps only; decisions take `now` as a value."""
+
+    def __init__(self, store: Store, clock: Clock = _utcnow):
+        self.store = store
+        self.db = store.conn
+        self.clock = clock
+
+    def plan(self, edition_key: str, channel: str, targets: Iterable[str], batch: int = 5000) -> int:
+        """Add `planned` rows for targets that have none; existing rows keep their state. Returns rows added."""
+        added = 0
+        stamp = iso(self.clock())
+        chunk: list[tuple] = []
+
+        def flush() -> None:
+            nonlocal added
+            with self.store.transaction() as db:
+                before = db.total_changes
+                db.executemany("INSERT OR IGNORE INTO deliveries (edition_key, channel, target, state, updated_at)"
+                               " VALUES (?,?,?,'planned',?)", chunk)
+                added += db.total_changes - before
+            chunk.clear()
+
+        for t in targets:
+            chunk.append((edition_key, channel, t, stamp))
+            if len(chunk) >= batch:
+                flush()
+        if chunk:
+            flush()
+        return added
+
+    def recover(self, edition_key: str, channel: str) -> list[str]:
+        """Rows left in `sending` by a dead process become `unknown`; returns their targets."""
+        with self.store.transaction() as db:
+            rows = [r[0] for r in db.execute("SELECT target FROM deliveries WHERE edition_key=? AND channel=?"
+                                             " AND state='sending'", (edition_key, channel))]
+            db.execute("UPDATE deliveries SET state='unknown', reply=coalesce(reply, '') ||"
+                       " 'process stopped while this was on the wire; outcome unknown', updated_at=?"
+                       " WHERE edition_key=? AND channel=? AND state='sending'", (iso(self.clock()), edition_key, channel))
+        return rows
+
+    def resend_unknown(self, edition_key: str, channel: str) -> int:
+        """The user's explicit go-ahead: put `unknown` rows back to `planned`."""
+        with self.store.transaction() as db:
+            cur = db.execute("UPDATE deliveries SET state='planned', updated_at=? WHERE edition_key=? AND channel=?"
+                             " AND state='unknown'", (iso(self.clock()), edition_key, channel))
+            return cur.rowcount
+
+    def claim(self, edition_key: str, channel: str, limit: int, now: datetime | None = None) -> list[str]:
+        """Move up to `limit` due `planned` rows to `sending` in one transaction; returns their targets."""
+        due = iso(now or self.clock())
+        with self.store.transaction() as db:
+            rows = [r[0] for r in db.execute(
+                "SELECT target FROM deliveries WHERE edition_key=? AND channel=? AND state='planned'"
+                " AND (not_before IS NULL OR not_before <= ?) ORDER BY target LIMIT ?",
+                (edition_key, channel, due, limit))]
+            if rows:
+                stamp = iso(self.clock())
+                db.executemany("UPDATE deliveries SET state='sending', attempts=attempts+1, updated_at=?"
+                               " WHERE edition_key=? AND channel=? AND target=?",
+                               [(stamp, edition_key, channel, t) for t in rows])
+        return rows
+
+    def claim_one(self, edition_key: str, channel: str, target: str) -> bool:
+        """Move one specific row planned -> sending; False if it is in any other state."""
+        with self.store.transaction() as db:
+            cur = db.execute("UPDATE deliveries SET state='sending', attempts=attempts+1, updated_at=?"
+                             " WHERE edition_key=? AND channel=? AND target=? AND state='planned'",
+                             (iso(self.clock()), edition_key, channel, target))
+            return cur.rowcount == 1
+
+    def finish(self, edition_key: str, channel: str,
+               results: Sequence[tuple[str, State, str | None, str | None]]) -> None:
+        """Record outcomes: (target, state, remote_id, reply) for rows this process holds in `sending`."""
+        stamp = iso(self.clock())
+        with self.store.transaction() as db:
+            db.executemany("UPDATE deliveries SET state=?, remote_id=coalesce(?, remote_id), reply=?, updated_at=?"
+                           " WHERE edition_key=? AND channel=? AND target=?",
+                           [(s.value, rid, reply, stamp, edition_key, channel, t) for t, s, rid, reply in results])
+
+    def retry_later(self, edition_key: str, channel: str, targets: Sequence[tuple[str, datetime, str]]) -> None:
+        """Put rows back to `planned` with a not-before time (4xx, 429, connection dropped before acceptance)."""
+        stamp = iso(self.clock())
+        with self.store.transaction() as db:
+            db.executemany("UPDATE deliveries SET state='planned', not_before=?, reply=?, updated_at=?"
+                           " WHERE edition_key=? AND channel=? AND target=?",
+                           [(iso(when), reply, stamp, edition_key, channel, t) for t, when, reply in targets])
+
+    def get(self, edition_key: str, channel: str, target: str) -> Delivery | None:
+        r = self.db.execute("SELECT * FROM deliveries WHERE edition_key=? AND channel=? AND target=?",
+                            (edition_key, channel, target)).fetchone()
+        return _delivery(r) if r else None
+
+    def rows(self, edition_key: str, channel: str | None = None, state: State | None = None) -> list[Delivery]:
+        q, args = "SELECT * FROM deliveries WHERE edition_key=?", [edition_key]
+        if channel:
+            q += " AND channel=?"
+            args.append(channel)
+        if state:
+            q += " AND state=?"
+            args.append(state.value)
+        return [_delivery(r) for r in self.db.execute(q + " ORDER BY channel, target", args)]
+
+    def counts(self, edition_key: str, channel: str | None = None) -> dict[str, int]:
+        q, args = "SELECT state, count(*) FROM deliveries WHERE edition_key=?", [edition_key]
+        if channel:
+            q += " AND channel=?"
+            args.append(channel)
+        out = {s.value: 0 for s in State}
+        for state, n in self.db.execute(q + " GROUP BY state", args):
+            out[state] = n
+        return out
+
+    def next_not_before(self, edition_key: str, channel: str) -> datetime | None:
+        r = self.db.execute("SELECT min(not_before) FROM deliveries WHERE edition_key=? AND channel=? AND state='planned'",
+                            (edition_key, channel)).fetchone()
+        return from_iso(r[0]) if r and r[0] else None
+
+
+def _delivery(r) -> Delivery:
+    return Delivery(edition_key=r["edition_key"], channel=r["channel"], target=r["target"], state=State(r["state"]),
+                    remote_id=r["remote_id"], reply=r["reply"], attempts=r["attempts"],
+                    updated_at=from_iso(r["updated_at"]) if r["updated_at"] else None)

@@ -1,0 +1,219 @@
+"""Wires the stages: fetch -> plan -> render (frozen once) -> dispatch, for `fetch`, `send` and `run`.
+
+Preview uses `plan` and `render` from here too, but never `freeze` or `dispatch`: it gets no channel
+objects and no ledger, so it is safe by construction.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from publisher.channels import ChannelDisabled, DispatchContext, DispatchReport, registry
+from publisher.config import Campaign, Settings, load_campaigns, load_settings
+from publisher.editions import Plan, latest_slot_edition, parse_edition_id, plan_edition
+from publisher.errors import DeliveryError, PublisherError
+from publisher.ledger import Ledger
+from publisher.models import Article, RenderedEdition, rendered_from_dict, rendered_to_dict
+from publisher.progress import Progress
+from publisher.store import Store
+
+log = logging.getLogger("publisher")
+
+
+@dataclass
+class Context:
+    """One command's world: settings, the clock value, progress, and the store (opened on first use)."""
+
+    settings: Settings
+    now: datetime
+    fixed_now: bool = False  # --now given: every clock() call returns it
+    verbose: int = 0
+    progress: Progress = field(default_factory=Progress)
+    stop: threading.Event = field(default_factory=threading.Event)
+    _store: Store | None = None
+
+    @classmethod
+    def open(cls, settings_path: str | Path, now: datetime, fixed_now: bool = False, verbose: int = 0) -> "Context":
+        return cls(settings=load_settings(settings_path), now=now, fixed_now=fixed_now, verbose=verbose)
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.settings.store_path)
+        return self._store
+
+    def clock(self) -> datetime:
+        """The time for a long-running loop: the fixed --now, or the real clock."""
+        return self.now if self.fixed_now else datetime.now(timezone.utc)
+
+    def ledger(self) -> Ledger:
+        return Ledger(self.store, clock=self.clock)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+# -- fetch ---------------------------------------------------------------------------------------
+
+
+def fetch(ctx: Context, sources: Sequence[str] | None = None):
+    """Fetch every source (or the given ones) into the store; one bad source never stops the others."""
+    from publisher.feeds import fetch_all
+
+    return fetch_all(list(sources or ctx.settings.feeds.sources), ctx.store, ctx.settings.feeds,
+                     now=ctx.now, progress=ctx.progress)
+
+
+def command_fetch(ctx: Context, args) -> int:
+    results = fetch(ctx, args.feed)
+    failed = 0
+    for r in results:
+        print(r.line())
+        failed += not r.ok
+    if failed:
+        print(f"{failed} source(s) failed; fix them or check [feeds].sources in {ctx.settings.source}, then rerun 'publisher fetch'")
+        return 3
+    return 0
+
+
+# -- plan and render -----------------------------------------------------------------------------
+
+
+def plan(ctx: Context, campaign: Campaign, edition_id: str, articles: Iterable[Article] | None = None) -> Plan:
+    """The edition of `campaign` for `edition_id`, from the given articles or the store."""
+    from publisher.editions import window
+
+    if articles is None:
+        start, end = window(edition_id, campaign.tz)
+        articles = ctx.store.articles_between(start, end)
+    return plan_edition(campaign, edition_id, articles, ctx.settings.series)
+
+
+def render(ctx: Context, campaign: Campaign, p: Plan) -> RenderedEdition:
+    from publisher.render import Renderer
+
+    return Renderer(ctx.settings).render(p.edition, campaign)
+
+
+def frozen(ctx: Context, campaign: Campaign, edition_id: str) -> RenderedEdition | None:
+    """The rendering frozen by an earlier send of this edition, if any."""
+    row = ctx.store.edition_record(campaign.name, edition_id)
+    if row is None or row["status"] != "frozen" or not row["rendered"]:
+        return None
+    return rendered_from_dict(json.loads(row["rendered"]))
+
+
+def freeze(ctx: Context, rendered: RenderedEdition) -> RenderedEdition:
+    """Record the rendering once; a later send of the same edition sends exactly these bytes."""
+    e = rendered.edition
+    row = ctx.store.freeze_edition(e.campaign, e.id, rendered.content_hash,
+                                   json.dumps(rendered_to_dict(rendered), ensure_ascii=False), ctx.now)
+    return rendered_from_dict(json.loads(row["rendered"]))
+
+
+def prepare(ctx: Context, campaign: Campaign, edition_id: str, *, record_skip: bool = True) -> tuple[RenderedEdition | None, str | None]:
+    """The frozen rendering of an edition, rendering and freezing it on first use; or the skip reason."""
+    done = frozen(ctx, campaign, edition_id)
+    if done is not None:
+        return done, None
+    p = plan(ctx, campaign, edition_id)
+    if p.skip_reason:
+        if record_skip:
+            ctx.store.record_skip(campaign.name, edition_id, p.skip_reason, ctx.now)
+        return None, p.skip_reason
+    return freeze(ctx, render(ctx, campaign, p)), None
+
+
+# -- dispatch ------------------------------------------------------------------------------------
+
+
+def dispatch(ctx: Context, campaign: Campaign, rendered: RenderedEdition, channels: Sequence[str] | None = None,
+             *, resend_unknown: bool = False) -> list[DispatchReport]:
+    """Send a frozen edition on the campaign's channels (or the given ones), holding the edition's lease."""
+    key = rendered.edition.key
+    lease = f"send:{key}"
+    ctx.store.acquire_lease(lease, ctx.clock(), ttl_seconds=600)
+    outbox = ctx.settings.path(ctx.settings.publisher.outbox) if ctx.settings.publisher.delivery == "outbox" else None
+    dctx = DispatchContext(settings=ctx.settings, ledger=ctx.ledger(), now=ctx.now, progress=ctx.progress,
+                           stop=ctx.stop, outbox=outbox, resend_unknown=resend_unknown)
+    reports: list[DispatchReport] = []
+    try:
+        for name in channels or campaign.channels:
+            if name not in campaign.channels:
+                raise DeliveryError(f"campaign {campaign.name} does not use channel {name!r} (it uses {', '.join(campaign.channels)})")
+            if ctx.stop.is_set():
+                break
+            spec = registry.get(name)
+            try:
+                channel = spec.factory(ctx.settings, ctx.settings.channels[name], dctx)
+            except ChannelDisabled as exc:
+                r = DispatchReport(channel=name, edition_key=key)
+                r.messages.append(f"{name}: disabled: {exc}")
+                reports.append(r)
+                continue
+            try:
+                reports.append(channel.dispatch(rendered, campaign))
+            except PublisherError as exc:  # one channel's failure never stops the others
+                r = DispatchReport(channel=name, edition_key=key, failed=1)
+                r.messages.append(f"{name}: {exc}")
+                reports.append(r)
+            ctx.store.renew_lease(lease, ctx.clock(), ttl_seconds=600)
+    finally:
+        ctx.store.release_lease(lease)
+    return reports
+
+
+def send(ctx: Context, campaigns: Sequence[Campaign], edition_id: str | None = None,
+         channels: Sequence[str] | None = None, *, resend_unknown: bool = False) -> list[DispatchReport]:
+    """Send the named (or the latest due) edition of each campaign; thin weeks are skipped and reported."""
+    reports: list[DispatchReport] = []
+    for campaign in campaigns:
+        eid = edition_id or latest_slot_edition(campaign, ctx.now)
+        rendered, skip = prepare(ctx, campaign, eid)
+        if rendered is None:
+            r = DispatchReport(channel="-", edition_key=f"{campaign.name}/{eid}")
+            r.messages.append(f"{campaign.name} {eid}: skipped ({skip})")
+            reports.append(r)
+            continue
+        reports.extend(dispatch(ctx, campaign, rendered, channels, resend_unknown=resend_unknown))
+    return reports
+
+
+def command_send(ctx: Context, args) -> int:
+    if args.edition:
+        parse_edition_id(args.edition)
+    campaigns = load_campaigns(ctx.settings, args.campaigns)
+    if args.to:
+        from publisher.channels.email import send_test
+
+        for campaign in campaigns:
+            eid = args.edition or latest_slot_edition(campaign, ctx.now)
+            p = plan(ctx, campaign, eid)
+            if not p.edition.articles:
+                print(f"{campaign.name} {eid}: no articles; nothing to test")
+                continue
+            rendered = frozen(ctx, campaign, eid) or render(ctx, campaign, p)
+            for line in send_test(ctx.settings, campaign, rendered, args.to, now=ctx.now):
+                print(line)
+        return 0
+    reports = send(ctx, campaigns, args.edition, args.channel, resend_unknown=args.resend_unknown)
+    trouble = False
+    for r in reports:
+        if r.channel != "-":
+            print(r.line())
+        for m in r.messages:
+            print(m)
+        trouble |= bool(r.failed or r.unknown or r.pending)
+    if trouble:
+        rerun = f"publisher send {' '.join(args.campaigns)}".strip()
+        print(f"some deliveries are not done; see 'publisher status' and rerun '{rerun}' (sent items are skipped)")
+        return 4
+    return 0

@@ -1,0 +1,298 @@
+"""The SQLite store (WAL): articles, feed state, editions, subscribers, suppression, ledger, leases.
+
+One file holds everything a run needs to resume. Writes happen in short IMMEDIATE transactions so a
+second process (a send, the scheduler, `publisher serve`) waits briefly instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from publisher.errors import ConfigError, LockedError
+from publisher.models import Article
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS articles (
+    id TEXT PRIMARY KEY,
+    link TEXT NOT NULL,
+    title TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    summary_html TEXT NOT NULL DEFAULT '',
+    published TEXT NOT NULL,          -- ISO 8601, UTC
+    source TEXT NOT NULL DEFAULT '',
+    image TEXT,
+    author TEXT,
+    categories TEXT NOT NULL DEFAULT '[]',
+    content_hash TEXT NOT NULL,
+    first_seen TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS articles_published ON articles(published);
+CREATE UNIQUE INDEX IF NOT EXISTS articles_link ON articles(link);
+
+CREATE TABLE IF NOT EXISTS feed_state (
+    source TEXT PRIMARY KEY,
+    etag TEXT,
+    last_modified TEXT,
+    last_fetch TEXT,
+    last_result TEXT,                 -- one line: "12 new, 3 updated, ..." or the error
+    ok INTEGER NOT NULL DEFAULT 1
+);
+
+CREATE TABLE IF NOT EXISTS editions (
+    campaign TEXT NOT NULL,
+    edition_id TEXT NOT NULL,
+    status TEXT NOT NULL,             -- frozen | skipped
+    reason TEXT,                      -- why it was skipped
+    content_hash TEXT,
+    rendered TEXT,                    -- JSON of the frozen RenderedEdition
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (campaign, edition_id)
+);
+
+CREATE TABLE IF NOT EXISTS subscribers (
+    id INTEGER PRIMARY KEY,
+    email TEXT NOT NULL UNIQUE,       -- normalised: domain lower-cased
+    name TEXT NOT NULL DEFAULT '',
+    locale TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS subscriptions (
+    subscriber_id INTEGER NOT NULL REFERENCES subscribers(id) ON DELETE CASCADE,
+    list TEXT NOT NULL,               -- a campaign's list name or a series name
+    PRIMARY KEY (subscriber_id, list)
+);
+CREATE INDEX IF NOT EXISTS subscriptions_list ON subscriptions(list);
+CREATE TABLE IF NOT EXISTS suppression (
+    email TEXT PRIMARY KEY,
+    reason TEXT NOT NULL,             -- unsubscribed | hard-bounce | complaint | manual
+    detail TEXT,
+    created_at TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS deliveries (
+    edition_key TEXT NOT NULL,        -- "campaign/2026-W47"
+    channel TEXT NOT NULL,            -- "email", "x", "outbox:email", ...
+    target TEXT NOT NULL,             -- email address or "post:N"
+    state TEXT NOT NULL,              -- planned | sending | sent | failed | unknown
+    remote_id TEXT,
+    reply TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    not_before TEXT,                  -- retry after (4xx backoff, 429 reset)
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (edition_key, channel, target)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries(edition_key, channel, state);
+
+CREATE TABLE IF NOT EXISTS runs (
+    edition_key TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    PRIMARY KEY (edition_key, channel, started_at)
+);
+
+CREATE TABLE IF NOT EXISTS leases (
+    name TEXT PRIMARY KEY,            -- "send:endurance/2026-W47", "scheduler"
+    holder TEXT NOT NULL,             -- "pid 1234 on host"
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    acquired_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+);
+"""
+
+
+def iso(dt: datetime) -> str:
+    """Aware datetime -> ISO 8601 in UTC (sortable as text)."""
+    return dt.astimezone(timezone.utc).isoformat(timespec="seconds")
+
+
+def from_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+@dataclass
+class UpsertCounts:
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+class Store:
+    """A connection to the SQLite file; create the folder and schema on first use."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"store {self.path}: cannot open ({exc})", hint="check [publisher].store in settings.toml") from None
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self.conn.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT; rolled back on any exception."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # -- articles -------------------------------------------------------------------------------
+
+    def upsert_articles(self, articles: Iterable[Article], now: datetime) -> UpsertCounts:
+        """Insert new articles, update edited ones in place (same id or same link), count the rest."""
+        counts = UpsertCounts()
+        stamp = iso(now)
+        with self.transaction() as db:
+            for a in articles:
+                h = a.content_hash()
+                row = db.execute("SELECT id, content_hash FROM articles WHERE id = ? OR link = ? LIMIT 1",
+                                 (a.id, a.link)).fetchone()
+                values = (a.link, a.title, a.summary, a.summary_html, iso(a.published), a.source, a.image,
+                          a.author, json.dumps(list(a.categories), ensure_ascii=False), h)
+                if row is None:
+                    db.execute("INSERT INTO articles (link, title, summary, summary_html, published, source, image,"
+                               " author, categories, content_hash, id, first_seen, updated_at)"
+                               " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", (*values, a.id, stamp, stamp))
+                    counts.new += 1
+                elif row["content_hash"] == h:
+                    counts.unchanged += 1
+                else:
+                    db.execute("UPDATE articles SET link=?, title=?, summary=?, summary_html=?, published=?, source=?,"
+                               " image=?, author=?, categories=?, content_hash=?, updated_at=? WHERE id=?",
+                               (*values, stamp, row["id"]))
+                    counts.updated += 1
+        return counts
+
+    def articles_between(self, start: datetime, end: datetime) -> list[Article]:
+        """Articles published in [start, end), newest first."""
+        rows = self.conn.execute("SELECT * FROM articles WHERE published >= ? AND published < ?"
+                                 " ORDER BY published DESC, id", (iso(start), iso(end))).fetchall()
+        return [_article(r) for r in rows]
+
+    def article_count(self) -> int:
+        return self.conn.execute("SELECT count(*) FROM articles").fetchone()[0]
+
+    # -- feed state -----------------------------------------------------------------------------
+
+    def feed_state(self, source: str) -> sqlite3.Row | None:
+        return self.conn.execute("SELECT * FROM feed_state WHERE source = ?", (source,)).fetchone()
+
+    def save_feed_state(self, source: str, *, now: datetime, result: str, ok: bool,
+                        etag: str | None = None, last_modified: str | None = None, keep_validators: bool = False) -> None:
+        """Record a fetch; keep_validators leaves the stored ETag/Last-Modified as they were (304, error)."""
+        with self.transaction() as db:
+            if keep_validators:
+                db.execute("INSERT INTO feed_state (source, last_fetch, last_result, ok) VALUES (?,?,?,?)"
+                           " ON CONFLICT(source) DO UPDATE SET last_fetch=excluded.last_fetch,"
+                           " last_result=excluded.last_result, ok=excluded.ok", (source, iso(now), result, int(ok)))
+            else:
+                db.execute("INSERT INTO feed_state (source, etag, last_modified, last_fetch, last_result, ok)"
+                           " VALUES (?,?,?,?,?,?) ON CONFLICT(source) DO UPDATE SET etag=excluded.etag,"
+                           " last_modified=excluded.last_modified, last_fetch=excluded.last_fetch,"
+                           " last_result=excluded.last_result, ok=excluded.ok",
+                           (source, etag, last_modified, iso(now), result, int(ok)))
+
+    def feed_states(self) -> list[sqlite3.Row]:
+        return self.conn.execute("SELECT * FROM feed_state ORDER BY source").fetchall()
+
+    # -- editions -------------------------------------------------------------------------------
+
+    def edition_record(self, campaign: str, edition_id: str) -> sqlite3.Row | None:
+        return self.conn.execute("SELECT * FROM editions WHERE campaign = ? AND edition_id = ?",
+                                 (campaign, edition_id)).fetchone()
+
+    def freeze_edition(self, campaign: str, edition_id: str, content_hash: str, rendered_json: str, now: datetime) -> sqlite3.Row:
+        """Record the rendered edition once; later calls return the first frozen record unchanged."""
+        with self.transaction() as db:
+            db.execute("INSERT OR IGNORE INTO editions (campaign, edition_id, status, content_hash, rendered, created_at)"
+                       " VALUES (?,?,?,?,?,?)", (campaign, edition_id, "frozen", content_hash, rendered_json, iso(now)))
+            # a skipped edition that is later sent on purpose (--edition) becomes frozen
+            db.execute("UPDATE editions SET status='frozen', reason=NULL, content_hash=?, rendered=?"
+                       " WHERE campaign=? AND edition_id=? AND status='skipped'",
+                       (content_hash, rendered_json, campaign, edition_id))
+        return self.edition_record(campaign, edition_id)
+
+    def record_skip(self, campaign: str, edition_id: str, reason: str, now: datetime) -> None:
+        """Record that an edition will not go out, and why (thin week, missed slot)."""
+        with self.transaction() as db:
+            db.execute("INSERT OR IGNORE INTO editions (campaign, edition_id, status, reason, created_at)"
+                       " VALUES (?,?,?,?,?)", (campaign, edition_id, "skipped", reason, iso(now)))
+
+    def edition_records(self, campaign: str | None = None) -> list[sqlite3.Row]:
+        q = "SELECT campaign, edition_id, status, reason, content_hash, created_at FROM editions"
+        args: tuple = ()
+        if campaign:
+            q += " WHERE campaign = ?"
+            args = (campaign,)
+        return self.conn.execute(q + " ORDER BY campaign, edition_id", args).fetchall()
+
+    # -- leases ---------------------------------------------------------------------------------
+
+    def acquire_lease(self, name: str, now: datetime, ttl_seconds: float) -> None:
+        """Take the named lease or raise LockedError naming its holder; an expired lease is taken over."""
+        pid, host = os.getpid(), socket.gethostname()
+        holder = f"pid {pid} on {host}"
+        expires = datetime.fromtimestamp(now.timestamp() + ttl_seconds, timezone.utc)
+        with self.transaction() as db:
+            row = db.execute("SELECT * FROM leases WHERE name = ?", (name,)).fetchone()
+            if row and not (row["pid"] == pid and row["host"] == host) and from_iso(row["expires_at"]) > now \
+                    and not _dead_local_process(row["pid"], row["host"], host):
+                raise LockedError(f"{name} is held by {row['holder']} since {row['acquired_at']}",
+                                  hint=f"wait for it to finish, or stop that process; the lease expires at {row['expires_at']}")
+            db.execute("INSERT INTO leases (name, holder, pid, host, acquired_at, expires_at) VALUES (?,?,?,?,?,?)"
+                       " ON CONFLICT(name) DO UPDATE SET holder=excluded.holder, pid=excluded.pid, host=excluded.host,"
+                       " acquired_at=excluded.acquired_at, expires_at=excluded.expires_at",
+                       (name, holder, pid, host, iso(now), iso(expires)))
+
+    def renew_lease(self, name: str, now: datetime, ttl_seconds: float) -> None:
+        expires = datetime.fromtimestamp(now.timestamp() + ttl_seconds, timezone.utc)
+        with self.transaction() as db:
+            db.execute("UPDATE leases SET expires_at = ? WHERE name = ? AND pid = ?", (iso(expires), name, os.getpid()))
+
+    def release_lease(self, name: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM leases WHERE name = ? AND pid = ? AND host = ?", (name, os.getpid(), socket.gethostname()))
+
+    def lease(self, name: str) -> sqlite3.Row | None:
+        return self.conn.execute("SELECT * FROM leases WHERE name = ?", (name,)).fetchone()
+
+
+def _dead_local_process(pid: int, lease_host: str, this_host: str) -> bool:
+    """A lease left by a killed process on this machine is free at once; elsewhere we wait for expiry."""
+    if lease_host != this_host:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _article(r: sqlite3.Row) -> Article:
+    return Article(id=r["id"], link=r["link"], title=r["title"], summary=r["summary"], summary_html=r["summary_html"],
+                   published=from_iso(r["published"]), source=r["source"], image=r["image"], author=r["author"],
+                   categories=tuple(json.loads(r["categories"])))
