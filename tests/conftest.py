@@ -1,0 +1,59 @@
+"""Shared fixtures: a throw-away copy of the project (settings, campaigns, samples) and a CLI runner.
+
+Area-specific servers (SMTP, feeds, social APIs) live in their own tests/*_servers.py modules.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Project:
+    """A copy of the repository's settings, campaigns and samples in a temporary folder."""
+
+    root: Path
+
+    @property
+    def settings(self) -> Path:
+        return self.root / "settings.toml"
+
+    def write_settings(self, text: str) -> None:
+        self.settings.write_text(text, encoding="utf-8")
+
+    def append_settings(self, text: str) -> None:
+        with self.settings.open("a", encoding="utf-8") as fh:
+            fh.write("\n" + text + "\n")
+
+    def cli(self, *args: str, env: dict[str, str] | None = None, timeout: float = 120, check: bool = False,
+            input: str | None = None) -> subprocess.CompletedProcess:
+        """Run `publisher --settings <copy> ARGS` in a real subprocess, as a user would."""
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("PUBLISHER_")}
+        full_env.update(env or {})
+        proc = subprocess.run([sys.executable, "-m", "publisher", "--settings", str(self.settings), *args],
+                              cwd=self.root, env=full_env, capture_output=True, text=True, timeout=timeout,
+                              input=input)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"publisher {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    """A fresh copy of settings.toml, campaigns/, samples/ and templates/ with its own var/ folder."""
+    root = tmp_path / "project"
+    root.mkdir()
+    shutil.copy(REPO / "settings.toml", root / "settings.toml")
+    for folder in ("campaigns", "samples", "templates"):
+        if (REPO / folder).exists():
+            shutil.copytree(REPO / folder, root / folder)
+    return Project(root)
