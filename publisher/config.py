@@ -190,6 +190,7 @@ class SeriesSettings:
     title_prefixes: tuple[str, ...] = ()  # e.g. "Rallycross France" matches "Rallycross France : ..."
     keywords: tuple[str, ...] = ()  # whole words anywhere in the title
     aliases: tuple[str, ...] = ()  # other names for the series, matched like categories and keywords
+    exclude: tuple[str, ...] = ()  # phrases that never count as a keyword match ("Petit Le Mans")
     hashtags: tuple[str, ...] = ()
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Iterable, Mapping, Sequence
 from zoneinfo import ZoneInfo
 
@@ -43,10 +43,17 @@ def series_of(article: Article, series: Mapping[str, SeriesSettings]) -> tuple[s
         if any(_prefix_match(title, fold(p)) for p in s.title_prefixes):
             found.append(name)
             continue
-        words = [fold(k) for k in (*s.keywords, *s.aliases)]
-        if any(re.search(rf"(?<!\w){re.escape(w)}(?!\w)", title) for w in words if w):
+        text = title
+        for phrase in s.exclude:  # "Petit Le Mans" must not match the keyword "Le Mans"
+            text = _words(fold(phrase)).sub(" ", text)
+        if any(_words(fold(k)).search(text) for k in (*s.keywords, *s.aliases) if k.strip()):
             found.append(name)
     return tuple(found)
+
+
+def _words(phrase: str) -> re.Pattern:
+    """A whole-words pattern for a folded phrase."""
+    return re.compile(rf"(?<!\w){re.escape(phrase)}(?!\w)")
 
 
 def _prefix_match(title: str, prefix: str) -> bool:
@@ -117,7 +124,7 @@ def next_slot(campaign: Campaign, now: datetime) -> tuple[str, datetime]:
 def current_edition(campaign: Campaign, now: datetime, lateness: timedelta) -> str:
     """The edition a preview shows by default: the one due now (inside lateness), else the next one."""
     eid = latest_slot_edition(campaign, now)
-    if now - slot(campaign, eid) <= lateness:
+    if now.astimezone(timezone.utc) - slot(campaign, eid).astimezone(timezone.utc) <= lateness:
         return eid
     return shift(eid, 1)
 
