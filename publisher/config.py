@@ -313,9 +313,12 @@ def load_settings(path: str | Path = "settings.toml") -> Settings:
                 raise ConfigError(f"{where} must be a table")
             channels[key] = read_table(registry.get(key).settings_cls, table, where)
         else:
-            known = ", ".join(sorted([*_SETTINGS_TABLES, "series", *known_channels]))
+            known = ", ".join(sorted({*_SETTINGS_TABLES, "series", *known_channels}))
             raise ConfigError(f"{shown}: unknown table [{key}] (known tables: {known})")
     for name in known_channels:  # every channel gets its defaults even when its table is absent
+        if name in _SETTINGS_TABLES:  # e.g. "email": its table is the top-level [email], read above
+            channels[name] = values.get(name) or _SETTINGS_TABLES[name]()
+            continue
         channels.setdefault(name, read_table(registry.get(name).settings_cls, {}, f"{shown}: [{name}]"))
     return Settings(root=path.resolve().parent, source=shown, channels=channels, **values)
 
