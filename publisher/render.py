@@ -1,0 +1,274 @@
+"""Rendering: an Edition and its Campaign -> RenderedEdition (subject, preheader, HTML, text, posts, lint).
+
+Templates are looked up in layers, first match wins (like Pelican and datasette):
+
+    1. the campaign's own folder (`templates = "..."` in its campaigns/*.toml), if set
+    2. the user's folder, `[publisher].templates` in settings.toml (default `templates/`)
+    3. the stock templates shipped in `publisher/stock_templates/`
+
+A user's template can still extend the stock one it replaces with the `default:` prefix:
+`{% extends "default:email.html" %}`. HTML templates are autoescaped; `.txt` templates and the
+campaign's subject/preheader strings are plain text (escaping `&` in a text part would be a bug), and
+every feed string reaching them is made one line. `StrictUndefined` everywhere: a typo in a template
+is an error, not an empty string.
+
+premailer inlines the CSS once per edition. Rules it cannot inline (`@media`) stay in a <style> block
+with their `!important`, and it never fetches remote CSS (`allow_network=False`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import jinja2
+from babel.dates import format_date
+
+from publisher.config import Campaign, Settings
+from publisher.errors import ConfigError
+from publisher.models import Article, Edition, RenderedEdition
+from publisher.sanitize import one_line, safe_url
+
+log = logging.getLogger("publisher")
+
+STOCK_TEMPLATES = Path(__file__).resolve().parent / "stock_templates"
+SOCIAL_NETWORKS = ("x", "mastodon", "bluesky")
+UNSUBSCRIBE_TOKEN = "%%UNSUBSCRIBE_URL%%"  # replaced per recipient in the finished MIME bytes
+EMAIL_TOKEN = "%%EMAIL%%"
+LEAD_SUMMARY_CHARS = 420
+ITEM_SUMMARY_CHARS = 220
+
+
+# -- the template environment --------------------------------------------------------------------
+
+
+def template_folders(settings: Settings, campaign: Campaign | None = None) -> list[Path]:
+    """The template layers for a campaign, first match wins: campaign folder, user folder, stock."""
+    folders = []
+    if campaign is not None and campaign.templates:
+        folders.append(settings.path(campaign.templates))
+    folders.append(settings.path(settings.publisher.templates))
+    folders.append(STOCK_TEMPLATES)
+    return folders
+
+
+def make_environment(folders: list[Path]) -> jinja2.Environment:
+    """A Jinja environment over the given layers plus the `default:` prefix for the stock layer."""
+    stock = jinja2.FileSystemLoader(str(STOCK_TEMPLATES))
+    loader = jinja2.ChoiceLoader([
+        jinja2.FileSystemLoader([str(f) for f in folders]),
+        jinja2.PrefixLoader({"default": stock}, delimiter=":"),
+    ])
+    env = jinja2.Environment(
+        loader=loader,
+        # HTML is escaped; text templates and subject strings are not (they are not HTML).
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html", "htm", "xml"),
+                                            default_for_string=False, default=False),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["one_line"] = one_line
+    return env
+
+
+# -- derived values: dates and links ---------------------------------------------------------------
+
+
+def _day(d: date, locale: str, with_month: bool, with_year: bool) -> str:
+    fmt = "d" + (" MMMM" if with_month else "") + (" y" if with_year else "")
+    text = format_date(d, fmt, locale=locale)
+    if locale.lower().startswith("fr") and d.day == 1:  # French writes "1er décembre"
+        text = "1er" + text[1:]
+    return text
+
+
+def edition_label(edition: Edition, campaign: Campaign) -> str:
+    """'semaine du 16 au 22 novembre 2026' (French) or 'week of 16 – 22 November 2026' otherwise."""
+    first = edition.window_start.astimezone(campaign.tz).date()
+    last = (edition.window_end.astimezone(campaign.tz) - timedelta(seconds=1)).date()
+    same_year, same_month = first.year == last.year, (first.year, first.month) == (last.year, last.month)
+    start = _day(first, campaign.locale, with_month=not same_month, with_year=not same_year)
+    end = _day(last, campaign.locale, with_month=True, with_year=True)
+    if campaign.locale.lower().startswith("fr"):
+        return f"semaine du {start} au {end}"
+    return f"week of {start} – {end}"
+
+
+def with_utm(url: str, campaign: Campaign, edition: Edition, *, source: str | None = None,
+             medium: str | None = None) -> str:
+    """`url` with utm_source/utm_medium/utm_campaign set (other query parameters kept)."""
+    parts = urlsplit(url)
+    name = campaign.utm.campaign.replace("{campaign}", campaign.name).replace("{edition}", edition.id)
+    utm = {"utm_source": source or campaign.utm.source, "utm_medium": medium or campaign.utm.medium,
+           "utm_campaign": name}
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in utm]
+    query += [(k, v) for k, v in utm.items() if v]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
+
+
+def _defuse(text: str) -> str:
+    """Feed text must never contain a personal token the sender would fill in (%%EMAIL%%, ...)."""
+    while "%%" in text:
+        text = text.replace("%%", "%")
+    return text
+
+
+@dataclass(frozen=True)
+class Item:
+    """An article as templates see it: clean one-line title, safe links with UTM, local date."""
+
+    article: Article
+    title: str
+    url: str | None  # http(s) link with UTM, or None when the feed's link was not safe
+    plain_url: str | None  # the same link without UTM (for social cards and display)
+    image: str | None
+    summary: str  # plain text, shortened at a word boundary for the email
+    full_summary: str
+    date_label: str  # "lundi 16 novembre"
+    series: tuple[str, ...]  # series labels, e.g. ("WEC", "24 Heures du Mans")
+    series_names: tuple[str, ...]
+    author: str | None
+    is_lead: bool
+
+
+def make_items(edition: Edition, campaign: Campaign, settings: Settings, *, utm_source: str | None = None,
+               utm_medium: str | None = None) -> list[Item]:
+    """The edition's articles as template-ready items (escaping happens in the templates)."""
+    from publisher.posts import shorten
+
+    items = []
+    for i, a in enumerate(edition.articles):
+        link = safe_url(a.link)
+        image = safe_url(a.image) if a.image else None
+        summary = _defuse(one_line(a.summary))
+        names = edition.series.get(a.id, ())
+        labels = tuple(settings.series[n].label if n in settings.series else n for n in names)
+        items.append(Item(
+            article=a,
+            title=_defuse(one_line(a.title)),
+            url=with_utm(link, campaign, edition, source=utm_source, medium=utm_medium) if link else None,
+            plain_url=link,
+            image=image,
+            summary=shorten(summary, LEAD_SUMMARY_CHARS if i == 0 else ITEM_SUMMARY_CHARS),
+            full_summary=summary,
+            date_label=format_date(a.published.astimezone(campaign.tz).date(), "EEEE d MMMM", locale=campaign.locale),
+            series=labels,
+            series_names=names,
+            author=_defuse(one_line(a.author)) if a.author else None,
+            is_lead=i == 0,
+        ))
+    return items
+
+
+def base_context(edition: Edition, campaign: Campaign, settings: Settings) -> dict:
+    """What every template gets: the edition, the campaign and derived values, never raw settings."""
+    site = safe_url(settings.publisher.site_url)
+    web = None
+    if campaign.social.web_version_url:
+        web = safe_url(campaign.social.web_version_url.replace("{campaign}", campaign.name)
+                       .replace("{edition}", edition.id))
+    return {
+        "edition": edition,
+        "campaign": campaign,
+        "edition_label": edition_label(edition, campaign),
+        "publisher_name": settings.publisher.name,
+        "site_url": with_utm(site, campaign, edition) if site else None,
+        "web_version_url": web,
+        "intro": campaign.intro,
+        "lang": campaign.locale.split("_")[0],
+        "unsubscribe_url": UNSUBSCRIBE_TOKEN,
+        "email_address": EMAIL_TOKEN,
+        "week_start": format_date(edition.window_start.astimezone(campaign.tz).date(), "d MMMM y", locale=campaign.locale),
+    }
+
+
+# -- the renderer ------------------------------------------------------------------------------------
+
+
+class Renderer:
+    """Renders editions with the template layers of `settings` (and each campaign's own folder)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._envs: dict[str | None, jinja2.Environment] = {}
+
+    def environment(self, campaign: Campaign | None = None) -> jinja2.Environment:
+        """The (cached) Jinja environment for a campaign's template layers."""
+        key = campaign.templates if campaign is not None else None
+        if key not in self._envs:
+            self._envs[key] = make_environment(template_folders(self.settings, campaign))
+        return self._envs[key]
+
+    def render(self, edition: Edition, campaign: Campaign) -> RenderedEdition:
+        """Subject, preheader, HTML (CSS inlined once), text part, posts per social network, lint."""
+        from publisher.lint import lint_email
+        from publisher.posts import compose
+
+        env = self.environment(campaign)
+        ctx = base_context(edition, campaign, self.settings)
+        items = make_items(edition, campaign, self.settings)
+        ctx.update(items=items, lead=items[0] if items else None, others=items[1:])
+        subject = self._string(env, campaign.subject, ctx, campaign, "subject")
+        preheader = self._string(env, campaign.preheader, ctx, campaign, "preheader")
+        ctx.update(subject=subject, preheader=preheader)
+        html = inline_css(self._template(env, "email.html", ctx, campaign))
+        text = self._template(env, "email.txt", ctx, campaign)
+        posts = {}
+        for network in campaign.channels:
+            if network in SOCIAL_NETWORKS:
+                posts[network] = compose(edition, campaign, network, self.settings, env=env)
+        return RenderedEdition(edition=edition, subject=subject, preheader=preheader, html=html, text=text,
+                               posts=posts, lint=lint_email(html, text))
+
+    def _string(self, env: jinja2.Environment, source: str, ctx: dict, campaign: Campaign, what: str) -> str:
+        try:
+            return one_line(env.from_string(source).render(ctx))
+        except jinja2.TemplateError as exc:
+            raise ConfigError(f"{campaign.source or campaign.name}: {what}: {_describe(exc)}",
+                              hint=f"fix the {what} template, then rerun 'publisher preview --campaign {campaign.name}'") from None
+
+    def _template(self, env: jinja2.Environment, name: str, ctx: dict, campaign: Campaign) -> str:
+        return render_template(env, name, ctx, campaign)
+
+
+def render_template(env: jinja2.Environment, name: str, ctx: dict, campaign: Campaign) -> str:
+    """Render one template file; template mistakes become one-line ConfigErrors naming the file."""
+    try:
+        return env.get_template(name).render(ctx)
+    except jinja2.TemplateNotFound as exc:
+        raise ConfigError(f"template {exc.name!r} not found (looked in the campaign folder, your templates "
+                          f"folder and the stock templates)", hint="check the name in your {% extends %} or {% include %}") from None
+    except jinja2.TemplateError as exc:
+        where = getattr(exc, "filename", None) or name
+        line = getattr(exc, "lineno", None)
+        raise ConfigError(f"template {where}{f' line {line}' if line else ''}: {_describe(exc)}",
+                          hint=f"fix it, then rerun 'publisher preview --campaign {campaign.name}'") from None
+
+
+def _describe(exc: Exception) -> str:
+    return one_line(str(exc)) or type(exc).__name__
+
+
+def inline_css(html: str) -> str:
+    """Inline the CSS of `html` with premailer; keep @media (and !important) in <style>; no network."""
+    from premailer import Premailer
+
+    return Premailer(
+        html,
+        keep_style_tags=False,  # only what cannot be inlined (@media) stays in a <style> block
+        strip_important=False,  # @media overrides need their !important
+        allow_network=False,  # never fetch a remote stylesheet
+        allow_loading_external_files=False,
+        disable_validation=True,
+        cssutils_logging_level=logging.CRITICAL,  # mso-* and other mail-client hacks are not errors
+        remove_classes=False,  # the kept @media rules select on classes
+        disable_link_rewrites=True,
+        align_floating_images=False,
+        # Keep the pixel width="" attributes Outlook needs; premailer would copy "width:100%" over them.
+        disable_basic_attributes=["width", "height"],
+    ).transform()
