@@ -1,0 +1,376 @@
+"""Subscribers and the suppression list: import/export CSV, count, remove, and who an edition goes to.
+
+A subscriber is one normalised address with a name, a locale and the lists it is on (a campaign's
+list name or a series name). The suppression list (unsubscribed, hard-bounce, complaint, manual) wins
+over everything: no send plans a suppressed address, and an import never takes one off the list.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Iterable, Iterator, TextIO
+
+from publisher.errors import ConfigError, InputError
+from publisher.sanitize import one_line
+from publisher.store import Store, iso
+
+SUPPRESSION_REASONS = ("unsubscribed", "hard-bounce", "complaint", "manual")
+
+# dot-atom local part (RFC 5322 atext), ASCII only: every relay accepts these without SMTPUTF8
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LOCAL = re.compile(rf"^{_ATEXT}(?:\.{_ATEXT})*$")
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def normalise_address(text: str) -> str:
+    """`' Jean.Dupont@Example.ORG '` -> `'jean.dupont@example.org'`; ValueError names what is wrong.
+
+    The whole address is lower-cased: mailbox providers treat the local part case-insensitively, and
+    one reader must never be two subscribers.
+    """
+    addr = text.strip().strip("<>").strip()
+    if not addr:
+        raise ValueError("empty address")
+    if any(c.isspace() for c in addr):
+        raise ValueError(f"{addr!r} contains spaces")
+    if addr.count("@") != 1:
+        raise ValueError(f"{addr!r} is not an address (needs exactly one @)")
+    local, domain = addr.split("@")
+    if not local:
+        raise ValueError(f"{addr!r} has nothing before the @")
+    if not _LOCAL.match(local):
+        raise ValueError(f"{addr!r}: the part before the @ has characters or dots that are not allowed")
+    if not domain:
+        raise ValueError(f"{addr!r} has nothing after the @")
+    domain = domain.rstrip(".")
+    try:
+        domain = domain.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        raise ValueError(f"{addr!r}: the domain is not valid") from None
+    labels = domain.split(".")
+    if len(labels) < 2 or not all(_LABEL.match(lab) for lab in labels) or labels[-1].isdigit():
+        raise ValueError(f"{addr!r}: the domain is not valid")
+    result = f"{local.lower()}@{domain}"
+    if len(result) > 254 or len(local) > 64:
+        raise ValueError(f"{addr!r} is too long")
+    return result
+
+
+def _split_lists(text: str) -> list[str]:
+    return [p.lower() for p in re.split(r"[;|,\s]+", text or "") if p]
+
+
+def _normalise_locale(text: str) -> str:
+    text = (text or "").strip().replace("-", "_")
+    if not text:
+        return ""
+    try:
+        from babel import Locale
+
+        return str(Locale.parse(text))
+    except Exception:
+        raise ValueError(f"unknown locale {text!r} (e.g. fr_FR)") from None
+
+
+@dataclass(frozen=True)
+class SubscriberRow:
+    email: str
+    name: str = ""
+    lists: tuple[str, ...] = ()
+    locale: str = ""
+
+
+@dataclass
+class ImportReport:
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    suppressed: int = 0  # stored, but on the suppression list: they stay unsubscribed
+    rejected: list[tuple[int, str]] = field(default_factory=list)  # (line, reason)
+
+    def line(self, source: str) -> str:
+        return (f"{source}: {self.new} new, {self.updated} updated, {self.unchanged} unchanged, "
+                f"{len(self.rejected)} rejected" + (f", {self.suppressed} suppressed (kept unsubscribed)" if self.suppressed else ""))
+
+
+# -- store operations --------------------------------------------------------------------------
+
+
+def upsert(store: Store, rows: Iterable[SubscriberRow], now: datetime, batch: int = 2000, report: ImportReport | None = None) -> ImportReport:
+    """Add or update subscribers; names and locales are only replaced by non-empty values, lists only added."""
+    report = report or ImportReport()
+    stamp = iso(now)
+    chunk: list[SubscriberRow] = []
+
+    def flush() -> None:
+        with store.transaction() as db:
+            for r in chunk:
+                old = db.execute("SELECT id, name, locale FROM subscribers WHERE email=?", (r.email,)).fetchone()
+                if old is None:
+                    sid = db.execute("INSERT INTO subscribers (email, name, locale, created_at, updated_at) VALUES (?,?,?,?,?)",
+                                     (r.email, r.name, r.locale, stamp, stamp)).lastrowid
+                    changed, is_new = True, True
+                else:
+                    sid, is_new = old["id"], False
+                    name, locale = r.name or old["name"], r.locale or old["locale"]
+                    changed = (name, locale) != (old["name"], old["locale"])
+                    if changed:
+                        db.execute("UPDATE subscribers SET name=?, locale=?, updated_at=? WHERE id=?", (name, locale, stamp, sid))
+                before = db.total_changes
+                db.executemany("INSERT OR IGNORE INTO subscriptions (subscriber_id, list) VALUES (?,?)", [(sid, lst) for lst in r.lists])
+                changed |= db.total_changes != before
+                if is_new:
+                    report.new += 1
+                elif changed:
+                    report.updated += 1
+                else:
+                    report.unchanged += 1
+                if db.execute("SELECT 1 FROM suppression WHERE email=?", (r.email,)).fetchone():
+                    report.suppressed += 1
+        chunk.clear()
+
+    for r in rows:
+        chunk.append(r)
+        if len(chunk) >= batch:
+            flush()
+    if chunk:
+        flush()
+    return report
+
+
+def suppress(store: Store, email: str, reason: str, now: datetime, detail: str | None = None) -> bool:
+    """Put an address on the suppression list (first reason kept); True if it was not there yet."""
+    if reason not in SUPPRESSION_REASONS:
+        raise ValueError(reason)
+    with store.transaction() as db:
+        cur = db.execute("INSERT OR IGNORE INTO suppression (email, reason, detail, created_at) VALUES (?,?,?,?)",
+                         (email, reason, detail, iso(now)))
+        return cur.rowcount == 1
+
+
+def suppression_reason(store: Store, email: str) -> str | None:
+    r = store.conn.execute("SELECT reason FROM suppression WHERE email=?", (email,)).fetchone()
+    return r[0] if r else None
+
+
+def remove(store: Store, email: str, now: datetime) -> bool:
+    """Delete a subscriber and suppress the address (reason `manual`); True if a subscriber was deleted."""
+    with store.transaction() as db:
+        cur = db.execute("DELETE FROM subscribers WHERE email=?", (email,))
+        db.execute("INSERT OR IGNORE INTO suppression (email, reason, detail, created_at) VALUES (?,?,?,?)",
+                   (email, "manual", "publisher subscribers remove", iso(now)))
+        return cur.rowcount == 1
+
+
+def lists_of(store: Store, email: str) -> list[str]:
+    return [r[0] for r in store.conn.execute(
+        "SELECT x.list FROM subscriptions x JOIN subscribers s ON s.id = x.subscriber_id WHERE s.email=? ORDER BY x.list", (email,))]
+
+
+def set_lists(store: Store, email: str, keep: Iterable[str], choosable: Iterable[str], now: datetime) -> None:
+    """Preferences: among `choosable` lists, keep the subscriber on exactly `keep`."""
+    keep, choosable = {k.lower() for k in keep}, {c.lower() for c in choosable}
+    with store.transaction() as db:
+        row = db.execute("SELECT id FROM subscribers WHERE email=?", (email,)).fetchone()
+        if row is None:
+            return
+        for lst in choosable:
+            if lst in keep:
+                db.execute("INSERT OR IGNORE INTO subscriptions (subscriber_id, list) VALUES (?,?)", (row[0], lst))
+            else:
+                db.execute("DELETE FROM subscriptions WHERE subscriber_id=? AND list=?", (row[0], lst))
+        db.execute("UPDATE subscribers SET updated_at=? WHERE id=?", (iso(now), row[0]))
+
+
+def plan_recipients(store: Store, edition_key: str, channel: str, lists: Iterable[str], stamp: str) -> int:
+    """Ledger rows for everyone on any of `lists` and not suppressed, one per address; returns rows added.
+
+    One INSERT ... SELECT: the subscriber list never passes through Python memory.
+    """
+    names = sorted({n.lower() for n in lists})
+    marks = ",".join("?" * len(names))
+    with store.transaction() as db:
+        cur = db.execute(
+            "INSERT OR IGNORE INTO deliveries (edition_key, channel, target, state, updated_at)"
+            " SELECT ?, ?, s.email, 'planned', ? FROM subscribers s"
+            f" WHERE EXISTS (SELECT 1 FROM subscriptions x WHERE x.subscriber_id = s.id AND x.list IN ({marks}))"
+            " AND NOT EXISTS (SELECT 1 FROM suppression p WHERE p.email = s.email)",
+            (edition_key, channel, stamp, *names))
+        return cur.rowcount
+
+
+def iter_subscribers(store: Store, list_name: str | None = None, *, include_suppressed: bool = False) -> Iterator[SubscriberRow]:
+    """Subscribers in address order, streamed."""
+    q = ("SELECT s.email, s.name, s.locale, (SELECT group_concat(list, ';') FROM"
+         " (SELECT list FROM subscriptions WHERE subscriber_id = s.id ORDER BY list)) AS lists FROM subscribers s")
+    where, args = [], []
+    if list_name:
+        where.append("EXISTS (SELECT 1 FROM subscriptions x WHERE x.subscriber_id = s.id AND x.list = ?)")
+        args.append(list_name.lower())
+    if not include_suppressed:
+        where.append("NOT EXISTS (SELECT 1 FROM suppression p WHERE p.email = s.email)")
+    if where:
+        q += " WHERE " + " AND ".join(where)
+    for r in store.conn.execute(q + " ORDER BY s.email", args):
+        yield SubscriberRow(email=r["email"], name=r["name"], lists=tuple(_split_lists(r["lists"] or "")), locale=r["locale"])
+
+
+# -- CSV -------------------------------------------------------------------------------------
+
+_COLUMNS = {"email": "email", "e-mail": "email", "mail": "email", "adresse": "email", "address": "email",
+            "name": "name", "nom": "name", "series": "lists", "séries": "lists", "lists": "lists", "list": "lists",
+            "listes": "lists", "locale": "locale", "langue": "locale", "language": "locale"}
+
+
+def _decode(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace")  # spreadsheet exports on Windows
+
+
+def read_csv(path: Path, *, extra_list: str | None, known_lists: set[str] | None) -> Iterator[tuple[int, SubscriberRow | str]]:
+    """(line, row) for each good row and (line, reason) for each bad one; a file that cannot be read at all raises."""
+    text = _decode(path)
+    first = text.split("\n", 1)[0]
+    delimiter = max((",", ";", "\t"), key=first.count)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise InputError(f"{path}: empty file", hint="the first row must be a header: email,name,series,locale") from None
+    cols = [_COLUMNS.get(h.strip().lower()) for h in header]
+    if "email" not in cols:
+        raise InputError(f"{path}: line 1: no 'email' column in the header ({', '.join(header)})",
+                         hint="the first row must be a header: email,name,series,locale")
+    for values in reader:
+        line = reader.line_num
+        if not any(v.strip() for v in values):
+            continue
+        rec = {c: v for c, v in zip(cols, values) if c}
+        try:
+            email = normalise_address(rec.get("email", ""))
+            lists = _split_lists(rec.get("lists", ""))
+            if extra_list:
+                lists.append(extra_list.lower())
+            if known_lists is not None:
+                unknown = [lst for lst in lists if lst not in known_lists]
+                if unknown:
+                    raise ValueError(f"unknown series or list {unknown[0]!r} (known: {', '.join(sorted(known_lists))})")
+            if not lists:
+                raise ValueError("no series or list (fill the series column, or use --list NAME)")
+            row = SubscriberRow(email=email, name=one_line(rec.get("name", ""))[:200], lists=tuple(dict.fromkeys(lists)),
+                                locale=_normalise_locale(rec.get("locale", "")))
+        except ValueError as exc:
+            yield line, str(exc)
+            continue
+        yield line, row
+
+
+def import_csv(store: Store, path: Path, now: datetime, *, extra_list: str | None = None,
+               known_lists: set[str] | None = None, on_reject=None) -> ImportReport:
+    """Import good rows, report bad ones (line, reason) without stopping; nothing stored is removed."""
+    report = ImportReport()
+
+    def good() -> Iterator[SubscriberRow]:
+        for line, item in read_csv(path, extra_list=extra_list, known_lists=known_lists):
+            if isinstance(item, str):
+                report.rejected.append((line, item))
+                if on_reject:
+                    on_reject(line, item)
+            else:
+                yield item
+
+    return upsert(store, good(), now, report=report)
+
+
+def write_csv(rows: Iterable[SubscriberRow], out: TextIO) -> int:
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(["email", "name", "series", "locale"])
+    n = 0
+    for r in rows:
+        w.writerow([r.email, r.name, ";".join(r.lists), r.locale])
+        n += 1
+    return n
+
+
+# -- CLI -------------------------------------------------------------------------------------
+
+
+def _known_lists(ctx) -> set[str]:
+    from publisher.config import load_campaigns
+
+    known = set(ctx.settings.series)
+    try:
+        for c in load_campaigns(ctx.settings):
+            known.add(c.list.lower())
+    except ConfigError:
+        pass  # a broken campaign file is reported by the commands that need campaigns
+    return known
+
+
+def command_subscribers(ctx, args) -> int:
+    """`publisher subscribers import|export|count|remove`."""
+    store = ctx.store
+    if args.subcommand == "import":
+        path = Path(args.file)
+        known = _known_lists(ctx)
+        if args.list_name:
+            known.add(args.list_name.lower())
+        report = import_csv(store, path, ctx.now, extra_list=args.list_name, known_lists=known,
+                            on_reject=lambda line, reason: print(f"{path}: line {line}: {reason}", file=sys.stderr))
+        print(report.line(str(path)))
+        if report.rejected:
+            print(f"{len(report.rejected)} row(s) rejected and not imported; fix them and rerun "
+                  f"'publisher subscribers import {path}' (rows already imported are updated, not duplicated)", file=sys.stderr)
+            return 2
+        return 0
+    if args.subcommand == "export":
+        rows = iter_subscribers(store, args.list_name)
+        if args.out:
+            with open(args.out, "w", encoding="utf-8", newline="") as fh:
+                n = write_csv(rows, fh)
+            print(f"{n} subscribers written to {args.out}", file=sys.stderr)
+        else:
+            write_csv(rows, sys.stdout)
+        return 0
+    if args.subcommand == "count":
+        db = store.conn
+        q = ("SELECT x.list, count(*) FROM subscriptions x JOIN subscribers s ON s.id = x.subscriber_id"
+             " WHERE NOT EXISTS (SELECT 1 FROM suppression p WHERE p.email = s.email)")
+        args_q: tuple = ()
+        if args.list_name:
+            q += " AND x.list = ?"
+            args_q = (args.list_name.lower(),)
+        for lst, n in db.execute(q + " GROUP BY x.list ORDER BY x.list", args_q):
+            print(f"{lst}: {n}")
+        total = db.execute("SELECT count(*) FROM subscribers s WHERE NOT EXISTS"
+                           " (SELECT 1 FROM suppression p WHERE p.email = s.email)").fetchone()[0]
+        by_reason = db.execute("SELECT reason, count(*) FROM suppression GROUP BY reason ORDER BY reason").fetchall()
+        sup = sum(n for _, n in by_reason)
+        detail = ", ".join(f"{n} {r}" for r, n in by_reason)
+        print(f"total: {total} subscribers; {sup} suppressed" + (f" ({detail})" if detail else ""))
+        return 0
+    if args.subcommand == "remove":
+        bad = 0
+        for text in args.addresses:
+            try:
+                email = normalise_address(text)
+            except ValueError as exc:
+                print(f"{text}: {exc}", file=sys.stderr)
+                bad += 1
+                continue
+            deleted = remove(store, email, ctx.now)
+            print(f"{email}: {'removed and suppressed' if deleted else 'not a subscriber; suppressed'}")
+        return 2 if bad else 0
+    raise AssertionError(args.subcommand)
