@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -68,8 +69,10 @@ def fetch(ctx: Context, sources: Sequence[str] | None = None):
     """Fetch every source (or the given ones) into the store; one bad source never stops the others."""
     from publisher.feeds import fetch_all
 
+    # Configured paths are relative to settings.toml's folder; --feed paths to the working folder.
+    root = None if sources else ctx.settings.root
     return fetch_all(list(sources or ctx.settings.feeds.sources), ctx.store, ctx.settings.feeds,
-                     now=ctx.now, progress=ctx.progress)
+                     now=ctx.now, progress=ctx.progress, root=root)
 
 
 def command_fetch(ctx: Context, args) -> int:
@@ -158,13 +161,22 @@ def dispatch(ctx: Context, campaign: Campaign, rendered: RenderedEdition, channe
                 r = DispatchReport(channel=name, edition_key=key)
                 r.messages.append(f"{name}: disabled: {exc}")
                 reports.append(r)
+                run = ctx.store.start_run(key, name, ctx.clock())
+                ctx.store.finish_run(run, ctx.clock(), 0.0, f"disabled: {exc}", r.line())
                 continue
+            # the runs table says when each channel started and finished, and how it ended (publisher status)
+            run, started, outcome, r = ctx.store.start_run(key, name, ctx.clock()), time.monotonic(), "crashed", None
             try:
-                reports.append(channel.dispatch(rendered, campaign))
+                r = channel.dispatch(rendered, campaign)
+                outcome = "stopped" if ctx.stop.is_set() and r.pending else "ok"
+                reports.append(r)
             except PublisherError as exc:  # one channel's failure never stops the others
                 r = DispatchReport(channel=name, edition_key=key, failed=1)
                 r.messages.append(f"{name}: {exc}")
                 reports.append(r)
+                outcome = f"error: {exc}"
+            finally:
+                ctx.store.finish_run(run, ctx.clock(), time.monotonic() - started, outcome, r.line() if r else "")
             ctx.store.renew_lease(lease, ctx.clock(), ttl_seconds=600)
     finally:
         ctx.store.release_lease(lease)

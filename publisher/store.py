@@ -98,7 +98,16 @@ CREATE TABLE IF NOT EXISTS runs (
     channel TEXT NOT NULL,
     started_at TEXT NOT NULL,
     finished_at TEXT,
+    outcome TEXT,                     -- ok | stopped | disabled: why | error: why | crashed: why
+    seconds REAL,                     -- measured on a monotonic clock (right even under --now)
+    summary TEXT,                     -- the channel's report line
     PRIMARY KEY (edition_key, channel, started_at)
+);
+
+CREATE TABLE IF NOT EXISTS scheduler_state (
+    name TEXT PRIMARY KEY,            -- "last_tick", "last_error", ...
+    value TEXT NOT NULL,
+    updated_at TEXT NOT NULL
 );
 
 CREATE TABLE IF NOT EXISTS leases (
@@ -143,6 +152,7 @@ class Store:
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA foreign_keys=ON")
         self.conn.executescript(SCHEMA)
+        _add_missing_columns(self.conn, "runs", {"outcome": "TEXT", "seconds": "REAL", "summary": "TEXT"})
 
     def close(self) -> None:
         self.conn.close()
@@ -277,6 +287,69 @@ class Store:
 
     def lease(self, name: str) -> sqlite3.Row | None:
         return self.conn.execute("SELECT * FROM leases WHERE name = ?", (name,)).fetchone()
+
+
+    # -- dispatch runs and scheduler state ---------------------------------------------------------
+
+    def start_run(self, edition_key: str, channel: str, now: datetime) -> int:
+        """Record that a channel started sending an edition; returns the run's id for finish_run."""
+        stamp = now.astimezone(timezone.utc).isoformat(timespec="microseconds")  # two runs in one second stay apart
+        with self.transaction() as db:
+            cur = db.execute("INSERT OR REPLACE INTO runs (edition_key, channel, started_at) VALUES (?,?,?)",
+                             (edition_key, channel, stamp))
+            return cur.lastrowid
+
+    def finish_run(self, run_id: int, now: datetime, seconds: float, outcome: str, summary: str = "") -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE runs SET finished_at=?, seconds=?, outcome=?, summary=? WHERE rowid=?",
+                       (iso(now), seconds, outcome, summary, run_id))
+
+    def runs(self, edition_key: str | None = None, channel: str | None = None) -> list[sqlite3.Row]:
+        """Dispatch runs, oldest first, optionally of one edition key and channel."""
+        q, args = "SELECT rowid AS id, * FROM runs WHERE 1=1", []
+        if edition_key:
+            q += " AND edition_key = ?"
+            args.append(edition_key)
+        if channel:
+            q += " AND channel = ?"
+            args.append(channel)
+        return self.conn.execute(q + " ORDER BY started_at, rowid", args).fetchall()
+
+    def last_runs(self, campaign: str) -> list[sqlite3.Row]:
+        """The latest run of each channel of a campaign (any edition)."""
+        return self.conn.execute(
+            "SELECT rowid AS id, * FROM runs r WHERE edition_key LIKE ? ESCAPE '\\' AND started_at ="
+            " (SELECT max(started_at) FROM runs WHERE channel = r.channel AND edition_key LIKE ? ESCAPE '\\')"
+            " ORDER BY channel", (_like_prefix(campaign), _like_prefix(campaign))).fetchall()
+
+    def open_deliveries(self, edition_key: str, now: datetime) -> dict[str, tuple[int, int]]:
+        """Per ledger channel: (planned or sending rows, of which ready now, i.e. no retry time ahead)."""
+        rows = self.conn.execute(
+            "SELECT channel, count(*), sum(CASE WHEN not_before IS NULL OR not_before <= ? OR state='sending'"
+            " THEN 1 ELSE 0 END) FROM deliveries WHERE edition_key = ? AND state IN ('planned', 'sending')"
+            " GROUP BY channel", (iso(now), edition_key)).fetchall()
+        return {r[0]: (r[1], r[2] or 0) for r in rows}
+
+    def get_state(self, name: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM scheduler_state WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else None
+
+    def set_state(self, name: str, value: str, now: datetime) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT INTO scheduler_state (name, value, updated_at) VALUES (?,?,?) ON CONFLICT(name)"
+                       " DO UPDATE SET value=excluded.value, updated_at=excluded.updated_at", (name, value, iso(now)))
+
+
+def _like_prefix(campaign: str) -> str:
+    return campaign.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
+
+
+def _add_missing_columns(conn: sqlite3.Connection, table: str, columns: dict[str, str]) -> None:
+    """Stores created by an older version get the newer columns (all nullable)."""
+    have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+    for name, kind in columns.items():
+        if name not in have:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
 
 def _dead_local_process(pid: int, lease_host: str, this_host: str) -> bool:

@@ -1,0 +1,386 @@
+"""The scheduler: `publisher run` (one wake-up, for cron) and `publisher schedule` (runs for months).
+
+Both make the same decision, `editions.due(...)`, from the campaign schedules, one `now`, and what the
+store says (editions frozen or skipped, ledger rows still open, dispatch runs, the last fetch). The
+`schedule` library only provides the wake-ups of the long-running loop; it never decides what is due,
+so a restart, a sleeping laptop or a DST change cannot make it send twice or in the wrong week.
+
+Only one scheduler runs per store: it holds the "scheduler" lease in SQLite, renewed by a heartbeat
+thread on its own connection. SIGTERM/SIGINT set `ctx.stop`: the channels finish the message or post
+in flight and leave the rest `planned` (pending), and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Callable, Iterator, Sequence
+
+from publisher.config import Campaign, load_campaigns, parse_duration
+from publisher.editions import Due, EditionState, candidate_editions, due
+from publisher.errors import LockedError, PublisherError
+from publisher.pipeline import Context
+from publisher.store import Store, from_iso, iso
+
+log = logging.getLogger("publisher")
+
+LEASE = "scheduler"
+LEASE_TTL = 120.0  # seconds; a scheduler on another host is taken over this long after it stopped renewing
+HEARTBEAT = 20.0  # seconds between lease renewals, independent of how long a send takes
+MIN_SLEEP = 0.1  # the loop never spins faster than this, whatever the tick or the clock say
+MAX_BACKOFF = timedelta(hours=1)
+
+
+# -- facts from the store ------------------------------------------------------------------------
+
+
+def edition_state(store: Store, campaign: Campaign, edition_id: str, now: datetime) -> EditionState:
+    """What the store says about one edition: skipped, or frozen with the channels done or waiting."""
+    rec = store.edition_record(campaign.name, edition_id)
+    if rec is None:
+        return EditionState()
+    if rec["status"] != "frozen":
+        return EditionState(status=rec["status"])
+    key = f"{campaign.name}/{edition_id}"
+    open_rows: dict[str, list[int]] = {}
+    for ledger_channel, (total, ready) in store.open_deliveries(key, now).items():
+        # ledger rows may be kept under "outbox:email" while the campaign says "email"
+        acc = open_rows.setdefault(ledger_channel.split(":")[-1], [0, 0])
+        acc[0] += total
+        acc[1] += ready
+    outcome = {r["channel"]: r["outcome"] for r in store.runs(key)}  # oldest first: the last one wins
+    done, waiting = set(), set()
+    for name in campaign.channels:
+        total, ready = open_rows.get(name, (0, 0))
+        last = outcome.get(name) or ""
+        if total and not ready:
+            waiting.add(name)
+        elif not total and (last == "ok" or last.startswith("disabled")):
+            done.add(name)
+    return EditionState("frozen", frozenset(done), frozenset(waiting))
+
+
+def last_fetch(ctx: Context) -> datetime | None:
+    """The last completed fetch: the scheduler's own record, or a manual `publisher fetch` of every source."""
+    times = []
+    mine = ctx.store.get_state("last_fetch")
+    if mine:
+        times.append(from_iso(mine))
+    rows = {r["source"]: r["last_fetch"] for r in ctx.store.feed_states()}
+    sources = ctx.settings.feeds.sources
+    if sources and all(rows.get(s) for s in sources):
+        times.append(min(from_iso(rows[s]) for s in sources))
+    return max(times) if times else None
+
+
+def last_tick(store: Store) -> datetime | None:
+    value = store.get_state("last_tick")
+    return from_iso(value) if value else None
+
+
+def decide(ctx: Context, campaigns: Sequence[Campaign], now: datetime) -> list[Due]:
+    """Read the facts for `now` from the store and return what is due (the pure `editions.due`)."""
+    s = ctx.settings.schedule
+    lateness, tick = s.lateness_window, last_tick(ctx.store)
+    states = {}
+    for c in campaigns:
+        for eid in candidate_editions(c, now, lateness, tick):
+            states[(c.name, eid)] = edition_state(ctx.store, c, eid, now)
+    return due(campaigns, now, states, lateness=lateness, fetch_every=s.fetch_interval,
+               last_fetch=last_fetch(ctx), last_tick=tick, lateness_text=s.lateness)
+
+
+# -- the jobs ------------------------------------------------------------------------------------
+
+
+def _fetch(ctx: Context) -> list:
+    from publisher.pipeline import fetch
+
+    return fetch(ctx)
+
+
+def _send(ctx: Context, campaign: Campaign, edition_id: str, channels: Sequence[str]):
+    """Render-and-freeze (or reuse the frozen rendering) and dispatch; a thin week returns its skip reason."""
+    from publisher.pipeline import dispatch, prepare
+
+    rendered, skip = prepare(ctx, campaign, edition_id)
+    if rendered is None:
+        return skip
+    return dispatch(ctx, campaign, rendered, channels)
+
+
+@dataclass
+class Jobs:
+    """The side effects a wake-up performs; tests swap in recorders or failing jobs."""
+
+    fetch: Callable[[Context], list] = _fetch
+    send: Callable[[Context, Campaign, str, Sequence[str]], object] = _send
+
+
+@dataclass
+class WakeResult:
+    """What one wake-up did, for `publisher run`'s exit code and the tests."""
+
+    actions: list[Due] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # one line per job that raised or failed
+    exit_code: int = 0  # the highest exit code among the errors (PublisherError codes, 1 for a bug)
+    feed_failures: int = 0
+    delivery_trouble: int = 0  # failed, unknown or pending deliveries reported
+    stopped: bool = False
+
+
+class Runner:
+    """Carries out what `decide` says, one action at a time; one failing job never stops the others."""
+
+    def __init__(self, ctx: Context, campaigns: Sequence[Campaign], jobs: Jobs | None = None,
+                 emit: Callable[[str], None] | None = None):
+        self.ctx = ctx
+        self.campaigns = list(campaigns)
+        self.by_name = {c.name: c for c in self.campaigns}
+        self.jobs = jobs or Jobs()
+        self.emit = emit or log.info
+        self.failures: dict[str, int] = {}  # job key -> consecutive failures
+        self.hold: dict[str, datetime] = {}  # job key -> not before (backoff after repeated failures)
+        self.tick = parse_duration(ctx.settings.schedule.tick, "[schedule].tick")
+
+    def wake(self, now: datetime) -> WakeResult:
+        """One wake-up at `now`: decide, then fetch, record missed slots, and send what is due."""
+        ctx = self.ctx
+        ctx.now = now
+        result = WakeResult()
+        actions = decide(ctx, self.campaigns, now)
+        for action in actions:
+            if ctx.stop.is_set():
+                result.stopped = True
+                break
+            held = self.hold.get(action.key)
+            if held and now < held:
+                self.emit(f"{action.line()}; held back after {self.failures[action.key]} failure(s) until {held:%H:%M:%S} UTC")
+                continue
+            result.actions.append(action)
+            self.emit(action.line())
+            try:
+                ok = self._do(action, now, result)
+            except Exception as exc:  # noqa: BLE001 - a job never kills the scheduler; it is retried later
+                ok = False
+                known = isinstance(exc, PublisherError)
+                line = f"{action.key}: {exc}" if known else f"{action.key}: {type(exc).__name__}: {exc}"
+                result.errors.append(line)
+                result.exit_code = max(result.exit_code, exc.exit_code if known else 1)
+                log.error("job failed: %s; retrying at the next wake-up", line, exc_info=ctx.verbose > 0)
+            self._count(action.key, ok, now)
+        if ctx.stop.is_set():
+            result.stopped = True
+        prev = last_tick(ctx.store)
+        if prev is None or now > prev:
+            ctx.store.set_state("last_tick", iso(now), now)
+        return result
+
+    def wake_safely(self, now: datetime) -> WakeResult | None:
+        """`wake`, with any error (even reading the store) logged instead of raised: the loop goes on."""
+        try:
+            return self.wake(now)
+        except Exception as exc:  # noqa: BLE001
+            log.error("wake-up at %s failed: %s: %s; trying again at the next wake-up",
+                      iso(now), type(exc).__name__, exc, exc_info=self.ctx.verbose > 0)
+            try:
+                self.ctx.store.set_state("last_error", f"{iso(now)} {type(exc).__name__}: {exc}", now)
+            except Exception:  # noqa: BLE001 - the store itself may be what failed
+                pass
+            return None
+
+    def _count(self, key: str, ok: bool, now: datetime) -> None:
+        if ok:
+            self.failures.pop(key, None)
+            self.hold.pop(key, None)
+            return
+        n = self.failures[key] = self.failures.get(key, 0) + 1
+        # retried at the next wake-up; after repeated failures, wake-ups are skipped: 0, 1, 3, 7, ... of them
+        wait = min(self.tick * (2 ** (n - 1)) - self.tick / 2, MAX_BACKOFF)
+        if n > 1:
+            self.hold[key] = now + wait
+        self.ctx.store.set_state("last_error", f"{iso(now)} {key}: failed {n} time(s) in a row", now)
+
+    def _do(self, action: Due, now: datetime, result: WakeResult) -> bool:
+        ctx = self.ctx
+        if action.kind == "fetch":
+            results = self.jobs.fetch(ctx)
+            bad = 0
+            for r in results:
+                (self.emit if r.ok else log.warning)(f"fetch: {r.line()}")
+                bad += not r.ok
+            result.feed_failures += bad
+            ctx.store.set_state("last_fetch", iso(now), now)
+            return True
+        if action.kind == "skip":
+            ctx.store.record_skip(action.campaign, action.edition_id, action.reason, now)
+            self.emit(f"{action.key}: recorded as skipped ({action.reason})")
+            return True
+        campaign = self.by_name[action.campaign]
+        reports = self.jobs.send(ctx, campaign, action.edition_id, action.channels)
+        if isinstance(reports, str) or reports is None:
+            self.emit(f"{action.key}: skipped ({reports or 'nothing to send'}); recorded, see 'publisher status'")
+            return True
+        ok = True
+        for r in reports:
+            self.emit(r.line())
+            for m in r.messages:
+                self.emit(m)
+            if r.failed or r.unknown or r.pending:
+                result.delivery_trouble += 1
+        for name in action.channels:
+            runs = ctx.store.runs(action.key, name)
+            outcome = (runs[-1]["outcome"] or "") if runs else ""
+            if outcome.startswith(("error", "crashed")):
+                result.errors.append(f"{action.key} {name}: {outcome}")
+                result.exit_code = max(result.exit_code, 4)
+                ok = False
+        if ctx.stop.is_set():
+            left = sum(r.pending for r in reports)
+            self.emit(f"{action.key}: stopping; {left} delivery(ies) left planned for the next run")
+        return ok
+
+
+# -- one scheduler per store ---------------------------------------------------------------------
+
+
+@contextmanager
+def scheduler_lease(ctx: Context, ttl: float = LEASE_TTL, every: float = HEARTBEAT) -> Iterator[None]:
+    """Hold the "scheduler" lease while the block runs; a second scheduler gets LockedError (exit 5)."""
+    try:
+        ctx.store.acquire_lease(LEASE, ctx.clock(), ttl_seconds=ttl)
+    except LockedError:
+        row = ctx.store.lease(LEASE)
+        holder = f"{row['holder']} since {row['acquired_at']}" if row else "another process"
+        raise LockedError(f"another scheduler is running on {ctx.settings.store_path.name}: {holder}",
+                          hint=f"stop it first (e.g. 'systemctl stop publisher'); if it was killed on another host, "
+                               f"its lease expires at {row['expires_at'] if row else 'soon'}") from None
+    done = threading.Event()
+    lost = threading.Event()
+
+    def beat() -> None:
+        store = Store(ctx.settings.store_path)  # its own connection: the main one may be inside a transaction
+        try:
+            while not done.wait(every):
+                try:
+                    store.renew_lease(LEASE, ctx.clock(), ttl_seconds=ttl)
+                    row = store.lease(LEASE)
+                    if row is None or row["pid"] != os.getpid():
+                        log.error("lost the scheduler lease to %s; stopping", row["holder"] if row else "nobody")
+                        lost.set()
+                        ctx.stop.set()
+                        return
+                except Exception as exc:  # noqa: BLE001 - a busy store is retried at the next beat
+                    log.warning("could not renew the scheduler lease: %s", exc)
+        finally:
+            store.close()
+
+    thread = threading.Thread(target=beat, name="publisher-lease", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=5)
+        if not lost.is_set():
+            ctx.store.release_lease(LEASE)
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM/SIGINT set `stop` (finish what is in flight); a second signal acts as the default would."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame) -> None:
+        name = signal.Signals(signum).name
+        if stop.is_set():
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        log.info("%s received: finishing the message or post in flight, leaving the rest pending", name)
+        stop.set()
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+# -- the commands --------------------------------------------------------------------------------
+
+
+def loop(runner: Runner, stop: threading.Event, clock: Callable[[], datetime]) -> int:
+    """Wake up now and every tick (via `schedule`) until `stop` is set; returns the number of wake-ups."""
+    import schedule
+
+    tick = max(runner.tick.total_seconds(), MIN_SLEEP)
+    wakes = 0
+
+    def wake() -> None:
+        nonlocal wakes
+        wakes += 1
+        runner.wake_safely(clock())
+
+    jobs = schedule.Scheduler()
+    jobs.every(tick).seconds.do(wake)
+    wake()
+    while not stop.is_set():
+        try:
+            jobs.run_pending()
+        except Exception as exc:  # noqa: BLE001 - wake_safely already catches; this guards `schedule` itself
+            log.error("scheduler loop: %s: %s", type(exc).__name__, exc)
+        idle = jobs.idle_seconds
+        stop.wait(min(tick, max(idle if idle is not None else tick, MIN_SLEEP)))
+    return wakes
+
+
+def command_schedule(ctx: Context, args) -> int:
+    """`publisher schedule`: hold the lease, wake up every tick, fetch and send what is due, until SIGTERM."""
+    campaigns = load_campaigns(ctx.settings)
+    runner = Runner(ctx, campaigns)
+    s = ctx.settings.schedule
+    with stop_on_signals(ctx.stop), scheduler_lease(ctx):
+        log.info("scheduler started (pid %d): %d campaign(s), wake-up every %s, fetch every %s, lateness %s",
+                 os.getpid(), len(campaigns), s.tick, s.fetch_every, s.lateness)
+        for c in campaigns:
+            from publisher.editions import next_slot
+
+            eid, at = next_slot(c, ctx.clock())
+            log.info("%s: %s (%s), next edition %s at %s", c.name, c.schedule, c.timezone, eid, f"{at:%Y-%m-%d %H:%M %Z}")
+        loop(runner, ctx.stop, ctx.clock)
+    log.info("scheduler stopped; deliveries not sent are left pending for the next start")
+    return 0
+
+
+def command_run(ctx: Context, args) -> int:
+    """`publisher run`: one wake-up at --now (or the clock): fetch if due, send every due edition, exit."""
+    campaigns = load_campaigns(ctx.settings)
+    runner = Runner(ctx, campaigns, emit=print)
+    with stop_on_signals(ctx.stop), scheduler_lease(ctx):
+        result = runner.wake(ctx.now)
+    if not result.actions:
+        print("nothing due; see 'publisher status' for the next runs")
+    if result.stopped:
+        print("stopped; what was not sent is pending: rerun 'publisher run' to continue (sent items are skipped)")
+        return 0
+    for line in result.errors:
+        print(f"error: {line}")
+    if result.errors:
+        print("some jobs failed; fix the cause and rerun 'publisher run' (sent items are skipped)")
+        return result.exit_code or 1
+    if result.feed_failures:
+        print(f"{result.feed_failures} feed source(s) failed; see 'publisher status'")
+        return 3
+    if result.delivery_trouble:
+        print("some deliveries are not done; see 'publisher status' and rerun 'publisher run' (sent items are skipped)")
+        return 4
+    return 0
