@@ -1,0 +1,130 @@
+"""Feed entries into Articles: the normalisation rules, on the dict-like entries feedparser returns.
+
+Stable id (guid, else canonical link); canonical absolute http(s) link; title and summary as clean text
+and allow-listed HTML with publisher boilerplate removed; published as aware UTC (missing: the fetch
+time; future: clamped to it); image from media:content, media:thumbnail, an image enclosure or the
+first <img>; author; categories. An entry that cannot make a safe Article is rejected with a reason.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+from publisher.models import Article
+from publisher.sanitize import (canonical_url, clean_excerpt, clean_excerpt_html, fix_entities, html_to_text,
+                                one_line, safe_url, sanitize_html)
+
+SUMMARY_CHARS = 600  # a summary taken from full content is cut to about this many characters
+
+
+def normalise(entry: Any, *, source: str, base: str | None, now: datetime) -> tuple[Article | None, str | None]:
+    """One feedparser entry -> (Article, note) or (None, why it was rejected); note is "undated"/"future"/None."""
+    raw_link = entry.get("link") or ""
+    link = canonical_url(raw_link, base)
+    guid = one_line(entry.get("id") or "")
+    if link is None and not raw_link and guid:
+        link = canonical_url(guid, base)  # a permalink guid without <link>
+    if link is None:
+        if raw_link:
+            scheme = one_line(raw_link).split(":", 1)[0][:20] if ":" in raw_link else "relative"
+            return None, f"link is not http(s) ({scheme}{':' if scheme != 'relative' else ''})"
+        return None, "no link and no guid" if not guid else "no link"
+    title = clean_excerpt(one_line(html_to_text(entry.get("title") or "")))
+    if not title:
+        return None, "empty title"
+    content = entry.get("content") or []
+    content_html = next((c.get("value") or "" for c in content if "html" in (c.get("type") or "html")), "")
+    description = entry.get("summary") or ""
+    if description and description == content_html:  # feedparser copies content:encoded into summary
+        description = ""
+    if description:
+        summary_html = clean_excerpt_html(sanitize_html(description, link))
+        summary = clean_excerpt(one_line(html_to_text(description)))
+    else:
+        summary = _cut(clean_excerpt(one_line(html_to_text(content_html))), SUMMARY_CHARS)
+        summary_html = f"<p>{_escape(summary)}</p>" if summary else ""
+    published, note = _published(entry, now)
+    author = one_line(html_to_text(entry.get("author") or "")) or None
+    categories = _categories(entry)
+    return Article(id=guid or link, link=link, title=title, summary=summary, published=published, source=source,
+                   summary_html=summary_html, image=_image(entry, content_html or description, link), author=author,
+                   categories=categories), note
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _cut(text: str, limit: int) -> str:
+    """At most about `limit` characters, cut at a word boundary, never inside a word."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0].rstrip(" ,;:–-")
+    return cut + "…"
+
+
+def _published(entry: Any, now: datetime) -> tuple[datetime, str | None]:
+    parsed = entry.get("published_parsed") or entry.get("updated_parsed") or entry.get("created_parsed")
+    if not parsed:
+        return now.astimezone(timezone.utc), "undated"
+    try:
+        when = datetime(*parsed[:6], tzinfo=timezone.utc)  # feedparser gives UTC struct_time
+    except (TypeError, ValueError):
+        return now.astimezone(timezone.utc), "undated"
+    if when > now:
+        return now.astimezone(timezone.utc), "future"
+    return when, None
+
+
+def _categories(entry: Any) -> tuple[str, ...]:
+    seen: dict[str, None] = {}
+    for tag in entry.get("tags") or ():
+        term = one_line(fix_entities(html_to_text(tag.get("term") or tag.get("label") or "")))
+        if term and term.casefold() not in {s.casefold() for s in seen}:
+            seen[term] = None
+    return tuple(seen)
+
+
+_IMG = re.compile(r"<img\b[^>]*>", re.I)
+_ATTR = re.compile(r"""\b(src|srcset|data-src|data-lazy-src)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", re.I)
+_IMAGE_EXT = re.compile(r"\.(?:jpe?g|png|gif|webp|avif)(?:$|[?#])", re.I)
+
+
+def _image(entry: Any, html: str, link: str) -> str | None:
+    """The article's picture: media:content, media:thumbnail, an image enclosure, then the first <img>."""
+    for m in entry.get("media_content") or ():
+        medium, mtype, url = m.get("medium") or "", m.get("type") or "", m.get("url")
+        if medium == "image" or mtype.startswith("image/") or (not medium and not mtype and url and _IMAGE_EXT.search(url)):
+            if (found := safe_url(url, link)):
+                return found
+    for m in entry.get("media_thumbnail") or ():
+        if (found := safe_url(m.get("url"), link)):
+            return found
+    for enc in entry.get("enclosures") or ():
+        if (enc.get("type") or "").startswith("image/") or _IMAGE_EXT.search(enc.get("href") or ""):
+            if (found := safe_url(enc.get("href"), link)):
+                return found
+    for source in (html, entry.get("summary") or ""):
+        for tag in _IMG.findall(source or "")[:5]:
+            attrs = {m.group(1).lower(): m.group(2) or m.group(3) or m.group(4) for m in _ATTR.finditer(tag)}
+            for candidate in (_largest(attrs.get("srcset")), attrs.get("data-lazy-src"), attrs.get("data-src"), attrs.get("src")):
+                if candidate and not candidate.startswith("data:") and (found := safe_url(fix_entities(candidate), link)):
+                    return found
+    return None
+
+
+def _largest(srcset: str | None, max_width: int = 1200) -> str | None:
+    """WordPress srcset: the widest candidate up to `max_width` (a 218x150 thumbnail is too small for email)."""
+    if not srcset:
+        return None
+    best, best_w = None, -1
+    for part in srcset.split(","):
+        bits = part.strip().split()
+        if not bits:
+            continue
+        w = int(bits[1][:-1]) if len(bits) > 1 and bits[1].endswith("w") and bits[1][:-1].isdigit() else 0
+        if best_w < w <= max_width:
+            best, best_w = bits[0], w
+    return best

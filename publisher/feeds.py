@@ -1,0 +1,348 @@
+"""Feeds: fetching sources (the one place the network is touched for feeds) and the pure `parse(bytes)`.
+
+    fetch_all(sources, store, settings, now=, progress=)   fetch, parse, store; one SourceResult per source
+    read_sources(sources, settings, now=, progress=)       fetch and parse only (preview --feed); no store
+    parse(data, source=, now=, headers=)                   bytes -> ParseResult; never raises on bad input
+
+A source is an http(s) URL or a local path. HTTP goes through one httpx client with a timeout, a size cap
+and a clear User-Agent, sending the stored ETag / Last-Modified so an unchanged feed costs one 304. A local
+file's validator is the hash of its bytes, so re-reading an unchanged sample costs no parse either.
+This is the only module that imports feedparser; httpx errors are translated into FeedError here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterable
+
+import feedparser
+import httpx
+
+from publisher.config import FeedSettings
+from publisher.errors import FeedError
+from publisher.models import Article
+from publisher.progress import Progress
+from publisher.entries import normalise
+from publisher.sanitize import html_to_text, one_line, safe_url
+from publisher.store import Store
+
+log = logging.getLogger("publisher")
+
+ACCEPT = "application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.1"
+
+
+@dataclass(frozen=True)
+class ParseResult:
+    """What one feed document yielded: articles, rejected entries (reasons), warnings, or an error."""
+
+    articles: list[Article] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None  # set when the document yielded no usable entry
+    entries: int = 0  # entries feedparser found, before rejection
+    title: str = ""  # the feed's own title
+
+
+@dataclass(frozen=True)
+class SourceResult:
+    """The outcome of one source in one fetch: counts, reasons, or the error."""
+
+    source: str
+    ok: bool
+    not_modified: bool = False
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def line(self) -> str:
+        """One human line: `source: 24 new, 0 updated, 0 unchanged, 1 rejected (entry 7: ...)`."""
+        if self.error:
+            return f"{self.source}: {self.error}"
+        if self.not_modified:
+            return f"{self.source}: not modified since the last fetch, nothing to do"
+        text = f"{self.source}: {self.new} new, {self.updated} updated, {self.unchanged} unchanged, {len(self.rejected)} rejected"
+        if self.rejected:
+            more = f"; {len(self.rejected) - 2} more" if len(self.rejected) > 2 else ""
+            text += f" ({'; '.join(self.rejected[:2])}{more})"
+        if self.warnings:
+            more = f" (+{len(self.warnings) - 1} more warnings)" if len(self.warnings) > 1 else ""
+            text += f"; warning: {self.warnings[0]}{more}"
+        return text
+
+
+# -- parse ---------------------------------------------------------------------------------------
+
+
+def parse(data: bytes, *, source: str, now: datetime, headers: dict | None = None) -> ParseResult:
+    """Parse feed bytes into normalised Articles; bad input gives warnings, rejections or `error`, never raises."""
+    headers = {str(k).lower(): str(v) for k, v in (headers or {}).items()}
+    try:
+        # We sanitise and resolve links ourselves, once; feedparser doing it too would double the cost.
+        doc = feedparser.parse(io.BytesIO(data), response_headers=headers, sanitize_html=False,
+                               resolve_relative_uris=False)
+    except Exception as exc:  # feedparser promises not to raise; if it does, this is still one bad source
+        return ParseResult(error=f"cannot be parsed ({one_line(str(exc)) or type(exc).__name__})")
+    warnings: list[str] = []
+    if doc.get("bozo"):
+        reason = _bozo_reason(doc.get("bozo_exception"))
+        if doc.entries:
+            warnings.append(f"malformed feed, kept what parsed: {reason}")
+        else:
+            return ParseResult(error=f"no entries: not a readable RSS/Atom feed ({reason})", warnings=warnings)
+    if not doc.entries:
+        return ParseResult(error="no entries: the feed is empty or is not an RSS/Atom feed")
+    feed = doc.get("feed", {})
+    base = safe_url(feed.get("link"), headers.get("content-location")) or safe_url(headers.get("content-location"))
+    articles: list[Article] = []
+    rejected: list[str] = []
+    seen_ids: set[str] = set()
+    seen_links: set[str] = set()
+    undated = future = 0
+    for i, entry in enumerate(doc.entries, start=1):
+        try:
+            article, problem = normalise(entry, source=source, base=base, now=now)
+        except Exception as exc:  # one odd entry never costs the others
+            log.debug("%s: entry %d: %s", source, i, exc, exc_info=True)
+            rejected.append(f"entry {i}: cannot be read ({one_line(str(exc)) or type(exc).__name__})")
+            continue
+        if article is None:
+            rejected.append(f"entry {i}: {problem}")
+            continue
+        if article.id in seen_ids or article.link in seen_links:  # keep the first: feeds list newest first
+            warnings.append(f"entry {i}: duplicate of an earlier entry ({_short(article.id)}), kept the first")
+            continue
+        seen_ids.add(article.id)
+        seen_links.add(article.link)
+        if problem == "undated":
+            undated += 1
+        elif problem == "future":
+            future += 1
+            warnings.append(f"entry {i}: date in the future ({_entry_date(entry)}), used the fetch time")
+        articles.append(article)
+    if undated:
+        warnings.append(f"{undated} entr{'y has' if undated == 1 else 'ies have'} no date, used the fetch time")
+    title = one_line(html_to_text(feed.get("title", "")))
+    if not articles:
+        return ParseResult(rejected=rejected, warnings=warnings, entries=len(doc.entries), title=title,
+                           error=f"no usable entries ({len(rejected)} rejected: {'; '.join(rejected[:2])})")
+    for w in warnings[-1:]:
+        log.debug("%s: %s", source, w)
+    return ParseResult(articles=articles, rejected=rejected, warnings=warnings, entries=len(doc.entries), title=title)
+
+
+def _bozo_reason(exc: Any) -> str:
+    if exc is None:
+        return "unknown problem"
+    text = one_line(getattr(exc, "getMessage", lambda: str(exc))() if hasattr(exc, "getMessage") else str(exc))
+    line = getattr(exc, "getLineNumber", None)
+    if callable(line):
+        text = f"line {line()}: {text}"
+    return text[:200] or type(exc).__name__
+
+
+def _short(text: str, n: int = 60) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _entry_date(entry: Any) -> str:
+    return one_line(entry.get("published") or entry.get("updated") or "?")
+
+
+# -- fetch ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """Bytes of a source, or the news that they did not change."""
+
+    data: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    etag: str | None = None
+    last_modified: str | None = None
+    not_modified: bool = False
+
+
+def is_url(source: str) -> bool:
+    return re.match(r"^https?://", source, re.I) is not None
+
+
+def _local_path(source: str, root: Path | None) -> Path:
+    path = Path(source[7:] if source.startswith("file://") else source).expanduser()
+    return path if path.is_absolute() or root is None else root / path
+
+
+def load(source: str, client: httpx.Client | None, settings: FeedSettings, *, etag: str | None = None,
+         last_modified: str | None = None, root: Path | None = None) -> Loaded:
+    """Read a source's bytes (conditional when validators are given); FeedError with a next step otherwise."""
+    if not is_url(source):
+        path = _local_path(source, root)
+        try:
+            size = path.stat().st_size
+            if size > settings.max_bytes:
+                raise FeedError(f"file is {size:,} bytes, over [feeds].max_bytes ({settings.max_bytes:,})",
+                                hint="raise [feeds].max_bytes or trim the file")
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise FeedError(f"file not found ({path})", hint="check the path in [feeds].sources or --feed") from None
+        except (IsADirectoryError, PermissionError, OSError) as exc:
+            raise FeedError(f"cannot read the file ({exc.strerror or exc})", hint="check the path") from None
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        if etag is not None and etag == digest:
+            return Loaded(etag=digest, not_modified=True)
+        return Loaded(data=data, etag=digest)
+    assert client is not None
+    headers = {}
+    if etag:
+        headers["If-None-Match"] = etag
+    if last_modified:
+        headers["If-Modified-Since"] = last_modified
+    deadline = time.monotonic() + settings.timeout * 2  # per-read timeouts alone let a trickling server run forever
+    try:
+        with client.stream("GET", source, headers=headers) as resp:
+            if resp.status_code == 304:
+                return Loaded(etag=etag, last_modified=last_modified, not_modified=True)
+            if resp.status_code >= 400:
+                raise FeedError(f"the server answered HTTP {resp.status_code} {resp.reason_phrase}".rstrip(),
+                                hint=_status_hint(resp.status_code))
+            declared = resp.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > settings.max_bytes:
+                raise FeedError(f"the response is {int(declared):,} bytes, over [feeds].max_bytes ({settings.max_bytes:,})",
+                                hint="raise [feeds].max_bytes if this feed is really that big")
+            chunks, total = [], 0
+            for chunk in resp.iter_bytes(65536):  # decoded bytes, so a gzip bomb is capped too
+                total += len(chunk)
+                if total > settings.max_bytes:
+                    raise FeedError(f"the response is over [feeds].max_bytes ({settings.max_bytes:,} bytes); stopped reading",
+                                    hint="raise [feeds].max_bytes if this feed is really that big")
+                if time.monotonic() > deadline:
+                    raise FeedError(f"the download took longer than {settings.timeout * 2:g}s; stopped",
+                                    hint="try again later or raise [feeds].timeout")
+                chunks.append(chunk)
+            kept = {k: resp.headers[k] for k in ("content-type", "content-language") if k in resp.headers}
+            kept["content-location"] = str(resp.url)  # the base for relative links after redirects
+            return Loaded(data=b"".join(chunks), headers=kept, etag=resp.headers.get("etag"),
+                          last_modified=resp.headers.get("last-modified"))
+    except httpx.TimeoutException:
+        raise FeedError(f"no answer within {settings.timeout:g}s", hint="try again later or raise [feeds].timeout") from None
+    except httpx.TooManyRedirects:
+        raise FeedError("too many redirects", hint="open the URL in a browser and configure where it ends up") from None
+    except httpx.InvalidURL as exc:
+        raise FeedError(f"invalid URL ({exc})", hint="fix it in [feeds].sources") from None
+    except httpx.HTTPError as exc:
+        raise FeedError(f"cannot connect ({one_line(str(exc)) or type(exc).__name__})",
+                        hint="check the URL and the network, then rerun 'publisher fetch'") from None
+
+
+def _status_hint(status: int) -> str:
+    if status in (404, 410):
+        return "check the URL in [feeds].sources; the feed may have moved"
+    if status in (401, 403):
+        return "the server refuses us; check that the feed is public"
+    if status == 429 or status >= 500:
+        return "the server has trouble; rerun 'publisher fetch' later"
+    return "check the URL in [feeds].sources"
+
+
+def client(settings: FeedSettings) -> httpx.Client:
+    """The HTTP client for feeds: timeouts, redirects, our User-Agent; no cookies kept between sources."""
+    return httpx.Client(timeout=httpx.Timeout(settings.timeout), follow_redirects=True, max_redirects=5,
+                         headers={"User-Agent": settings.user_agent, "Accept": ACCEPT})
+
+
+def _fail(source: str, exc: Exception) -> SourceResult:
+    message = str(exc) if isinstance(exc, FeedError) else f"unexpected error ({one_line(str(exc)) or type(exc).__name__}); rerun with -v for details"
+    if isinstance(exc, FeedError) and not exc.hint:
+        message += "; check this source, then rerun 'publisher fetch'"
+    return SourceResult(source=source, ok=False, error=message)
+
+
+def fetch_all(sources: list[str], store: Store, settings: FeedSettings, *, now: datetime, progress: Progress,
+              root: Path | None = None) -> list[SourceResult]:
+    """Fetch, parse and store every source; relative paths resolve against `root` (default: the working folder)."""
+    results: list[SourceResult] = []
+    with client(settings) as http:
+        for source in sources:
+            with progress.task(f"fetch {source}") as task:
+                result = _fetch_one(source, store, settings, http, now=now, root=root)
+                task.advance(result.new + result.updated + result.unchanged)
+            log.debug("%s", result.line())
+            results.append(result)
+    return results
+
+
+def _fetch_one(source: str, store: Store, settings: FeedSettings, http: httpx.Client, *, now: datetime,
+               root: Path | None) -> SourceResult:
+    state = store.feed_state(source)
+    etag = state["etag"] if state is not None and state["ok"] else None
+    modified = state["last_modified"] if state is not None and state["ok"] else None
+    try:
+        loaded = load(source, http, settings, etag=etag, last_modified=modified, root=root)
+        if loaded.not_modified:
+            result = SourceResult(source=source, ok=True, not_modified=True)
+            store.save_feed_state(source, now=now, result=result.line(), ok=True, keep_validators=True)
+            return result
+        parsed = parse(loaded.data, source=source, now=now, headers=loaded.headers)
+        if parsed.error:
+            result = SourceResult(source=source, ok=False, rejected=parsed.rejected, warnings=parsed.warnings,
+                                  error=f"{parsed.error}; check that this is an RSS/Atom feed, then rerun 'publisher fetch'")
+            store.save_feed_state(source, now=now, result=result.line(), ok=False, keep_validators=True)
+            return result
+        counts = store.upsert_articles(parsed.articles, now)
+        result = SourceResult(source=source, ok=True, new=counts.new, updated=counts.updated,
+                              unchanged=counts.unchanged, rejected=parsed.rejected, warnings=parsed.warnings)
+        store.save_feed_state(source, now=now, result=result.line(), ok=True, etag=loaded.etag,
+                              last_modified=loaded.last_modified)
+        return result
+    except FeedError as exc:
+        result = _fail(source, exc)
+    except Exception as exc:  # one bad source never stops the others
+        log.debug("%s: unexpected error", source, exc_info=True)
+        result = _fail(source, exc)
+    try:
+        store.save_feed_state(source, now=now, result=result.line(), ok=False, keep_validators=True)
+    except Exception:  # the store itself failing is reported by the next stage that needs it
+        log.debug("%s: cannot record the failure", source, exc_info=True)
+    return result
+
+
+def read_sources(sources: Iterable[str], settings: FeedSettings, *, now: datetime, progress: Progress,
+                 root: Path | None = None) -> tuple[list[Article], list[SourceResult]]:
+    """Fetch and parse sources without touching any store (no conditional GET): for `preview --feed`."""
+    articles: dict[str, Article] = {}
+    results: list[SourceResult] = []
+    with client(settings) as http:
+        for source in sources:
+            with progress.task(f"read {source}") as task:
+                try:
+                    loaded = load(source, http, settings, root=root)
+                    parsed = parse(loaded.data, source=source, now=now, headers=loaded.headers)
+                except FeedError as exc:
+                    results.append(_fail(source, exc))
+                    continue
+                except Exception as exc:
+                    log.debug("%s: unexpected error", source, exc_info=True)
+                    results.append(_fail(source, exc))
+                    continue
+                if parsed.error:
+                    results.append(SourceResult(source=source, ok=False, rejected=parsed.rejected, warnings=parsed.warnings,
+                                                error=f"{parsed.error}; check that this is an RSS/Atom feed"))
+                    continue
+                new = 0
+                for a in parsed.articles:
+                    if a.id not in articles:
+                        articles[a.id] = a
+                        new += 1
+                task.advance(new)
+                results.append(SourceResult(source=source, ok=True, new=new, unchanged=len(parsed.articles) - new,
+                                            rejected=parsed.rejected, warnings=parsed.warnings))
+    return list(articles.values()), results

@@ -1,0 +1,326 @@
+"""Cleaning text that comes from feeds: URLs, one-line text, allow-listed HTML, publisher boilerplate.
+
+Feed text is untrusted. feedparser does not escape RSS titles or remove `javascript:` links for us, and
+it is asked not to sanitise at all (we do it once, here): everything that leaves this module is either
+plain text with no control characters, or HTML built by us from an allow-list.
+
+    safe_url(url, base)       absolute http(s) URL or None
+    canonical_url(url, base)  safe_url, minus fragment, tracking parameters and default port
+    one_line(text)            no CR/LF/control characters, whitespace collapsed
+    html_to_text(html)        visible text, entities decoded, scripts and styles dropped
+    sanitize_html(html, base) allow-listed HTML (p, br, a[href http(s)], strong, em, b, i, ul, ol, li, blockquote)
+    clean_excerpt(text)       "Lire la suite", "[…]", "The post … appeared first on …" removed
+"""
+
+from __future__ import annotations
+
+import html as htmllib
+import re
+from html.parser import HTMLParser
+from urllib.parse import quote, urljoin, urlsplit, urlunsplit
+
+# -- URLs --------------------------------------------------------------------------------------
+
+# Browsers ignore tab/CR/LF inside URLs, so "java\tscript:" is javascript: to them; remove them first.
+_URL_JUNK = re.compile(r"[\x00-\x1f\x7f]+")
+_URL_SAFE_CHARS = "/%:@!$&'()*+,;=-._~?#[]"
+_TRACKING = frozenset({
+    "fbclid", "gclid", "dclid", "gbraid", "wbraid", "msclkid", "yclid", "twclid", "igshid", "mc_cid", "mc_eid",
+    "_hsenc", "_hsmi", "mkt_tok", "xtor", "at_medium", "at_campaign", "at_campaign_type", "at_creation",
+    "at_emailtype", "at_link", "at_send_date", "ocid", "spm", "__twitter_impression", "oly_anon_id", "oly_enc_id",
+    "vero_id", "wt_mc", "ncid", "cmpid", "s_cid",
+})
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+def safe_url(url: str | None, base: str | None = None) -> str | None:
+    """`url` as an absolute http(s) URL (resolved against `base`), or None for anything else."""
+    if not url:
+        return None
+    url = _URL_JUNK.sub("", url).strip(" ")
+    if not url:
+        return None
+    if url.startswith("//"):  # protocol-relative: the base's scheme, else https
+        url = (urlsplit(base).scheme if base else "https") + ":" + url
+    elif base and not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", url):
+        base_ok = safe_url(base)
+        if base_ok is None:
+            return None
+        url = urljoin(base_ok, url)
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not host:
+        return None
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    if not re.fullmatch(r"[A-Za-z0-9.\-\[\]:\u0080-\uffff]+", netloc):
+        return None
+    host = host.lower()
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            return None
+    userinfo = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
+    netloc = userinfo + (f"[{host}]" if ":" in host else host) + (f":{port}" if port is not None else "")
+    path = quote(parts.path, safe=_URL_SAFE_CHARS) or "/"
+    query = quote(parts.query, safe=_URL_SAFE_CHARS)
+    fragment = quote(parts.fragment, safe=_URL_SAFE_CHARS)
+    return urlunsplit((scheme, netloc, path, query, fragment))
+
+
+def canonical_url(url: str | None, base: str | None = None) -> str | None:
+    """The one spelling of an article URL: safe_url without fragment, tracking parameters or default port."""
+    url = safe_url(url, base)
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.port is not None and str(parts.port) == _DEFAULT_PORTS[parts.scheme]:
+        netloc = netloc.rsplit(":", 1)[0]
+    query = parts.query
+    if query:
+        kept = [p for p in query.split("&") if p and not _is_tracking(p.split("=", 1)[0])]
+        query = "&".join(kept)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def _is_tracking(name: str) -> bool:
+    name = name.lower()
+    return name.startswith("utm_") or name in _TRACKING
+
+
+# -- plain text --------------------------------------------------------------------------------
+
+# C0/C1 controls and Unicode line/paragraph separators: none of them may reach a mail header.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ufeff]")
+_SPACES = re.compile(r"[ \t\n\r\f\v\u00a0\u202f\u2000-\u200a\u3000]+")
+_ENTITY = re.compile(r"&(?:#\d{1,7}|#x[0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
+
+
+def _space(m: re.Match) -> str:
+    # French typography puts a no-break space before « : ; ! ? »; keep a lone one, collapse the rest.
+    s = m.group()
+    return s if s in ("\u00a0", "\u202f") else " "
+
+
+def one_line(text: str | None) -> str:
+    """Text with no CR, LF or control characters, runs of whitespace collapsed, ends trimmed."""
+    if not text:
+        return ""
+    text = _CONTROLS.sub(" ", text.replace("\r", " ").replace("\n", " "))
+    return _SPACES.sub(_space, text).strip(" \u00a0\u202f")
+
+
+def fix_entities(text: str) -> str:
+    """Decode entities left in text that was escaped twice ("L&amp;#8217;ACO" -> "L’ACO")."""
+    for _ in range(2):
+        if "&" not in text or not _ENTITY.search(text):
+            break
+        text = htmllib.unescape(text)
+    return text
+
+
+# -- HTML --------------------------------------------------------------------------------------
+
+_DROP_WITH_CONTENT = frozenset({"script", "style", "noscript", "template", "iframe", "object", "embed", "svg",
+                                "math", "head", "title", "textarea", "select", "button", "form"})
+_ALLOWED = frozenset({"p", "br", "a", "strong", "em", "b", "i", "ul", "ol", "li", "blockquote"})
+_BLOCK = frozenset({"p", "div", "br", "li", "ul", "ol", "blockquote", "h1", "h2", "h3", "h4", "h5", "h6", "tr",
+                    "table", "section", "article", "figure", "figcaption", "hr", "pre", "header", "footer"})
+_VOID = frozenset({"br", "img", "hr", "input", "meta", "link", "source", "wbr", "col", "area", "base", "embed", "param", "track"})
+_LOOKS_LIKE_HTML = re.compile(r"<[A-Za-z/!]|&")
+
+
+class _Sanitizer(HTMLParser):
+    """Rebuilds HTML from an allow-list; everything not allowed is dropped or unwrapped."""
+
+    def __init__(self, base: str | None):
+        super().__init__(convert_charrefs=True)
+        self.base = base
+        self.out: list[str] = []
+        self.open: list[str] = []  # allowed tags we emitted and have not closed
+        self.skip = 0  # depth inside script/style/...
+        self.skip_tag: list[str] = []
+        self.unwrapped_a = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _DROP_WITH_CONTENT:
+            if tag not in _VOID:
+                self.skip += 1
+                self.skip_tag.append(tag)
+            return
+        if self.skip or tag not in _ALLOWED:
+            if tag in _BLOCK and not self.skip:
+                self.out.append(" ")
+            return
+        if tag == "br":
+            self.out.append("<br>")
+            return
+        if tag == "a":
+            href = canonical_url(dict(attrs).get("href"), self.base)
+            if href is None:  # javascript:, data:, mailto:, missing: keep the text, drop the link
+                self.unwrapped_a += 1
+                return
+            self.out.append(f'<a href="{htmllib.escape(href, quote=True)}">')
+        else:
+            self.out.append(f"<{tag}>")
+        self.open.append(tag)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "br" and not self.skip:
+            self.out.append("<br>")
+        elif tag not in _DROP_WITH_CONTENT or tag in _VOID:
+            self.handle_starttag(tag, attrs)
+            if tag in self.open and tag not in _VOID:
+                self.handle_endtag(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if self.skip:
+            if tag in self.skip_tag:
+                while self.skip_tag:  # unwind to the matching opener, even if inner tags never closed
+                    self.skip -= 1
+                    if self.skip_tag.pop() == tag:
+                        break
+            return
+        if tag == "a" and self.unwrapped_a and (not self.open or self.open[-1] != "a"):
+            self.unwrapped_a -= 1
+            return
+        if tag not in self.open:
+            if tag in _BLOCK:
+                self.out.append(" ")
+            return
+        while self.open:
+            t = self.open.pop()
+            self.out.append(f"</{t}>")
+            if t == tag:
+                break
+
+    def handle_data(self, data: str) -> None:
+        if not self.skip:
+            self.out.append(htmllib.escape(data, quote=False))
+
+    def result(self) -> str:
+        self.close()
+        while self.open:
+            self.out.append(f"</{self.open.pop()}>")
+        return "".join(self.out)
+
+
+_EMPTY_ELEMENT = re.compile(r"<(p|strong|em|b|i|li|blockquote|ul|ol)>(?:\s|&nbsp;|\u00a0|<br>)*</\1>")
+_HTML_SPACES = re.compile(r"[ \t\n\r\f\v]+")
+
+
+def sanitize_html(html: str | None, base: str | None = None) -> str:
+    """Allow-listed HTML: p, br, a (http(s) href only), strong, em, b, i, ul, ol, li, blockquote; no attributes but href."""
+    if not html:
+        return ""
+    s = _Sanitizer(base)
+    s.feed(_CONTROLS.sub("", html))
+    out = _HTML_SPACES.sub(" ", s.result())
+    for _ in range(3):  # nested empties: <p><strong></strong></p>
+        out, n = _EMPTY_ELEMENT.subn("", out)
+        if not n:
+            break
+    return out.strip()
+
+
+class _Text(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+        self.skip = 0
+
+    def handle_starttag(self, tag: str, attrs) -> None:
+        if tag in _DROP_WITH_CONTENT and tag not in _VOID:
+            self.skip += 1
+        elif tag in _BLOCK:
+            self.out.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _DROP_WITH_CONTENT and tag not in _VOID:
+            self.skip = max(0, self.skip - 1)
+        elif tag in _BLOCK:
+            self.out.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self.skip:
+            self.out.append(data)
+
+
+def html_to_text(html: str | None) -> str:
+    """The visible text of an HTML fragment: tags dropped (scripts with their content), entities decoded.
+
+    Paragraph breaks become newlines; use one_line() when the text must fit on one line.
+    """
+    if not html:
+        return ""
+    if not _LOOKS_LIKE_HTML.search(html):  # most titles: nothing to parse
+        return _CONTROLS.sub(" ", html)
+    p = _Text()
+    p.feed(html)
+    p.close()
+    text = fix_entities("".join(p.out))
+    lines = (one_line(line) for line in text.split("\n"))
+    return "\n".join(line for line in lines if line)
+
+
+# -- publisher boilerplate -----------------------------------------------------------------------
+
+_ELLIPSIS_MARK = r"(?:\[\s*(?:…|\.\.\.|&hellip;|&#8230;)\s*\]|\(\s*(?:…|\.\.\.)\s*\))"
+_READ_MORE = r"(?:Lire la suite|Lire plus|En savoir plus|Continue reading|Read more|Continuer la lecture)"
+# "The post X appeared first on Site." (WordPress/Yoast RSS footer) and its French translation.
+_FOOTERS = [
+    re.compile(r"\s*The post\s.{1,600}?\sappeared first on\s.{1,300}?(?:\.|$)\s*$", re.S),
+    re.compile(r"\s*L[’']article\s.{1,600}?\sest apparu en premier sur\s.{1,300}?(?:\.|$)\s*$", re.S),
+]
+_TEXT_TAIL = re.compile(
+    rf"(?:\s*(?:{_ELLIPSIS_MARK}|{_READ_MORE}\s*(?:[.…]+|»|›|→|&raquo;|&rarr;)?|…\s*$))+\s*$", re.I)
+_SENTENCE_END = ("." , "!", "?", "…", "»", "\"", "”", ")", ":")
+
+
+def clean_excerpt(text: str) -> str:
+    """Plain text without publisher boilerplate; a cut-off excerpt ends with "…"."""
+    text = text.strip()
+    for footer in _FOOTERS:
+        text = footer.sub("", text)
+    cut = False
+    stripped = _TEXT_TAIL.sub("", text)
+    if stripped != text:
+        cut, text = True, stripped
+    text = text.strip()
+    if cut and text and not text.endswith(_SENTENCE_END):
+        text = text.rstrip(" ,;–-") + "…"
+    elif text.endswith("...") and not text.endswith("...."):
+        text = text[:-3].rstrip() + "…"
+    return text
+
+
+_HTML_FOOTERS = [
+    re.compile(r"(?:<p>)?\s*The post\s.{1,1200}?\sappeared first on\s.{1,600}?(?:</a>)?\.?\s*(?:</p>)?\s*$", re.S),
+    re.compile(r"(?:<p>)?\s*L[’']article\s.{1,1200}?\sest apparu en premier sur\s.{1,600}?(?:</a>)?\.?\s*(?:</p>)?\s*$", re.S),
+]
+_HTML_READ_MORE = re.compile(
+    rf"\s*(?:<a href=\"[^\"]*\">\s*{_READ_MORE}[^<]{{0,20}}</a>|{_READ_MORE}\s*(?:[.…]+|»|›|→|&raquo;)?|{_ELLIPSIS_MARK})\s*(?=(?:</\w+>\s*)*$)",
+    re.I)
+
+
+def clean_excerpt_html(html: str) -> str:
+    """Sanitised HTML without publisher boilerplate (same rules as clean_excerpt)."""
+    for footer in _HTML_FOOTERS:
+        html = footer.sub("", html)
+    for _ in range(3):
+        html, n = _HTML_READ_MORE.subn("…", html)
+        if not n:
+            break
+    html = re.sub(r"(?:\s*…){2,}", "…", html)
+    html = re.sub(r"([.!?»])\s*…(?=(?:</\w+>\s*)*$)", r"\1", html)
+    for _ in range(3):
+        html, n = _EMPTY_ELEMENT.subn("", html)
+        if not n:
+            break
+    return html.strip()
