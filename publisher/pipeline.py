@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -79,10 +80,12 @@ def command_fetch(ctx: Context, args) -> int:
     results = fetch(ctx, args.feed)
     failed = 0
     for r in results:
-        print(r.line())
+        # a failed source is an error line on stderr (naming the source); the others are the report
+        print(f"publisher: error: {r.line()}" if not r.ok else r.line(), file=sys.stderr if not r.ok else sys.stdout)
         failed += not r.ok
     if failed:
-        print(f"{failed} source(s) failed; fix them or check [feeds].sources in {ctx.settings.source}, then rerun 'publisher fetch'")
+        print(f"{failed} source(s) failed; fix them or check [feeds].sources in {ctx.settings.source}, then rerun 'publisher fetch'",
+              file=sys.stderr)
         return 3
     return 0
 
