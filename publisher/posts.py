@@ -30,7 +30,7 @@ URL_LENGTH = 23  # t.co and Mastodon both count any link as 23 characters
 X_LIMIT = 280
 MASTODON_LIMIT = 500
 BLUESKY_LIMIT = 300
-MIN_SUMMARY_WORDS = 4  # a summary shorter than this says nothing: drop it instead
+MIN_SUMMARY_CHARS = 30  # a shortened summary shorter than this says nothing: drop it instead
 ELLIPSIS = "…"
 
 # twitter-text config v3: (start, end) code point ranges of weight 100 (= 1 char); default weight 200.
@@ -269,7 +269,7 @@ def _fit(template, ctx: dict, draft: _Draft, network: str, limit: int) -> list[s
             lo = mid
         else:
             hi = mid - 1
-    if lo >= min(MIN_SUMMARY_WORDS, len(words)) and lo > 0:
+    if lo > 0 and len(" ".join(words[:lo])) >= MIN_SUMMARY_CHARS:
         return [attempt(lo, len(tags))]
     for n in range(len(tags), -1, -1):
         text = attempt(0, n)

@@ -19,6 +19,7 @@ with their `!important`, and it never fetches remote CSS (`allow_network=False`)
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -227,7 +228,7 @@ class Renderer:
 
     def _string(self, env: jinja2.Environment, source: str, ctx: dict, campaign: Campaign, what: str) -> str:
         try:
-            return one_line(env.from_string(source).render(ctx))
+            return _defuse(one_line(env.from_string(source).render(ctx)))
         except jinja2.TemplateError as exc:
             raise ConfigError(f"{campaign.source or campaign.name}: {what}: {_describe(exc)}",
                               hint=f"fix the {what} template, then rerun 'publisher preview --campaign {campaign.name}'") from None
@@ -254,12 +255,27 @@ def _describe(exc: Exception) -> str:
     return one_line(str(exc)) or type(exc).__name__
 
 
+_STYLE_BLOCK = re.compile(r"(<style\b[^>]*>)(.*?)(</style>)", re.IGNORECASE | re.DOTALL)
+_IMPORT = re.compile(r"@import\b[^;]*;?", re.IGNORECASE)
+
+
+def _drop_imports(html: str) -> str:
+    # cssutils (under premailer) fetches @import URLs itself, whatever allow_network says.
+    def strip(m: re.Match) -> str:
+        if not _IMPORT.search(m.group(2)):
+            return m.group(0)
+        log.warning("template: @import removed from a <style> block (remote CSS is never fetched)")
+        return m.group(1) + _IMPORT.sub("", m.group(2)) + m.group(3)
+
+    return _STYLE_BLOCK.sub(strip, html)
+
+
 def inline_css(html: str) -> str:
     """Inline the CSS of `html` with premailer; keep @media (and !important) in <style>; no network."""
     from premailer import Premailer
 
     return Premailer(
-        html,
+        _drop_imports(html),
         keep_style_tags=False,  # only what cannot be inlined (@media) stays in a <style> block
         strip_important=False,  # @media overrides need their !important
         allow_network=False,  # never fetch a remote stylesheet
