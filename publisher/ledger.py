@@ -9,10 +9,13 @@ reported, and only an explicit `--resend-unknown` puts it back to `planned`.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 from publisher.models import Delivery, State
 from publisher.store import Store, from_iso, iso
+
+if TYPE_CHECKING:
+    from publisher.journal import Journal
 
 Clock = Callable[[], datetime]
 
@@ -109,6 +112,68 @@ class Ledger:
                            " WHERE edition_key=? AND channel=? AND target=?",
                            [(iso(when), reply, stamp, edition_key, channel, t) for t, when, reply in targets])
 
+    def claim_range(self, edition_key: str, channel: str, limit: int, after: str, now: datetime) -> list[tuple[str, int]]:
+        """Like `claim`, but the next due `planned` rows after `after` in target order: (target, attempts).
+
+        Walking the primary key from a cursor keeps every claim cheap on a 100,000-row edition (`claim`
+        sorts all planned rows each time). The unary + keeps SQLite on the primary key.
+        """
+        due = iso(now)
+        with self.store.transaction() as db:
+            rows = [(r[0], r[1] + 1) for r in db.execute(
+                "SELECT target, attempts FROM deliveries WHERE edition_key=? AND channel=? AND target > ?"
+                " AND +state='planned' AND (not_before IS NULL OR not_before <= ?) ORDER BY target LIMIT ?",
+                (edition_key, channel, after, due, limit))]
+            if rows:
+                stamp = iso(self.clock())
+                db.executemany("UPDATE deliveries SET state='sending', attempts=attempts+1, updated_at=?"
+                               " WHERE edition_key=? AND channel=? AND target=?",
+                               [(stamp, edition_key, channel, t) for t, _ in rows])
+        return rows
+
+    def release(self, edition_key: str, channel: str, targets: Sequence[str]) -> None:
+        """Rows claimed but never started (stop, login refused) go back to `planned`, attempt not counted."""
+        with self.store.transaction() as db:
+            db.executemany("UPDATE deliveries SET state='planned', attempts=max(attempts-1, 0), updated_at=?"
+                           " WHERE edition_key=? AND channel=? AND target=? AND state='sending'",
+                           [(iso(self.clock()), edition_key, channel, t) for t in targets])
+
+    def recover_journal(self, edition_key: str, channel: str, journal: "Journal") -> tuple[list[str], int]:
+        """Settle rows left in `sending` from the wire journal; returns (targets now `unknown`, rows re-planned).
+
+        See publisher.journal: an outcome line wins; a wire line alone means `unknown`; nothing at all
+        means the message never left, so the row goes back to `planned`.
+        """
+        sending = [r[0] for r in self.db.execute("SELECT target FROM deliveries WHERE edition_key=? AND channel=?"
+                                                 " AND state='sending'", (edition_key, channel))]
+        if not sending:
+            return [], 0
+        entries = journal.read(sending)
+        unknown: list[str] = []
+        results: list[tuple[str, State, str | None, str | None]] = []
+        replan: list[str] = []
+        for t in sending:
+            e = entries.get(t)
+            if e is None or e.outcome == "retry":
+                replan.append(t)
+            elif e.outcome == "wire":
+                unknown.append(t)
+                results.append((t, State.UNKNOWN, None, "process stopped while this was on the wire; outcome unknown"))
+            else:
+                state = {"sent": State.SENT, "failed": State.FAILED}.get(e.outcome, State.UNKNOWN)
+                if state is State.UNKNOWN:
+                    unknown.append(t)
+                results.append((t, state, e.remote_id, e.reply))
+        self.finish(edition_key, channel, results)
+        self.release(edition_key, channel, replan)
+        return unknown, len(replan)
+
+    def drop_suppressed(self, edition_key: str, channel: str) -> int:
+        """Planned rows whose address was suppressed since planning are removed: nobody suppressed is mailed."""
+        with self.store.transaction() as db:
+            return db.execute("DELETE FROM deliveries WHERE edition_key=? AND channel=? AND state='planned'"
+                              " AND target IN (SELECT email FROM suppression)", (edition_key, channel)).rowcount
+
     def get(self, edition_key: str, channel: str, target: str) -> Delivery | None:
         r = self.db.execute("SELECT * FROM deliveries WHERE edition_key=? AND channel=? AND target=?",
                             (edition_key, channel, target)).fetchone()
@@ -133,6 +198,23 @@ class Ledger:
         for state, n in self.db.execute(q + " GROUP BY state", args):
             out[state] = n
         return out
+
+    def not_before(self, edition_key: str, channel: str, target: str) -> datetime | None:
+        """The earliest time one row may be tried again, if one was set (429 reset, spacing, daily cap)."""
+        r = self.db.execute("SELECT not_before FROM deliveries WHERE edition_key=? AND channel=? AND target=?",
+                            (edition_key, channel, target)).fetchone()
+        return from_iso(r[0]) if r and r[0] else None
+
+    def sent_times(self, channel: str, since: datetime) -> list[datetime]:
+        """When rows of `channel` (any edition) were sent, at or after `since`, oldest first (daily caps)."""
+        rows = self.db.execute("SELECT updated_at FROM deliveries WHERE channel=? AND state='sent' AND updated_at >= ?"
+                               " ORDER BY updated_at", (channel, iso(since)))
+        return [from_iso(r[0]) for r in rows]
+
+    def last_sent_at(self, channel: str) -> datetime | None:
+        """When `channel` (any edition) last had a row marked sent (spacing between posts of one account)."""
+        r = self.db.execute("SELECT max(updated_at) FROM deliveries WHERE channel=? AND state='sent'", (channel,)).fetchone()
+        return from_iso(r[0]) if r and r[0] else None
 
     def next_not_before(self, edition_key: str, channel: str) -> datetime | None:
         r = self.db.execute("SELECT min(not_before) FROM deliveries WHERE edition_key=? AND channel=? AND state='planned'",

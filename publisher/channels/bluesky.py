@@ -1,25 +1,224 @@
-"""Bluesky through the atproto SDK."""
+"""Bluesky through the atproto SDK.
+
+Exactly once: every post is created with a record key derived from the ledger key (a valid TID
+built from the edition's slot and a hash), so a repeat cannot make a second post: the PDS refuses a
+second record under the same key. When a create fails or its outcome is unknown, `getRecord` on
+that key tells whether the post exists (and its text proves it is ours). So an `unknown` Bluesky
+row is retried by the next run without --resend-unknown: the retry either finds it or makes it.
+
+Links become `app.bsky.richtext.facet#link` facets with UTF-8 byte offsets (French accents before a
+link shift them); hashtags become tag facets; the lead article becomes an external embed card.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Callable
+
+from atproto import Client, models
+from atproto_client import exceptions as atx
+from atproto_client.request import Request
 
 from publisher.channels import ChannelDisabled, ChannelSpec
+from publisher.channels.social import Outcome, PostKey, SocialChannel, Thread, outbox_channel
+from publisher.channels.transport import fetch_image, httpx_not_sent, one_line, redact, reset_time
+from publisher.config import parse_duration, secret
+from publisher.errors import DeliveryError
+from publisher.models import Delivery, Post
+
+if TYPE_CHECKING:
+    from publisher.config import Campaign
+
+PASSWORD = "PUBLISHER_BLUESKY_APP_PASSWORD"
+HANDLE = "PUBLISHER_BLUESKY_HANDLE"
+MAX_BLOB_BYTES = 1_000_000  # Bluesky's limit for an embed thumbnail
+_B32 = "234567abcdefghijklmnopqrstuvwxyz"
 
 
 @dataclass(frozen=True)
 class BlueskySettings:
     """The [bluesky] table of settings.toml."""
 
-    service_url: str = "https://bsky.social"
-    handle: str | None = None  # or PUBLISHER_BLUESKY_HANDLE
+    service_url: str = "https://bsky.social"  # the PDS (or entryway) to log in to
+    handle: str | None = None  # the account, e.g. "endurance-info.bsky.social"; PUBLISHER_BLUESKY_HANDLE wins
     timeout: float = 30.0
-    max_wait: str = "15m"
+    max_wait: str = "15m"  # longest 429/spacing wait inside one run; longer waits leave posts pending
+
+    def _check(self, where: str) -> None:
+        parse_duration(self.max_wait, f"{where}.max_wait")
 
 
-def make(settings, channel_settings: BlueskySettings, ctx):
-    """Build the Bluesky channel (work in progress)."""
-    raise ChannelDisabled("bluesky: not implemented yet")
+def record_key(key: PostKey) -> str:
+    """A TID that is the same for the same post in every run: the edition's slot plus a hash.
+
+    The hash spreads over a second of microseconds and the 10-bit clock id, so two campaigns due at the
+    same minute still get different keys."""
+    h = int(key.digest[:16], 16)
+    micros = int(key.slot.timestamp()) * 1_000_000 + (h >> 10) % 1_000_000
+    value = (micros << 10) | (h & 0x3FF)
+    return "".join(_B32[(value >> (5 * i)) & 31] for i in reversed(range(13)))
+
+
+_URL = re.compile(r"https?://[^\s<>\"]+")
+_TAG = re.compile(r"(?<!\S)#(\w+)")
+
+
+def facets(text: str, links: tuple[str, ...] = ()) -> list[models.AppBskyRichtextFacet.Main]:
+    """Link facets for the post's links (and any other URL in the text) and tag facets for hashtags,
+    indexed in UTF-8 bytes as the lexicon requires."""
+    spans: list[tuple[int, int, Any]] = []
+
+    def taken(i: int, j: int) -> bool:
+        return any(i < b and a < j for a, b, _ in spans)
+
+    for link in dict.fromkeys(links):
+        start = 0
+        while link and (i := text.find(link, start)) >= 0:
+            if not taken(i, i + len(link)):
+                spans.append((i, i + len(link), models.AppBskyRichtextFacet.Link(uri=link)))
+            start = i + len(link)
+    for m in _URL.finditer(text):
+        url = m.group(0).rstrip(".,;:!?)»")
+        if url and not taken(m.start(), m.start() + len(url)):
+            spans.append((m.start(), m.start() + len(url), models.AppBskyRichtextFacet.Link(uri=url)))
+    for m in _TAG.finditer(text):
+        if not m.group(1).isdigit() and not taken(m.start(), m.end()):
+            spans.append((m.start(), m.end(), models.AppBskyRichtextFacet.Tag(tag=m.group(1))))
+
+    def byte(i: int) -> int:
+        return len(text[:i].encode("utf-8"))
+
+    return [models.AppBskyRichtextFacet.Main(features=[feature],
+                                             index=models.AppBskyRichtextFacet.ByteSlice(byte_start=byte(a), byte_end=byte(b)))
+            for a, b, feature in sorted(spans, key=lambda s: s[0])]
+
+
+def _ref(remote_id: str) -> models.ComAtprotoRepoStrongRef.Main:
+    uri, _, cid = remote_id.partition(" ")  # remote ids are stored as "at://... cid"
+    return models.ComAtprotoRepoStrongRef.Main(uri=uri, cid=cid)
+
+
+class BlueskyNetwork:
+    """Posts through the atproto SDK; translates its errors into Outcomes in this one place."""
+
+    channel = "bluesky"
+    network = "bluesky"
+    paced = True
+
+    def __init__(self, settings: BlueskySettings, handle: str, password: str, clock: Callable[[], datetime]):
+        self.settings = settings
+        self.handle = handle
+        self.clock = clock
+        self.max_wait = parse_duration(settings.max_wait, "[bluesky].max_wait")
+        self._password = password
+        self.did: str | None = None
+        self.client = Client(base_url=settings.service_url, request=Request(timeout=settings.timeout))
+        self.client.on_session_change(self._session_changed)
+
+    def _session_changed(self, event: Any, session: Any) -> None:
+        self.did = session.did
+
+    def prepare(self, campaign: "Campaign") -> None:
+        """Log in (com.atproto.server.createSession) once per run."""
+        if self.did:
+            return
+        where = f"{self.handle} at {self.settings.service_url}"
+        try:
+            self.client.login(self.handle, self._password, fetch_bsky_profile=False)
+        except (atx.UnauthorizedError, atx.BadRequestError) as exc:
+            raise DeliveryError(f"login refused for {where}: {self._text(exc)}",
+                                hint=f"check {PASSWORD} (an app password) and the handle") from None
+        except atx.AtProtocolError as exc:
+            raise DeliveryError(f"cannot log in as {where}: {self._text(exc)}",
+                                hint=f"rerun 'publisher send {campaign.name}' later") from None
+        if not self.did:
+            raise DeliveryError(f"login as {where} returned no account id")
+
+    def retry_unknown(self, row: Delivery, now: datetime) -> bool:
+        return True  # the record key makes a repeat either find the post or create it once
+
+    def create(self, post: Post, reply_to: Thread | None, key: PostKey) -> Outcome:
+        rkey = record_key(key)
+        reply = None
+        if reply_to and reply_to.parent:
+            reply = models.AppBskyFeedPost.ReplyRef(root=_ref(reply_to.root or reply_to.parent), parent=_ref(reply_to.parent))
+        record = models.AppBskyFeedPost.Record(
+            text=post.text, created_at=self.clock().astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+            facets=facets(post.text, post.links) or None, langs=[post.language or "fr"], reply=reply,
+            embed=self._card(post))
+        try:
+            made = self.client.app.bsky.feed.post.create(self.did, record, rkey=rkey)
+        except atx.RateLimitExceededError as exc:
+            headers = exc.response.headers if exc.response is not None else None
+            return Outcome("rate_limited", retry_at=reset_time(headers, self.clock()), reply="429 from Bluesky")
+        except atx.InvokeTimeoutError as exc:
+            if httpx_not_sent(exc):
+                return Outcome("retry", reply="could not reach Bluesky (connect timeout)")
+            return Outcome("unknown", reply=f"no reply from Bluesky after the request was sent; record key {rkey}"
+                                            " lets the next run check and finish it")
+        except atx.UnauthorizedError as exc:
+            return Outcome("failed", reply=f"{self._text(exc)}; check {PASSWORD}")
+        except atx.RequestErrorBase as exc:
+            status = exc.response.status_code if exc.response is not None else None
+            if status is None:  # transport error
+                if httpx_not_sent(exc):
+                    return Outcome("retry", reply="could not reach Bluesky")
+                return Outcome("unknown", reply=f"connection lost after the request was sent; record key {rkey}")
+            found = self._existing(rkey, post.text)
+            if found is not None:
+                return found
+            if status >= 500 or status == 409:
+                return Outcome("retry", maybe_taken=True, reply=f"{self._text(exc)} (record key {rkey})")
+            return Outcome("failed", reply=self._text(exc))
+        except atx.AtProtocolError as exc:
+            return Outcome("failed", reply=self._text(exc))
+        return Outcome("sent", remote_id=f"{made.uri} {made.cid}", reply=made.uri)
+
+    def _existing(self, rkey: str, text: str) -> Outcome | None:
+        """After a failed create: is the post already there under its record key?"""
+        try:
+            got = self.client.app.bsky.feed.post.get(self.did, rkey)
+        except atx.AtProtocolError:
+            return None
+        value = got.value
+        found_text = value.get("text") if isinstance(value, dict) else getattr(value, "text", None)
+        if found_text == text:
+            return Outcome("sent", remote_id=f"{got.uri} {got.cid}", reply=f"already posted as {got.uri}")
+        return Outcome("failed", reply=f"record key {rkey} already holds a different post ({got.uri})")
+
+    def _card(self, post: Post) -> models.AppBskyEmbedExternal.Main | None:
+        """The external embed for the lead article; the thumbnail is optional and never blocks."""
+        card = post.card
+        if not card or not card.get("uri"):
+            return None
+        thumb = None
+        image = fetch_image(card.get("thumb"), self.settings.timeout, MAX_BLOB_BYTES)
+        if image is not None:
+            try:
+                thumb = self.client.upload_blob(image[0]).blob
+            except atx.AtProtocolError:
+                thumb = None
+        return models.AppBskyEmbedExternal.Main(external=models.AppBskyEmbedExternal.External(
+            uri=card["uri"], title=card.get("title", ""), description=card.get("description", ""), thumb=thumb))
+
+    def _text(self, exc: Exception) -> str:
+        return one_line(redact(str(exc) or type(exc).__name__, [self._password]))
+
+
+def make(settings, channel_settings: BlueskySettings, ctx) -> SocialChannel:
+    """The Bluesky channel: the outbox form, or live posting with a handle and an app password."""
+    if ctx.outbox is not None:
+        return outbox_channel("bluesky", ctx)
+    handle = secret(HANDLE) or channel_settings.handle
+    password = secret(PASSWORD)
+    if not handle:
+        raise ChannelDisabled(f"no account: set [bluesky].handle in {settings.source} or {HANDLE}")
+    if not password:
+        raise ChannelDisabled(f"missing {PASSWORD} in the environment; set it, or use"
+                              f" [publisher] delivery = \"outbox\" in {settings.source}")
+    return SocialChannel(BlueskyNetwork(channel_settings, handle, password, ctx.ledger.clock), ctx)  # type: ignore[arg-type]
 
 
 SPEC = ChannelSpec(name="bluesky", kind="social", network="bluesky", settings_cls=BlueskySettings, factory=make)

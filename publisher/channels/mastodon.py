@@ -1,11 +1,34 @@
-"""Mastodon through Mastodon.py, against the instance URL from settings."""
+"""Mastodon through Mastodon.py, against the instance URL from settings.
+
+Every create carries an `Idempotency-Key` derived from the ledger key (edition, network, position):
+Mastodon remembers the key for an hour and answers a repeat with the status it already made. So a
+5xx is retried at once with the same key, and a post whose outcome is `unknown` (timeout, connection
+reset) is sent again by the next run without --resend-unknown, as long as the key is still fresh
+(`IDEMPOTENCY_WINDOW`, a margin under Mastodon's hour); after that only the user can resend it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Callable, Literal
+
+import requests
+from mastodon import (Mastodon, MastodonAPIError, MastodonError, MastodonNetworkError, MastodonNotFoundError,
+                      MastodonRatelimitError, MastodonServerError, MastodonUnauthorizedError)
 
 from publisher.channels import ChannelDisabled, ChannelSpec
+from publisher.channels.social import Outcome, PostKey, SocialChannel, Thread, outbox_channel
+from publisher.channels.transport import fetch_image, one_line, redact, requests_not_sent, reset_time
+from publisher.config import parse_duration, secret
+from publisher.models import Delivery, Post
+
+if TYPE_CHECKING:
+    from publisher.config import Campaign
+
+TOKEN = "PUBLISHER_MASTODON_ACCESS_TOKEN"
+DEFAULT_LIMIT = 500
+IDEMPOTENCY_WINDOW = timedelta(minutes=50)  # Mastodon keeps an Idempotency-Key for one hour
 
 
 @dataclass(frozen=True)
@@ -15,14 +38,128 @@ class MastodonSettings:
     instance_url: str | None = None  # e.g. "https://piaille.fr"; required in live mode
     max_characters: int = 0  # 0 = ask the instance (GET /api/v1/instance), 500 if it does not say
     visibility: Literal["public", "unlisted", "private", "direct"] | None = None  # None = the campaign's
-    media_upload: bool = False
+    media_upload: bool = False  # attach the lead article's thumbnail
     timeout: float = 30.0
-    max_wait: str = "15m"
+    max_wait: str = "15m"  # longest 429/spacing wait inside one run; longer waits leave posts pending
+
+    def _check(self, where: str) -> None:
+        parse_duration(self.max_wait, f"{where}.max_wait")
+        if self.max_characters < 0:
+            from publisher.errors import ConfigError
+
+            raise ConfigError(f"{where}.max_characters must be 0 (ask the instance) or a positive number")
 
 
-def make(settings, channel_settings: MastodonSettings, ctx):
-    """Build the Mastodon channel (work in progress)."""
-    raise ChannelDisabled("mastodon: not implemented yet")
+def idempotency_key(key: PostKey) -> str:
+    """The same post always carries the same key, whichever run sends it."""
+    return f"publisher-{key.digest[:40]}"
+
+
+class MastodonNetwork:
+    """Posts through Mastodon.py; translates its errors into Outcomes in this one place."""
+
+    channel = "mastodon"
+    network = "mastodon"
+    paced = True
+
+    def __init__(self, settings: MastodonSettings, token: str, clock: Callable[[], datetime]):
+        self.settings = settings
+        self.clock = clock
+        self.max_wait = parse_duration(settings.max_wait, "[mastodon].max_wait")
+        self._token = token
+        self._last: requests.Response | None = None  # the last reply, for its rate-limit headers
+        session = requests.Session()
+        session.hooks["response"].append(self._seen)
+        self.api = Mastodon(access_token=token, api_base_url=settings.instance_url, request_timeout=settings.timeout,
+                            ratelimit_method="throw", version_check_mode="none", session=session)
+        self.limit = settings.max_characters or None
+        self.visibility = settings.visibility
+        self.language = "fr"
+
+    def _seen(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self._last = response
+
+    def prepare(self, campaign: "Campaign") -> None:
+        """Read the instance's character limit unless settings fix it; a failure keeps 500."""
+        self.visibility = self.settings.visibility or campaign.social.visibility
+        self.language = campaign.social.language
+        if self.limit is None:
+            try:
+                info = self.api.instance_v1()
+                statuses = ((info.get("configuration") or {}).get("statuses") or {})
+                self.limit = int(statuses.get("max_characters") or info.get("max_toot_chars") or DEFAULT_LIMIT)
+            except (MastodonError, ValueError, TypeError, AttributeError):
+                self.limit = DEFAULT_LIMIT
+
+    def retry_unknown(self, row: Delivery, now: datetime) -> bool:
+        return row.updated_at is not None and now - row.updated_at < IDEMPOTENCY_WINDOW
+
+    def create(self, post: Post, reply_to: Thread | None, key: PostKey) -> Outcome:
+        limit = self.limit or DEFAULT_LIMIT
+        if post.length > limit:
+            return Outcome("failed", reply=f"the post counts {post.length} characters but {self.settings.instance_url}"
+                                           f" allows {limit}; set [mastodon].max_characters = {limit} for future editions")
+        media_ids, note = self._media(post)
+        try:
+            status = self.api.status_post(post.text, in_reply_to_id=reply_to.parent if reply_to else None,
+                                          media_ids=media_ids, visibility=self.visibility,
+                                          language=post.language or self.language, idempotency_key=idempotency_key(key))
+        except MastodonRatelimitError:
+            headers = self._last.headers if self._last is not None and self._last.status_code == 429 else None
+            return Outcome("rate_limited", retry_at=reset_time(headers, self.clock()), reply="429 Too Many Requests from Mastodon")
+        except MastodonNetworkError as exc:
+            if requests_not_sent(exc):
+                return Outcome("retry", reply=f"could not reach {self.settings.instance_url}")
+            return Outcome("unknown", reply="no reply from Mastodon after the request was sent; the idempotency key"
+                                            " makes the next run's retry safe for an hour")
+        except MastodonServerError as exc:
+            return Outcome("retry", maybe_taken=True, reply=self._text(exc))  # same key: a repeat cannot duplicate
+        except MastodonUnauthorizedError as exc:
+            return Outcome("failed", reply=f"{self._text(exc)}; check {TOKEN}")
+        except (MastodonNotFoundError, MastodonAPIError) as exc:
+            return Outcome("failed", reply=self._text(exc))
+        except MastodonError as exc:
+            return Outcome("failed", reply=one_line(redact(str(exc), [self._token])))
+        status_id = status.get("id") if hasattr(status, "get") else None
+        if status_id is None:
+            return Outcome("unknown", reply="Mastodon accepted the request but returned no status id")
+        return Outcome("sent", remote_id=str(status_id), reply=f"{status.get('url') or 'status ' + str(status_id)}{note}")
+
+    def _media(self, post: Post) -> tuple[list[str] | None, str]:
+        """Upload the post's image if media upload is on; a failure only drops the image."""
+        if not self.settings.media_upload or not post.image:
+            return None, ""
+        image = fetch_image(post.image, self.settings.timeout)
+        if image is None:
+            return None, " (image skipped: could not fetch it)"
+        data, mime = image
+        description = (post.card or {}).get("title") or None
+        try:
+            media = self.api.media_post(data, mime_type=mime, description=description)
+        except MastodonError as exc:
+            return None, f" (image skipped: upload failed: {one_line(redact(str(exc), [self._token]), 80)})"
+        return [str(media["id"])], ""
+
+    def _text(self, exc: MastodonAPIError) -> str:
+        args = exc.args
+        if len(args) >= 4:  # ('Mastodon API returned error', status, reason, error message)
+            text = f"{args[1]} {args[2]} from Mastodon" + (f": {args[3]}" if args[3] else "")
+        else:
+            text = str(exc)
+        return one_line(redact(text, [self._token]))
+
+
+def make(settings, channel_settings: MastodonSettings, ctx) -> SocialChannel:
+    """The Mastodon channel: the outbox form, or live posting with PUBLISHER_MASTODON_ACCESS_TOKEN."""
+    if ctx.outbox is not None:
+        return outbox_channel("mastodon", ctx)
+    if not channel_settings.instance_url:
+        raise ChannelDisabled(f"no instance: set [mastodon].instance_url in {settings.source}")
+    token = secret(TOKEN)
+    if not token:
+        raise ChannelDisabled(f"missing {TOKEN} in the environment; set it, or use"
+                              f" [publisher] delivery = \"outbox\" in {settings.source}")
+    return SocialChannel(MastodonNetwork(channel_settings, token, ctx.ledger.clock), ctx)  # type: ignore[arg-type]
 
 
 SPEC = ChannelSpec(name="mastodon", kind="social", network="mastodon", settings_cls=MastodonSettings, factory=make)

@@ -1,0 +1,336 @@
+"""The exactly-once loop shared by the social channels (x, mastodon, bluesky) and their outbox form.
+
+Each post of an edition has one ledger row, (edition, channel, "post:N"). For every post, in thread
+order: a `sent` row is skipped (its remote id becomes the parent of the next reply); a `planned` row
+is claimed (-> `sending`, committed) before the network call and finished as `sent`, `failed` or
+`unknown` after it. A thread never skips ahead: if a post fails, is unknown or has to wait, the posts
+after it wait too, so a rerun resumes at the first post not sent, replying to the last one that was.
+
+A network (see `Network`) only performs one create and says what happened (`Outcome`); the waiting
+policy lives here: 429 waits until the announced reset when that is within `max_wait` (never a tight
+loop, interrupted by the stop flag), otherwise the row stays `planned` with a not-before time and is
+reported pending; the same for trickle spacing and the daily cap of `campaign.social`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Protocol
+
+from publisher.channels import DispatchContext, DispatchReport
+from publisher.config import parse_duration
+from publisher.errors import DeliveryError
+from publisher.models import Delivery, Post, State
+
+if TYPE_CHECKING:
+    from publisher.config import Campaign
+    from publisher.models import RenderedEdition
+
+Kind = Literal["sent", "failed", "unknown", "rate_limited", "retry"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one create call did. `retry`: safe to repeat now (it did not take effect, or repeating it
+    cannot duplicate); `maybe_taken` says whether, once retries run out, the row is `unknown`."""
+
+    kind: Kind
+    remote_id: str | None = None
+    reply: str = ""
+    retry_at: datetime | None = None  # rate_limited: the reset the server announced
+    maybe_taken: bool = False
+
+
+@dataclass(frozen=True)
+class Thread:
+    """Where a reply hangs: the first post of the thread and the last one sent (remote ids)."""
+
+    root: str | None = None
+    parent: str | None = None
+
+    def after(self, remote_id: str | None) -> "Thread":
+        if not remote_id:  # sent but id unknown (X duplicate): later replies hang on the last known post
+            return self
+        return Thread(root=self.root or remote_id, parent=remote_id)
+
+
+@dataclass(frozen=True)
+class PostKey:
+    """The identity of one post delivery; idempotency keys and record keys derive from it."""
+
+    edition_key: str
+    network: str
+    target: str  # "post:N"
+    slot: datetime  # the edition's slot, for time-shaped keys (Bluesky TIDs)
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(f"{self.edition_key}\x1f{self.network}\x1f{self.target}".encode()).hexdigest()
+
+
+class Network(Protocol):
+    """One social network as the loop sees it."""
+
+    channel: str  # the ledger's channel name: "x", or "outbox:x"
+    network: str  # which rendered posts it sends: "x"
+    paced: bool  # whether spacing and the daily cap apply
+    max_wait: timedelta  # the longest wait (429, spacing) inside one run
+
+    def prepare(self, campaign: "Campaign") -> None:
+        """Log in, read the instance's limits...; raise DeliveryError with a one-line reason."""
+
+    def create(self, post: Post, reply_to: Thread | None, key: PostKey) -> Outcome:
+        """Make one post; never raises for a network failure, says what happened instead."""
+
+    def retry_unknown(self, row: Delivery, now: datetime) -> bool:
+        """May this `unknown` row be sent again without the user's --resend-unknown?"""
+
+
+def target(post: Post) -> str:
+    return f"post:{post.position}"
+
+
+@dataclass
+class SocialChannel:
+    """A social channel: the ledger loop around one Network."""
+
+    net: Network
+    ctx: DispatchContext
+    backoff: tuple[float, ...] = (1.0, 3.0)  # seconds between retries of a `retry` outcome
+    max_rate_limit_waits: int = 3
+    name: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.name = self.net.channel
+
+    def clock(self) -> datetime:
+        return self.ctx.ledger.clock()
+
+    def dispatch(self, rendered: "RenderedEdition", campaign: "Campaign") -> DispatchReport:
+        """Send the edition's posts for this network, exactly once each, in thread order."""
+        net, ledger = self.net, self.ctx.ledger
+        edition = rendered.edition
+        key, ch = edition.key, net.channel
+        report = DispatchReport(channel=ch, edition_key=key)
+        posts = sorted(rendered.posts.get(net.network, ()), key=lambda p: p.position)
+        if not posts:
+            report.messages.append(f"{ch}: no {net.network} posts in {key}; nothing to send")
+            return report
+        ledger.plan(key, ch, [target(p) for p in posts])
+        for t in ledger.recover(key, ch):
+            report.messages.append(f"{ch}: {t} of {key} was on the wire when a run stopped; its outcome is unknown")
+        self._release_unknown(key, ch, report)
+
+        threaded = campaign.social.mode != "per_article"
+        spacing = parse_duration(campaign.social.spacing, f"{campaign.source}: [social].spacing")
+        cap = campaign.social.daily_cap
+        thread = Thread()
+        blocked: str | None = None
+        prepared = False
+        with self.ctx.progress.task(f"{ch} {key}", total=len(posts)) as task:
+            for post in posts:
+                t = target(post)
+                row = ledger.get(key, ch, t)
+                assert row is not None  # planned above
+                if row.state is State.SENT:
+                    report.skipped += 1
+                    thread = thread.after(row.remote_id)
+                    task.advance()
+                    continue
+                if row.state is State.FAILED:
+                    report.failed += 1
+                    report.messages.append(f"{ch}: {t} of {key} failed earlier: {row.reply or 'no reply recorded'}")
+                    blocked = blocked or (f"{t} failed" if threaded else None)
+                    continue
+                if row.state is State.UNKNOWN:
+                    report.unknown += 1
+                    report.messages.append(self._unknown_hint(t, key, campaign, row.reply))
+                    blocked = blocked or (f"{t} is unknown" if threaded else None)
+                    continue
+                if blocked:
+                    report.pending += 1
+                    continue
+                why = self._wait_for_turn(key, t, spacing, cap)
+                if why is None and self.ctx.stop.is_set():
+                    why = "stopped before it was sent"
+                if why:
+                    report.pending += 1
+                    report.messages.append(f"{ch}: {t} of {key} waits: {why}; rerun 'publisher send {campaign.name}' later")
+                    blocked = why
+                    continue
+                if not prepared:
+                    try:
+                        net.prepare(campaign)
+                    except DeliveryError as exc:
+                        report.pending += 1
+                        report.messages.append(f"{ch}: {exc}")
+                        blocked = "not prepared"
+                        continue
+                    prepared = True
+                if not ledger.claim_one(key, ch, t):
+                    report.pending += 1
+                    blocked = f"{t} is held by another process"
+                    continue
+                pkey = PostKey(edition_key=key, network=net.network, target=t, slot=edition.slot)
+                outcome = self._attempt(post, thread if threaded and post.position > 0 else None, pkey)
+                blocked = self._record(outcome, post, key, campaign, report, threaded)
+                if outcome.kind == "sent":
+                    thread = thread.after(outcome.remote_id)
+                    task.advance()
+        return report
+
+    # -- steps -------------------------------------------------------------------------------
+
+    def _release_unknown(self, key: str, ch: str, report: DispatchReport) -> None:
+        """Put `unknown` rows back to `planned`: all of them on --resend-unknown, else those the
+        network can retry without any risk of a second post (idempotency key, record key)."""
+        ledger = self.ctx.ledger
+        if self.ctx.resend_unknown:
+            n = ledger.resend_unknown(key, ch)
+            if n:
+                report.messages.append(f"{ch}: resending {n} post(s) of {key} whose outcome was unknown")
+            return
+        now = self.clock()
+        safe = [(r.target, now, (r.reply or "") + "; retried safely")
+                for r in ledger.rows(key, ch, State.UNKNOWN) if self.net.retry_unknown(r, now)]
+        if safe:
+            ledger.retry_later(key, ch, safe)
+
+    def _wait_for_turn(self, key: str, t: str, spacing: timedelta, cap: int) -> str | None:
+        """Wait (within max_wait) for the row's not-before time, spacing and daily cap; or leave the
+        row `planned` with a not-before time and return why it waits."""
+        ledger, ch = self.ctx.ledger, self.net.channel
+        while True:
+            now = self.clock()
+            until, why = ledger.not_before(key, ch, t), "rate limited or retrying"
+            if self.net.paced:
+                last = ledger.last_sent_at(ch)
+                if spacing and last and (until is None or last + spacing > until):
+                    until, why = last + spacing, f"spacing of {spacing} between posts"
+                if cap > 0:
+                    times = ledger.sent_times(ch, now - timedelta(days=1))
+                    if len(times) >= cap:
+                        free = times[len(times) - cap] + timedelta(days=1)
+                        if until is None or free > until:
+                            until, why = free, f"daily cap of {cap} posts reached"
+            if until is None or until <= now:
+                return None
+            if until - now > self.net.max_wait or self.ctx.stop.is_set():
+                ledger.retry_later(key, ch, [(t, until, why)])
+                return f"{why}, until {until.isoformat(timespec='seconds')}"
+            self.ctx.stop.wait((until - now).total_seconds())
+            if self.ctx.stop.is_set():
+                return "stopped while waiting"
+            if self.clock() <= now:  # a fixed clock (--now) does not move: the wait is served
+                return None
+
+    def _attempt(self, post: Post, reply_to: Thread | None, pkey: PostKey) -> Outcome:
+        """One post with its allowed repeats: 429 waits until the reset, `retry` backs off."""
+        waits = retries = 0
+        while True:
+            outcome = self.net.create(post, reply_to, pkey)
+            if outcome.kind == "rate_limited":
+                now = self.clock()
+                reset = outcome.retry_at or now + timedelta(seconds=60)
+                if waits >= self.max_rate_limit_waits or reset - now > self.net.max_wait or self.ctx.stop.is_set():
+                    return outcome
+                waits += 1
+                # at least a second: a reset already in the past must not turn into a tight loop
+                self.ctx.stop.wait(max(1.0, (reset - now).total_seconds()))
+                if self.ctx.stop.is_set():
+                    return outcome
+                continue
+            if outcome.kind == "retry" and retries < len(self.backoff) and not self.ctx.stop.is_set():
+                self.ctx.stop.wait(self.backoff[retries])
+                retries += 1
+                continue
+            return outcome
+
+    def _record(self, o: Outcome, post: Post, key: str, campaign: "Campaign", report: DispatchReport,
+                threaded: bool) -> str | None:
+        """Write the outcome to the ledger; returns why the rest of the thread must wait, if it must."""
+        ledger, ch, t = self.ctx.ledger, self.net.channel, target(post)
+        if o.kind == "sent":
+            ledger.finish(key, ch, [(t, State.SENT, o.remote_id, o.reply or None)])
+            report.sent += 1
+            if not o.remote_id and o.reply:
+                report.messages.append(f"{ch}: {t} of {key}: {o.reply}")
+            return None
+        if o.kind == "rate_limited":
+            until = o.retry_at or self.clock() + timedelta(seconds=60)
+            ledger.retry_later(key, ch, [(t, until, o.reply or "rate limited")])
+            report.pending += 1
+            report.messages.append(f"{ch}: {t} of {key} waits: rate limited until {until.isoformat(timespec='seconds')};"
+                                   f" rerun 'publisher send {campaign.name}' then")
+            return "rate limited"
+        if o.kind == "retry" and not o.maybe_taken:
+            until = self.clock() + timedelta(minutes=5)
+            ledger.retry_later(key, ch, [(t, until, o.reply)])
+            report.pending += 1
+            report.messages.append(f"{ch}: {t} of {key} not sent ({o.reply}); it will be tried again after"
+                                   f" {until.isoformat(timespec='seconds')} by 'publisher send {campaign.name}'")
+            return "not sent yet"
+        if o.kind in ("unknown", "retry"):
+            ledger.finish(key, ch, [(t, State.UNKNOWN, None, o.reply)])
+            report.unknown += 1
+            report.messages.append(self._unknown_hint(t, key, campaign, o.reply))
+            return f"{t} is unknown" if threaded else None
+        ledger.finish(key, ch, [(t, State.FAILED, None, o.reply)])
+        report.failed += 1
+        report.messages.append(f"{ch}: {t} of {key} failed: {o.reply}")
+        return f"{t} failed" if threaded else None
+
+    def _unknown_hint(self, t: str, key: str, campaign: "Campaign", reply: str | None) -> str:
+        return (f"{self.net.channel}: {t} of {key}: outcome unknown ({reply or 'no reply'}); check the account, and if"
+                f" the post is missing run 'publisher send {campaign.name} --resend-unknown'")
+
+
+# -- outbox -------------------------------------------------------------------------------------
+
+
+@dataclass
+class OutboxNetwork:
+    """`delivery = "outbox"`: each post is written as JSON under outbox/<campaign>/<edition>/<network>/;
+    no network call and no credentials. Rows live under channel "outbox:<network>"."""
+
+    network: str
+    folder: Path
+    paced: bool = False
+    max_wait: timedelta = timedelta(0)
+    channel: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.channel = f"outbox:{self.network}"
+
+    def prepare(self, campaign: "Campaign") -> None:
+        return None
+
+    def create(self, post: Post, reply_to: Thread | None, key: PostKey) -> Outcome:
+        campaign, _, edition = key.edition_key.partition("/")
+        folder = self.folder / campaign / edition / self.network
+        path = folder / f"post-{post.position}.json"
+        doc = {"network": post.network, "position": post.position, "text": post.text, "length": post.length,
+               "limit": post.limit, "links": list(post.links), "image": post.image, "article_id": post.article_id,
+               "card": post.card, "language": post.language, "edition": key.edition_key,
+               "in_reply_to": reply_to.parent if reply_to else None, "thread_root": reply_to.root if reply_to else None}
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(doc, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+            os.replace(tmp, path)  # atomic: a reader never sees half a post
+        except OSError as exc:
+            return Outcome("failed", reply=f"cannot write {path}: {exc.strerror}")
+        return Outcome("sent", remote_id=str(path.relative_to(self.folder)))
+
+    def retry_unknown(self, row: Delivery, now: datetime) -> bool:
+        return True  # rewriting the same file cannot duplicate anything
+
+
+def outbox_channel(network: str, ctx: DispatchContext) -> SocialChannel:
+    """The outbox form of a social channel (no credentials needed)."""
+    return SocialChannel(OutboxNetwork(network, Path(ctx.outbox)), ctx)

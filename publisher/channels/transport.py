@@ -1,0 +1,124 @@
+"""How the social channels read the wire: did a failed request leave, when does a rate limit reset,
+and fetching a thumbnail. Shared by x, mastodon and bluesky; no channel logic here.
+
+The distinction that matters for exactly-once: an error raised *before* the request reached the
+server (DNS failure, connection refused, connect timeout) proves nothing was posted, so the post may
+be tried again; an error *after* it was sent (read timeout, connection reset while waiting for the
+reply) means the post may exist, so its ledger row becomes `unknown`.
+"""
+
+from __future__ import annotations
+
+import email.utils
+from datetime import datetime, timedelta, timezone
+from typing import Iterable, Mapping
+
+import httpx
+import requests
+
+MAX_IMAGE_BYTES = 5_000_000
+
+
+def requests_not_sent(exc: BaseException | None) -> bool:
+    """True when a requests (or urllib3) error proves the request never reached the server."""
+    seen = 0
+    while exc is not None and seen < 6:  # library wrappers chain the original error
+        if isinstance(exc, (requests.exceptions.ConnectTimeout, requests.exceptions.InvalidURL,
+                            requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema)):
+            return True
+        if isinstance(exc, requests.exceptions.ConnectionError):
+            reason = exc.args[0] if exc.args else None
+            inner = getattr(reason, "reason", reason)  # MaxRetryError(reason=NewConnectionError(...))
+            name = type(inner).__name__
+            return name in ("NewConnectionError", "NameResolutionError", "ConnectTimeoutError")
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
+def requests_error(exc: BaseException | None) -> BaseException | None:
+    """The requests exception inside a library's wrapper (Mastodon.py keeps it as __context__)."""
+    seen = 0
+    while exc is not None and seen < 6:
+        if isinstance(exc, requests.exceptions.RequestException):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None
+
+
+def httpx_not_sent(exc: BaseException | None) -> bool:
+    """True when an httpx error (possibly wrapped by atproto) proves the request never left."""
+    seen = 0
+    while exc is not None and seen < 6:
+        if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol)):
+            return True
+        if isinstance(exc, httpx.TransportError):
+            return False
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
+def reset_time(headers: Mapping[str, str] | None, now: datetime, default: timedelta = timedelta(seconds=60)) -> datetime:
+    """When a 429 says to come back: Retry-After (seconds or date), else an x-rate-limit-reset /
+    ratelimit-reset (epoch seconds) or X-RateLimit-Reset (ISO 8601, Mastodon) header, else now + default."""
+    h = {k.lower(): v for k, v in (headers or {}).items()}
+    retry_after = h.get("retry-after")
+    if retry_after:
+        try:
+            return now + timedelta(seconds=max(0.0, float(retry_after)))
+        except ValueError:
+            try:
+                return email.utils.parsedate_to_datetime(retry_after).astimezone(timezone.utc)
+            except (TypeError, ValueError):
+                pass
+    for name in ("x-rate-limit-reset", "ratelimit-reset", "x-ratelimit-reset"):
+        value = h.get(name)
+        if not value:
+            continue
+        try:
+            return datetime.fromtimestamp(float(value), timezone.utc)
+        except ValueError:
+            try:
+                when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+                return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+            except ValueError:
+                continue
+    return now + default
+
+
+def fetch_image(url: str | None, timeout: float, max_bytes: int = MAX_IMAGE_BYTES) -> tuple[bytes, str] | None:
+    """The bytes and MIME type of an image URL, or None: a missing thumbnail never blocks a post."""
+    if not url or not url.startswith(("http://", "https://")):
+        return None
+    try:
+        with httpx.Client(timeout=timeout, follow_redirects=True) as client:
+            with client.stream("GET", url) as resp:
+                if resp.status_code != 200:
+                    return None
+                mime = resp.headers.get("content-type", "").split(";")[0].strip().lower()
+                if not mime.startswith("image/"):
+                    return None
+                data = b""
+                for chunk in resp.iter_bytes():
+                    data += chunk
+                    if len(data) > max_bytes:
+                        return None
+                return (data, mime) if data else None
+    except httpx.HTTPError:
+        return None
+
+
+def redact(text: str, secrets: Iterable[str | None]) -> str:
+    """Text safe for logs and messages: every secret value replaced, whatever a library put in it."""
+    for s in secrets:
+        if s:
+            text = text.replace(s, "***")
+    return text
+
+
+def one_line(text: object, limit: int = 200) -> str:
+    """A server reply squeezed onto one short line for the ledger and the report."""
+    s = " ".join(str(text).split())
+    return s if len(s) <= limit else s[: limit - 1] + "…"
