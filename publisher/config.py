@@ -214,6 +214,9 @@ class SmtpSettings:
     rate_per_second: float = 0.0  # 0 = no limit
     rate_per_hour: int = 0  # 0 = no limit
     timeout: float = 30.0
+    retry_backoff: float = 30.0  # seconds before the first retry of a 4xx; doubles per attempt (max 1 h)
+    retry_wait: float = 300.0  # a send waits for due retries this long; later ones are left for the next run
+    max_attempts: int = 8  # a recipient still refused with 4xx after this many attempts is marked failed
 
 
 @dataclass(frozen=True)

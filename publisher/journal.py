@@ -1,0 +1,81 @@
+"""The wire journal: what each sending thread did, appended with one write() per line.
+
+Committing SQLite twice per message would cost more than sending it, so the ledger moves rows in
+batches (claim 256 to `sending`, record outcomes 256 at a time) and this journal says, for a row
+found in `sending` after a crash, what really happened to it:
+
+    W <target>                      the message bytes were about to go on the wire
+    R <target> <outcome> <id> <reply>   the server's answer (sent, failed, retry, unknown)
+
+A `sending` row with an R line takes that outcome; with only a W line it is `unknown` (it may have
+been delivered); with neither it never left, and goes back to `planned`. One write() to a file opened
+with O_APPEND is in the kernel when it returns, so a kill -9 loses none of it; each thread holds at
+most one message between its W and R lines, hence at most one `unknown` per connection.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+
+@dataclass(frozen=True)
+class Entry:
+    outcome: str  # "wire" (W only), "sent", "failed", "retry", "unknown"
+    remote_id: str | None = None
+    reply: str | None = None
+
+
+def _clean(text: str) -> str:
+    return text.replace("\t", " ").replace("\n", " ").replace("\r", " ")
+
+
+class Journal:
+    """An append-only file of W/R lines for one (edition, channel)."""
+
+    def __init__(self, path: Path | None):
+        self.path = path  # None: a run that needs no journal (the outbox); it reads as empty
+        self._fd: int | None = None
+
+    def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+
+    def wire(self, target: str) -> None:
+        os.write(self._fd, f"W\t{_clean(target)}\n".encode("utf-8"))
+
+    def result(self, target: str, outcome: str, remote_id: str | None, reply: str) -> None:
+        os.write(self._fd, f"R\t{_clean(target)}\t{outcome}\t{_clean(remote_id or '')}\t{_clean(reply)}\n".encode("utf-8"))
+
+    def read(self, targets: Iterable[str]) -> dict[str, Entry]:
+        """The last word on each of `targets` (rows found in `sending`); streamed, holds only those."""
+        wanted = set(targets)
+        found: dict[str, Entry] = {}
+        if not wanted or self.path is None or not self.path.exists():
+            return found
+        with self.path.open("r", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if not line.endswith("\n"):
+                    break  # a torn last line: the write never completed
+                parts = line.rstrip("\n").split("\t")
+                if len(parts) < 2 or parts[1] not in wanted:
+                    continue
+                if parts[0] == "W":
+                    found[parts[1]] = Entry("wire")
+                elif parts[0] == "R" and len(parts) >= 5:
+                    found[parts[1]] = Entry(parts[2], parts[3] or None, parts[4])
+        return found
+
+    def clear(self) -> None:
+        """Forget everything (called once the ledger holds every outcome)."""
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+        elif self.path is not None and self.path.exists():
+            self.path.write_bytes(b"")
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

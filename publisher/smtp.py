@@ -1,0 +1,310 @@
+"""The one place smtplib is called: connections, a pool of sending threads, a rate limit, and reply meanings.
+
+What a reply means for the ledger:
+    250 after DATA                      -> sent
+    4xx at any step, or a connection that drops before DATA's end was sent -> retry later (421: its wait)
+    5xx                                 -> failed for that recipient (550/551/553: hard bounce, suppressed)
+    the connection drops after the message was sent, before the reply -> unknown (never retried blindly)
+
+The message bytes come ready for the wire (CRLF, no line starting with "."), so DATA sends them as
+they are instead of running smtplib's dot-stuffing regexes over every copy.
+"""
+
+from __future__ import annotations
+
+import enum
+import queue
+import re
+import smtplib
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from publisher.config import SmtpSettings, secret
+from publisher.errors import ConfigError, DeliveryError
+
+PASSWORD_ENV = "PUBLISHER_SMTP_PASSWORD"
+HARD_BOUNCE_CODES = (550, 551, 553)
+
+
+class Outcome(str, enum.Enum):
+    SENT = "sent"
+    RETRY = "retry"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What became of one message, with the server's words."""
+
+    outcome: Outcome
+    code: int | None
+    text: str
+    wait: float | None = None  # seconds the server asked us to wait (421 "try again in 60 seconds")
+
+    @property
+    def hard_bounce(self) -> bool:
+        return self.outcome is Outcome.FAILED and self.code in HARD_BOUNCE_CODES
+
+    def line(self) -> str:
+        return f"{self.code} {self.text}" if self.code else self.text
+
+
+_WAIT = re.compile(r"(\d+)\s*(seconds?|secs?|s\b|minutes?|mins?|m\b)", re.I)
+
+
+def _text(msg: bytes | str) -> str:
+    if isinstance(msg, bytes):
+        msg = msg.decode("utf-8", "replace")
+    return " ".join(msg.split())[:300]
+
+
+def classify(code: int, msg: bytes | str, step: str) -> Reply:
+    """The meaning of an SMTP reply to MAIL, RCPT or DATA."""
+    text = _text(msg)
+    if 200 <= code < 400:
+        return Reply(Outcome.SENT, code, text)
+    if 400 <= code < 500:
+        wait = None
+        if code == 421 and (m := _WAIT.search(text)):
+            wait = float(m.group(1)) * (60 if m.group(2).lower().startswith("m") else 1)
+        return Reply(Outcome.RETRY, code, f"{step}: {text}", wait)
+    return Reply(Outcome.FAILED, code, f"{step}: {text}")
+
+
+def password_for(settings: SmtpSettings) -> str | None:
+    """The relay password, from $PUBLISHER_SMTP_PASSWORD only; required when a username is set."""
+    pw = secret(PASSWORD_ENV)
+    if settings.username and pw is None:
+        raise ConfigError(f"[smtp].username is set but {PASSWORD_ENV} is not",
+                          hint=f"export {PASSWORD_ENV}=... and rerun the same command")
+    return pw
+
+
+class Connection:
+    """One SMTP session, reused for many messages."""
+
+    def __init__(self, settings: SmtpSettings, password: str | None):
+        self.s, self.password = settings, password
+        self.smtp: smtplib.SMTP | None = None
+        self.sent_here = 0
+
+    def open(self) -> Reply | None:
+        """Connect, secure and log in; a Reply (retry) when the server cannot be reached, None when ready."""
+        s = self.s
+        where = f"{s.host}:{s.port}"
+        try:
+            if s.security == "tls":
+                self.smtp = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=ssl.create_default_context())
+            else:
+                self.smtp = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+            self.smtp.ehlo()
+            if s.security == "starttls":
+                self.smtp.starttls(context=ssl.create_default_context())
+                self.smtp.ehlo()
+            if s.username:
+                self.smtp.login(s.username, self.password or "")
+        except smtplib.SMTPAuthenticationError as exc:
+            self.close()
+            raise DeliveryError(f"email: login refused by {where} ({exc.smtp_code} {_text(exc.smtp_error)})",
+                                hint=f"check [smtp].username and {PASSWORD_ENV}, then rerun 'publisher send' (sent mail is skipped)") from None
+        except smtplib.SMTPNotSupportedError as exc:
+            self.close()
+            raise DeliveryError(f"email: {where} does not support what [smtp].security = {s.security!r} needs ({exc})",
+                                hint="check [smtp].security and port in settings.toml") from None
+        except smtplib.SMTPConnectError as exc:
+            self.close()
+            return classify(exc.smtp_code, exc.smtp_error, "connect") if exc.smtp_code >= 400 else \
+                Reply(Outcome.RETRY, None, f"connect: {_text(exc.smtp_error)}")
+        except (OSError, smtplib.SMTPException) as exc:
+            self.close()
+            return Reply(Outcome.RETRY, None, f"cannot connect to {where}: {exc.__class__.__name__}: {exc}"[:300])
+        self.sent_here = 0
+        return None
+
+    @property
+    def ready(self) -> bool:
+        return self.smtp is not None
+
+    def send(self, sender: str, rcpt: str, data: bytes, on_wire: Callable[[], None]) -> Reply:
+        """One message; `on_wire` is called just before the bytes go out (after that, a drop is `unknown`)."""
+        smtp = self.smtp
+        assert smtp is not None
+        on_the_wire = False
+        try:
+            code, msg = smtp.mail(sender)
+            if code != 250:
+                return self._refused(classify(code, msg, "MAIL FROM"))
+            code, msg = smtp.rcpt(rcpt)
+            if code not in (250, 251):
+                return self._refused(classify(code, msg, "RCPT TO"))
+            code, msg = smtp.docmd("DATA")
+            if code != 354:
+                return self._refused(classify(code, msg, "DATA"))
+            on_wire()
+            on_the_wire = True
+            smtp.send(data)
+            smtp.send(b".\r\n")
+            code, msg = smtp.getreply()
+        except (OSError, smtplib.SMTPException) as exc:
+            self.close()
+            why = f"connection lost ({exc.__class__.__name__}: {_text(str(exc))})"
+            if on_the_wire:
+                return Reply(Outcome.UNKNOWN, None, f"{why} after the message was sent; outcome unknown")
+            return Reply(Outcome.RETRY, None, f"{why} before the message was accepted")
+        reply = classify(code, msg, "end of DATA")
+        if reply.outcome is Outcome.SENT:
+            self.sent_here += 1
+        elif code == 421:
+            self.close()
+        return reply
+
+    def _refused(self, reply: Reply) -> Reply:
+        if reply.code == 421:  # the server is closing this session
+            self.close()
+            return reply
+        try:
+            self.smtp.rset()
+        except (OSError, smtplib.SMTPException):
+            self.close()
+        return reply
+
+    def close(self) -> None:
+        smtp, self.smtp = self.smtp, None
+        if smtp is None:
+            return
+        try:
+            smtp.quit()
+        except (OSError, smtplib.SMTPException):
+            try:
+                smtp.close()
+            except OSError:
+                pass
+
+
+class RateLimit:
+    """Messages spaced so that neither the per-second nor the per-hour limit is passed (0 = none)."""
+
+    def __init__(self, per_second: float, per_hour: int):
+        gaps = [1.0 / per_second if per_second > 0 else 0.0, 3600.0 / per_hour if per_hour > 0 else 0.0]
+        self.gap = max(gaps)
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self, stop: threading.Event) -> bool:
+        """Block until the next message may go; False if `stop` was set meanwhile."""
+        if self.gap <= 0:
+            return not stop.is_set()
+        with self._lock:
+            now = time.monotonic()
+            at = max(now, self._next)
+            self._next = at + self.gap
+        delay = at - time.monotonic()
+        return not stop.wait(delay) if delay > 0 else not stop.is_set()
+
+
+@dataclass(frozen=True)
+class Job:
+    target: str
+    name: str
+    attempts: int
+
+
+Builder = Callable[[Job], tuple[bytes, str]]  # job -> (message bytes, Message-ID)
+
+
+class Pool:
+    """`connections` threads, each with its own reused SMTP connection, taking jobs from one queue.
+
+    Results come back on `results` as (job, reply, message_id); a job a worker did not start (stop
+    set, login refused) comes back with reply None, so the caller can put it back to `planned`.
+    """
+
+    def __init__(self, settings: SmtpSettings, password: str | None, sender: str, build: Builder, *,
+                 stop: threading.Event, on_wire: Callable[[str], None], on_reply: Callable[[Job, Reply, str], None],
+                 connections: int | None = None):
+        self.settings, self.password, self.sender, self.build = settings, password, sender, build
+        self.stop, self.on_wire, self.on_reply = stop, on_wire, on_reply
+        self.jobs: queue.Queue[Job | None] = queue.Queue()
+        self.results: queue.Queue[tuple[Job, Reply | None, str]] = queue.Queue()
+        self.limit = RateLimit(settings.rate_per_second, settings.rate_per_hour)
+        self.fatal: DeliveryError | None = None
+        self.n = max(1, connections or settings.connections)
+        self.threads = [threading.Thread(target=self._work, name=f"smtp-{i}", daemon=True) for i in range(self.n)]
+
+    def start(self) -> None:
+        for t in self.threads:
+            t.start()
+
+    def submit(self, job: Job) -> None:
+        self.jobs.put(job)
+
+    def close(self) -> None:
+        """Let the workers finish what they hold and exit; jobs still queued come back unstarted."""
+        for _ in self.threads:
+            self.jobs.put(None)
+        for t in self.threads:
+            t.join()
+
+    def _work(self) -> None:
+        conn = Connection(self.settings, self.password)
+        hold_until = 0.0  # after a 421 or a refused connection, this worker waits before reconnecting
+        try:
+            while True:
+                job = self.jobs.get()
+                if job is None:
+                    return
+                if self.stop.is_set() or self.fatal is not None:
+                    self.results.put((job, None, ""))
+                    continue
+                try:
+                    reply = self._one(conn, job, hold_until)
+                except DeliveryError as exc:  # login refused on a reconnect: nothing of this job went out
+                    self.fatal = exc
+                    self.results.put((job, None, ""))
+                    continue
+                if reply is None:
+                    continue
+                if not conn.ready and reply.outcome is Outcome.RETRY:
+                    hold_until = time.monotonic() + min(reply.wait or 1.0, 30.0)
+        finally:
+            conn.close()
+
+    def _one(self, conn: Connection, job: Job, hold_until: float) -> Reply | None:
+        if not conn.ready:
+            if time.monotonic() < hold_until:
+                reply = Reply(Outcome.RETRY, None, "waiting to reconnect to the SMTP server")
+                self.results.put((job, reply, ""))
+                return reply
+            failed = conn.open()
+            if failed is not None:
+                self.results.put((job, failed, ""))
+                return failed
+        if not self.limit.wait(self.stop):
+            self.results.put((job, None, ""))
+            return None
+        data, message_id = self.build(job)
+        reused = conn.sent_here > 0
+        reply = conn.send(self.sender, job.target, data, lambda: self.on_wire(job.target))
+        if reply.outcome is Outcome.RETRY and reply.code is None and reused and conn.open() is None:
+            # a reused connection the server had quietly closed: one immediate retry on a fresh one
+            reply = conn.send(self.sender, job.target, data, lambda: self.on_wire(job.target))
+        self.on_reply(job, reply, message_id)
+        self.results.put((job, reply, message_id))
+        return reply
+
+
+def send_one(settings: SmtpSettings, sender: str, rcpt: str, data: bytes) -> Reply:
+    """One message on its own connection (test copies)."""
+    conn = Connection(settings, password_for(settings))
+    failed = conn.open()
+    if failed is not None:
+        return failed
+    try:
+        return conn.send(sender, rcpt, data, lambda: None)
+    finally:
+        conn.close()
+
