@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
+import httpx
 from atproto import Client, models
 from atproto_client import exceptions as atx
 from atproto_client.request import Request
@@ -130,7 +131,7 @@ class BlueskyNetwork:
         except (atx.UnauthorizedError, atx.BadRequestError) as exc:
             raise DeliveryError(f"login refused for {where}: {self._text(exc)}",
                                 hint=f"check {PASSWORD} (an app password) and the handle") from None
-        except atx.AtProtocolError as exc:
+        except (atx.AtProtocolError, httpx.HTTPError) as exc:
             raise DeliveryError(f"cannot log in as {where}: {self._text(exc)}",
                                 hint=f"rerun 'publisher send {campaign.name}' later") from None
         if not self.did:
@@ -172,7 +173,11 @@ class BlueskyNetwork:
             if status >= 500 or status == 409:
                 return Outcome("retry", maybe_taken=True, reply=f"{self._text(exc)} (record key {rkey})")
             return Outcome("failed", reply=self._text(exc))
-        except atx.AtProtocolError as exc:
+        except httpx.TransportError as exc:  # the SDK passes some transport errors through untranslated
+            if httpx_not_sent(exc):
+                return Outcome("retry", reply="could not reach Bluesky")
+            return Outcome("unknown", reply=f"connection lost after the request was sent; record key {rkey}")
+        except (atx.AtProtocolError, httpx.HTTPError) as exc:
             return Outcome("failed", reply=self._text(exc))
         return Outcome("sent", remote_id=f"{made.uri} {made.cid}", reply=made.uri)
 
@@ -180,7 +185,7 @@ class BlueskyNetwork:
         """After a failed create: is the post already there under its record key?"""
         try:
             got = self.client.app.bsky.feed.post.get(self.did, rkey)
-        except atx.AtProtocolError:
+        except (atx.AtProtocolError, httpx.HTTPError):
             return None
         value = got.value
         found_text = value.get("text") if isinstance(value, dict) else getattr(value, "text", None)
@@ -198,7 +203,7 @@ class BlueskyNetwork:
         if image is not None:
             try:
                 thumb = self.client.upload_blob(image[0]).blob
-            except atx.AtProtocolError:
+            except (atx.AtProtocolError, httpx.HTTPError):
                 thumb = None
         return models.AppBskyEmbedExternal.Main(external=models.AppBskyEmbedExternal.External(
             uri=card["uri"], title=card.get("title", ""), description=card.get("description", ""), thumb=thumb))
