@@ -41,6 +41,8 @@ def normalise(entry: Any, *, source: str, base: str | None, now: datetime) -> tu
         description = ""
     if description:
         summary_html = clean_excerpt_html(sanitize_html(description, link))
+        if summary_html and not summary_html.startswith(_BLOCKS):  # bare text: give templates one paragraph
+            summary_html = f"<p>{summary_html}</p>"
         summary = clean_excerpt(one_line(html_to_text(description)))
     else:
         summary = _cut(clean_excerpt(one_line(html_to_text(content_html))), SUMMARY_CHARS)
@@ -51,6 +53,9 @@ def normalise(entry: Any, *, source: str, base: str | None, now: datetime) -> tu
     return Article(id=guid or link, link=link, title=title, summary=summary, published=published, source=source,
                    summary_html=summary_html, image=_image(entry, content_html or description, link), author=author,
                    categories=categories), note
+
+
+_BLOCKS = ("<p>", "<ul>", "<ol>", "<blockquote>")
 
 
 def _escape(text: str) -> str:
@@ -66,7 +71,8 @@ def _cut(text: str, limit: int) -> str:
 
 
 def _published(entry: Any, now: datetime) -> tuple[datetime, str | None]:
-    parsed = entry.get("published_parsed") or entry.get("updated_parsed") or entry.get("created_parsed")
+    # dict.get: FeedParserDict.get("updated_parsed") falls back to published with a DeprecationWarning
+    parsed = dict.get(entry, "published_parsed") or dict.get(entry, "updated_parsed") or dict.get(entry, "created_parsed")
     if not parsed:
         return now.astimezone(timezone.utc), "undated"
     try:
@@ -89,6 +95,7 @@ def _categories(entry: Any) -> tuple[str, ...]:
 
 _IMG = re.compile(r"<img\b[^>]*>", re.I)
 _ATTR = re.compile(r"""\b(src|srcset|data-src|data-lazy-src)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", re.I)
+_PIXEL = re.compile(r"""\b(?:width|height)\s*=\s*["']?[01]["'\s/>]""", re.I)
 _IMAGE_EXT = re.compile(r"\.(?:jpe?g|png|gif|webp|avif)(?:$|[?#])", re.I)
 
 
@@ -109,6 +116,8 @@ def _image(entry: Any, html: str, link: str) -> str | None:
     for source in (html, entry.get("summary") or ""):
         for tag in _IMG.findall(source or "")[:5]:
             attrs = {m.group(1).lower(): m.group(2) or m.group(3) or m.group(4) for m in _ATTR.finditer(tag)}
+            if _PIXEL.search(tag):  # 1x1 tracking pixels (FeedBurner, stats plugins) are not pictures
+                continue
             for candidate in (_largest(attrs.get("srcset")), attrs.get("data-lazy-src"), attrs.get("data-src"), attrs.get("src")):
                 if candidate and not candidate.startswith("data:") and (found := safe_url(fix_entities(candidate), link)):
                     return found

@@ -130,7 +130,7 @@ def parse(data: bytes, *, source: str, now: datetime, headers: dict | None = Non
             warnings.append(f"entry {i}: date in the future ({_entry_date(entry)}), used the fetch time")
         articles.append(article)
     if undated:
-        warnings.append(f"{undated} entr{'y has' if undated == 1 else 'ies have'} no date, used the fetch time")
+        warnings.append(f"{undated} entr{'y has' if undated == 1 else 'ies have'} no readable date, used the fetch time")
     title = one_line(html_to_text(feed.get("title", "")))
     if not articles:
         return ParseResult(rejected=rejected, warnings=warnings, entries=len(doc.entries), title=title,
@@ -155,7 +155,7 @@ def _short(text: str, n: int = 60) -> str:
 
 
 def _entry_date(entry: Any) -> str:
-    return one_line(entry.get("published") or entry.get("updated") or "?")
+    return one_line(dict.get(entry, "published") or dict.get(entry, "updated") or "?")
 
 
 # -- fetch ---------------------------------------------------------------------------------------
@@ -274,7 +274,8 @@ def fetch_all(sources: list[str], store: Store, settings: FeedSettings, *, now: 
         for source in sources:
             with progress.task(f"fetch {source}") as task:
                 result = _fetch_one(source, store, settings, http, now=now, root=root)
-                task.advance(result.new + result.updated + result.unchanged)
+                if result.new + result.updated + result.unchanged:
+                    task.advance(result.new + result.updated + result.unchanged)
             log.debug("%s", result.line())
             results.append(result)
     return results
@@ -342,7 +343,8 @@ def read_sources(sources: Iterable[str], settings: FeedSettings, *, now: datetim
                     if a.id not in articles:
                         articles[a.id] = a
                         new += 1
-                task.advance(new)
+                if new:
+                    task.advance(new)
                 results.append(SourceResult(source=source, ok=True, new=new, unchanged=len(parsed.articles) - new,
                                             rejected=parsed.rejected, warnings=parsed.warnings))
     return list(articles.values()), results
