@@ -306,7 +306,7 @@ def _local(moment: datetime) -> str:
 
 def _duration_text(d: timedelta) -> str:
     s = int(d.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+    for unit, size in (("d", 86400), ("h", 3600)):
         if s >= size and s % size == 0:
             return f"{s // size}{unit}"
     if s >= 3600:
