@@ -184,8 +184,9 @@ class BlueskyNetwork:
     def _existing(self, rkey: str, text: str) -> Outcome | None:
         """After a failed create: is the post already there under its record key?"""
         try:
-            got = self.client.app.bsky.feed.post.get(self.did, rkey)
-        except (atx.AtProtocolError, httpx.HTTPError):
+            got = self.client.com.atproto.repo.get_record(
+                models.ComAtprotoRepoGetRecord.Params(repo=self.did, collection="app.bsky.feed.post", rkey=rkey))
+        except (atx.AtProtocolError, httpx.HTTPError, ValueError):  # ValueError: a record the SDK cannot parse
             return None
         value = got.value
         found_text = value.get("text") if isinstance(value, dict) else getattr(value, "text", None)

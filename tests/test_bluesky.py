@@ -1,0 +1,170 @@
+"""Bluesky channel against a local PDS: login, record keys, UTF-8 facets, embed card, reply refs, retries."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from social_servers import (CREDS, LINK, NOW, SLOT, BlueskyServer, Hang, Harness, Reply, make_campaign, make_posts,
+                            make_rendered)
+
+from publisher.channels import ChannelDisabled
+from publisher.channels.bluesky import facets, record_key
+from publisher.channels.social import PostKey
+from publisher.models import State
+
+CREATE = "/xrpc/com.atproto.repo.createRecord"
+TID = re.compile(r"^[234567abcdefghij][234567abcdefghijklmnopqrstuvwxyz]{12}$")
+
+
+@pytest.fixture
+def creds(monkeypatch):
+    for k, v in CREDS.items():
+        monkeypatch.setenv(k, v)
+
+
+@pytest.fixture
+def bs():
+    with BlueskyServer() as server:
+        yield server
+
+
+@pytest.fixture
+def h(tmp_path, bs, creds):
+    harness = Harness(tmp_path, bluesky={"service_url": bs.url, "timeout": 0.5})
+    yield harness
+    harness.close()
+
+
+def rkey(i: int) -> str:
+    return record_key(PostKey("endurance/2026-W47", "bluesky", f"post:{i}", SLOT))
+
+
+def card(bs) -> dict:
+    return {"uri": LINK, "title": "Bahreïn : Toyota sacrée", "description": "Le résumé de la finale",
+            "thumb": f"{bs.url}/img/thumb.png"}
+
+
+def test_thread_with_record_keys_facets_card_and_reply_refs(h, bs):
+    rendered = make_rendered({"bluesky": make_posts("bluesky", 3, card=card(bs))})
+    report = h.send("bluesky", rendered)
+    assert report.sent == 3
+    login = bs.to("POST", "/xrpc/com.atproto.server.createSession")
+    assert login[0].json == {"identifier": "endurance.test", "password": "app-pass-1234"}
+    creates = [r.json for r in bs.to("POST", CREATE)]
+    assert [c["rkey"] for c in creates] == [rkey(0), rkey(1), rkey(2)]
+    assert all(TID.match(c["rkey"]) for c in creates)
+    assert {c["repo"] for c in creates} == {BlueskyServer.did}
+    assert [c["record"]["text"] for c in creates] == [p.text for p in rendered.posts["bluesky"]]
+    assert creates[0]["record"]["langs"] == ["fr"]
+    # link facets index UTF-8 bytes: the accents before the link shift them away from character offsets
+    first = creates[0]["record"]
+    data = first["text"].encode("utf-8")
+    link_facet = next(f for f in first["facets"] if f["features"][0]["$type"] == "app.bsky.richtext.facet#link")
+    start, end = link_facet["index"]["byteStart"], link_facet["index"]["byteEnd"]
+    assert data[start:end].decode("utf-8") == f"{LINK}-0" == link_facet["features"][0]["uri"]
+    assert start != first["text"].index(LINK)
+    tags = [f["features"][0]["tag"] for f in first["facets"] if f["features"][0]["$type"] == "app.bsky.richtext.facet#tag"]
+    assert tags == ["WEC", "LeMans24"]
+    # the lead post carries the external card with its uploaded thumbnail
+    external = first["embed"]["external"]
+    assert (external["uri"], external["title"], external["description"]) == (LINK, "Bahreïn : Toyota sacrée", "Le résumé de la finale")
+    assert external["thumb"]["ref"] == {"$link": "bafkreithumb"}
+    assert b"\x89PNG" in bs.to("POST", "/xrpc/com.atproto.repo.uploadBlob")[0].body
+    assert "embed" not in creates[1]["record"]
+    # replies: root is the first post, parent the previous one
+    uri = [bs.records[rkey(i)]["uri"] for i in range(3)]
+    assert "reply" not in first
+    assert creates[1]["record"]["reply"]["root"]["uri"] == uri[0] == creates[1]["record"]["reply"]["parent"]["uri"]
+    strong = "com.atproto.repo.strongRef"
+    assert creates[2]["record"]["reply"]["root"] == {"uri": uri[0], "cid": "bafyreicid0000", "$type": strong}
+    assert creates[2]["record"]["reply"]["parent"] == {"uri": uri[1], "cid": "bafyreicid0001", "$type": strong}
+    assert h.rows("bluesky")["post:1"].remote_id == f"{uri[1]} bafyreicid0001"
+
+
+def test_rerun_posts_nothing_new(h, bs):
+    rendered = make_rendered({"bluesky": make_posts("bluesky", 2)})
+    h.send("bluesky", rendered)
+    again = h.send("bluesky", rendered)
+    assert (again.sent, again.skipped) == (0, 2) and len(bs.to("POST", CREATE)) == 2
+
+
+def test_hang_after_the_record_was_made_resolves_to_sent_on_the_next_run_without_a_second_post(h, bs):
+    bs.script("POST", CREATE, Hang(commit=True))
+    rendered = make_rendered({"bluesky": make_posts("bluesky", 2)})
+    report = h.send("bluesky", rendered)
+    assert (report.sent, report.unknown, report.pending) == (0, 1, 1)
+    assert len(bs.to("POST", CREATE)) == 1  # not retried in the same run
+    later = h.send("bluesky", rendered)
+    assert later.sent == 2
+    assert len(bs.records) == 2  # the same record key could not make a second post
+    assert bs.to("GET", "/xrpc/com.atproto.repo.getRecord")  # the existing record was checked
+    row = h.rows("bluesky")["post:0"]
+    assert row.state is State.SENT and row.remote_id.startswith(bs.records[rkey(0)]["uri"])
+    assert bs.to("POST", CREATE)[-1].json["record"]["reply"]["parent"]["uri"] == bs.records[rkey(0)]["uri"]
+
+
+def test_500_before_the_record_was_made_is_retried_with_the_same_key(h, bs):
+    bs.script("POST", CREATE, Reply(500, {"error": "InternalServerError", "message": "oops"}))
+    channel = h.channel("bluesky")
+    channel.backoff = (0.01,)
+    report = channel.dispatch(make_rendered({"bluesky": make_posts("bluesky", 1)}), make_campaign())
+    assert report.sent == 1 and len(bs.records) == 1
+    assert [r.json["rkey"] for r in bs.to("POST", CREATE)] == [rkey(0), rkey(0)]
+
+
+def test_a_record_key_holding_another_text_is_a_failure_not_a_success(h, bs):
+    bs.records[rkey(0)] = {"uri": f"at://{bs.did}/app.bsky.feed.post/{rkey(0)}", "cid": "bafyother",
+                             "value": {"$type": "app.bsky.feed.post", "text": "autre", "createdAt": "2026-11-20T08:00:00.000Z"}}
+    report = h.send("bluesky", make_rendered({"bluesky": make_posts("bluesky", 1)}))
+    assert report.failed == 1 and "different post" in h.rows("bluesky")["post:0"].reply
+
+
+def test_429_waits_for_ratelimit_reset(h, bs):
+    reset = str(int(NOW.timestamp()) + 1)
+    bs.script("POST", CREATE, Reply(429, {"error": "RateLimitExceeded"}, headers={"ratelimit-reset": reset}))
+    report = h.send("bluesky", make_rendered({"bluesky": make_posts("bluesky", 1)}))
+    assert report.sent == 1 and len(bs.to("POST", CREATE)) == 2
+
+
+def test_refused_login_reports_pending_without_the_password(tmp_path, bs, creds, monkeypatch):
+    monkeypatch.setenv("PUBLISHER_BLUESKY_APP_PASSWORD", "wrong-pass-9876")
+    harness = Harness(tmp_path, bluesky={"service_url": bs.url})
+    report = harness.send("bluesky", make_rendered({"bluesky": make_posts("bluesky", 2)}))
+    assert (report.sent, report.pending) == (0, 2)
+    assert bs.to("POST", CREATE) == []
+    text = " ".join(report.messages)
+    assert "login refused" in text and "PUBLISHER_BLUESKY_APP_PASSWORD" in text and "wrong-pass-9876" not in text
+    harness.close()
+
+
+def test_handle_from_settings_and_missing_password(tmp_path, monkeypatch):
+    harness = Harness(tmp_path, bluesky={"handle": "endurance.test"})
+    with pytest.raises(ChannelDisabled, match="PUBLISHER_BLUESKY_APP_PASSWORD"):
+        harness.channel("bluesky")
+    bare = Harness(tmp_path / "b")
+    monkeypatch.setenv("PUBLISHER_BLUESKY_APP_PASSWORD", "p")
+    with pytest.raises(ChannelDisabled, match=r"\[bluesky\].handle"):
+        bare.channel("bluesky")
+    harness.close()
+    bare.close()
+
+
+def test_record_keys_are_valid_distinct_tids_near_the_slot():
+    keys = {record_key(PostKey(f"{c}/2026-W47", "bluesky", f"post:{i}", SLOT)) for c in ("endurance", "gt", "imsa") for i in range(5)}
+    assert len(keys) == 15 and all(TID.match(k) for k in keys)
+    alphabet = "234567abcdefghijklmnopqrstuvwxyz"
+    value = 0
+    for ch in rkey(0):
+        value = value * 32 + alphabet.index(ch)
+    micros = value >> 10
+    assert SLOT.timestamp() <= micros / 1e6 < (SLOT + timedelta(seconds=1)).timestamp()
+
+
+def test_facets_for_accents_emoji_and_a_url_inside_parentheses():
+    text = "🏁 Créé à Sebring (https://ex.org/é?x=1) #IMSA #2026"
+    out = facets(text, ("https://ex.org/é?x=1",))
+    data = text.encode("utf-8")
+    spans = [data[f.index.byte_start:f.index.byte_end].decode() for f in out]
+    assert spans == ["https://ex.org/é?x=1", "#IMSA"]  # a number alone is not a hashtag
