@@ -1,0 +1,74 @@
+"""Only one scheduler per store: real processes race for the SQLite lease; a killed holder is taken over."""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+import time
+from datetime import datetime, timedelta, timezone
+
+from scheduler_process import Proc, lease_holder, query, store_path, wait_for
+
+
+def test_two_schedulers_racing_one_gets_the_lease_the_other_says_who_and_exits_5(project):
+    a = Proc(project, "schedule", name="a")
+    b = Proc(project, "schedule", name="b")
+    try:
+        loser = wait_for(lambda: next((p for p in (a, b) if p.poll() is not None), None), what="one to exit",
+                         procs=(a, b))
+        winner = b if loser is a else a
+        assert loser.wait() == 5, loser.stderr
+        assert "another scheduler is running" in loser.stderr
+        assert f"pid {winner.pid} on {socket.gethostname()}" in loser.stderr
+        assert "Traceback" not in loser.stderr
+        assert winner.poll() is None
+        assert lease_holder(project) == winner.pid
+        # the winner stops cleanly on SIGTERM and gives the lease back
+        assert winner.terminate() == 0, winner.stderr
+        assert "scheduler stopped" in winner.stderr
+        assert lease_holder(project) is None
+    finally:
+        a.kill()
+        b.kill()
+
+
+def test_a_lease_left_by_a_killed_scheduler_is_taken_over(project):
+    a = Proc(project, "schedule", name="a")
+    try:
+        wait_for(lambda: lease_holder(project) == a.pid, what="the lease", procs=(a,))
+        # while it lives, a one-shot run is refused with the holder named
+        busy = project.cli("run")
+        assert busy.returncode == 5 and f"pid {a.pid}" in busy.stderr
+    finally:
+        a.kill()  # SIGKILL: no clean-up, the lease row stays behind
+    assert lease_holder(project) == a.pid
+    b = Proc(project, "schedule", name="b")
+    try:
+        wait_for(lambda: lease_holder(project) == b.pid, what="the takeover", procs=(b,))
+        assert b.poll() is None
+        assert b.terminate() == 0
+    finally:
+        b.kill()
+
+
+def test_a_lease_from_another_host_is_honoured_until_it_expires(project):
+    project.cli("status", check=True)  # creates the store
+    now = datetime.now(timezone.utc)
+
+    def hold(expires: datetime) -> None:
+        db = sqlite3.connect(store_path(project))
+        with db:
+            db.execute("INSERT OR REPLACE INTO leases (name, holder, pid, host, acquired_at, expires_at)"
+                       " VALUES ('scheduler', 'pid 4242 on elsewhere', 4242, 'elsewhere', ?, ?)",
+                       ((now - timedelta(hours=1)).isoformat(), expires.isoformat()))
+        db.close()
+
+    hold(now + timedelta(hours=1))
+    proc = project.cli("run")
+    assert proc.returncode == 5
+    assert "another scheduler is running" in proc.stderr and "pid 4242 on elsewhere" in proc.stderr
+    assert "expires at" in proc.stderr
+    hold(now - timedelta(seconds=1))  # it stopped renewing: expired
+    proc = project.cli("run")
+    assert proc.returncode != 5, proc.stderr
+    assert query(project, "SELECT count(*) FROM leases WHERE name='scheduler'") == [(0,)]  # released after the run
