@@ -4,7 +4,7 @@ Each server implements the endpoints our channels use, the way the real service 
 matters (X refuses duplicate text with 403; Mastodon answers a repeated Idempotency-Key with the
 status it already made; a Bluesky PDS refuses a second record under the same key). A test can queue
 scripted answers per path: `Reply(429, headers=...)`, `Reply(500)`, `Reply(500, commit=True)`
-(the post is made, then the answer is an error), `Hang()` (no answer until the test ends), and
+(the post is made, then the answer is an error), `Normal()`, `Hang()` (no answer until the test ends), and
 `Hang(commit=True)` (made, then no answer).
 """
 
@@ -39,6 +39,11 @@ class Reply:
     body: Any = None  # dict/list -> JSON, bytes as is
     headers: dict[str, str] = field(default_factory=dict)
     commit: bool = False  # do the normal work first (the post exists), then answer this
+
+
+@dataclass
+class Normal:
+    """Answer this one request the normal way (to script a failure for a later request)."""
 
 
 @dataclass
@@ -118,7 +123,7 @@ class LocalApp:
         self.httpd.shutdown()
         self.httpd.server_close()
 
-    def script(self, method: str, path: str, *answers: Reply | Hang) -> None:
+    def script(self, method: str, path: str, *answers: Reply | Hang | Normal) -> None:
         """Answer the next requests to (method, path) with these, in order, then normally again."""
         self.scripts[(method, path)].extend(answers)
 
@@ -130,7 +135,7 @@ class LocalApp:
             self.requests.append(req)
             queue = self.scripts.get((req.method, req.path.rstrip("/") or "/"))
             scripted = queue.popleft() if queue else None
-            if scripted is None or getattr(scripted, "commit", False):
+            if scripted is None or isinstance(scripted, Normal) or getattr(scripted, "commit", False):
                 normal = self.handle(req)
         if isinstance(scripted, Hang):
             self.release.wait(30)
