@@ -252,6 +252,7 @@ class Pool:
     def _work(self) -> None:
         conn = Connection(self.settings, self.password)
         hold_until = 0.0  # after a 421 or a refused connection, this worker waits before reconnecting
+        self._why = threading.local()
         try:
             while True:
                 job = self.jobs.get()
@@ -268,15 +269,16 @@ class Pool:
                     continue
                 if reply is None:
                     continue
-                if not conn.ready and reply.outcome is Outcome.RETRY:
+                if not conn.ready and reply.outcome is Outcome.RETRY and time.monotonic() >= hold_until:
                     hold_until = time.monotonic() + min(reply.wait or 1.0, 30.0)
+                    self._why.text = reply.line()
         finally:
             conn.close()
 
     def _one(self, conn: Connection, job: Job, hold_until: float) -> Reply | None:
         if not conn.ready:
             if time.monotonic() < hold_until:
-                reply = Reply(Outcome.RETRY, None, "waiting to reconnect to the SMTP server")
+                reply = Reply(Outcome.RETRY, None, getattr(self._why, "text", "waiting to reconnect to the SMTP server"))
                 self.results.put((job, reply, ""))
                 return reply
             failed = conn.open()
