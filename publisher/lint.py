@@ -23,6 +23,7 @@ _CSS_DROPPED = (
     (re.compile(r"display\s*:\s*(?:inline-)?grid\b", re.I), "display:grid"),
     (re.compile(r"position\s*:\s*(?:absolute|fixed|sticky)\b", re.I), "position:absolute/fixed"),
     (re.compile(r"background(?:-image)?\s*:[^;\"}]*url\(", re.I), "background image url()"),
+    (re.compile(r"@import\b", re.I), "@import of a stylesheet"),
 )
 
 

@@ -40,10 +40,10 @@ def test_css_that_mail_clients_drop():
     found = lint_email(page('<div style="display:flex">a</div><div style="display: grid">b</div>'
                             '<div style="position:absolute;top:0">c</div>'
                             '<td style="background-image:url(https://x.org/bg.png)">d</td>',
-                            '<link rel="stylesheet" href="https://x.org/s.css">'), "t")
+                            '<link rel="stylesheet" href="https://x.org/s.css"><style>@import url(x.css);</style>'), "t")
     messages = " | ".join(i.message for i in found)
     assert {i.code for i in found} == {"css-unsupported"}
-    for what in ("display:flex", "display:grid", "position:absolute", "background image", "external stylesheet"):
+    for what in ("display:flex", "display:grid", "position:absolute", "background image", "external stylesheet", "@import"):
         assert what in messages
     assert codes(page('<div style="display:block;position:relative">ok</div>')) == []
 
