@@ -17,11 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
-import httpx
-from atproto import Client, models
-from atproto_client import exceptions as atx
-from atproto_client.request import Request
-
 from publisher.channels import ChannelDisabled, ChannelSpec
 from publisher.channels.social import Outcome, PostKey, SocialChannel, Thread, outbox_channel
 from publisher.channels.transport import fetch_image, httpx_not_sent, one_line, redact, reset_time
@@ -30,6 +25,8 @@ from publisher.errors import DeliveryError
 from publisher.models import Delivery, Post
 
 if TYPE_CHECKING:
+    from atproto import models
+
     from publisher.config import Campaign
 
 PASSWORD = "PUBLISHER_BLUESKY_APP_PASSWORD"
@@ -44,6 +41,7 @@ class BlueskySettings:
 
     service_url: str = "https://bsky.social"  # the PDS (or entryway) to log in to
     handle: str | None = None  # the account, e.g. "endurance-info.bsky.social"; PUBLISHER_BLUESKY_HANDLE wins
+    card_thumbnail: bool = True  # fetch the lead article's image and upload it as the card's thumbnail
     timeout: float = 30.0
     max_wait: str = "15m"  # longest 429/spacing wait inside one run; longer waits leave posts pending
 
@@ -69,6 +67,8 @@ _TAG = re.compile(r"(?<!\S)#(\w+)")
 def facets(text: str, links: tuple[str, ...] = ()) -> list[models.AppBskyRichtextFacet.Main]:
     """Link facets for the post's links (and any other URL in the text) and tag facets for hashtags,
     indexed in UTF-8 bytes as the lexicon requires."""
+    from atproto import models  # here, not at the top: importing the SDK takes seconds
+
     spans: list[tuple[int, int, Any]] = []
 
     def taken(i: int, j: int) -> bool:
@@ -97,6 +97,8 @@ def facets(text: str, links: tuple[str, ...] = ()) -> list[models.AppBskyRichtex
 
 
 def _ref(remote_id: str) -> models.ComAtprotoRepoStrongRef.Main:
+    from atproto import models
+
     uri, _, cid = remote_id.partition(" ")  # remote ids are stored as "at://... cid"
     return models.ComAtprotoRepoStrongRef.Main(uri=uri, cid=cid)
 
@@ -115,6 +117,9 @@ class BlueskyNetwork:
         self.max_wait = parse_duration(settings.max_wait, "[bluesky].max_wait")
         self._password = password
         self.did: str | None = None
+        from atproto import Client
+        from atproto_client.request import Request
+
         self.client = Client(base_url=settings.service_url, request=Request(timeout=settings.timeout))
         self.client.on_session_change(self._session_changed)
 
@@ -123,6 +128,9 @@ class BlueskyNetwork:
 
     def prepare(self, campaign: "Campaign") -> None:
         """Log in (com.atproto.server.createSession) once per run."""
+        import httpx
+        from atproto_client import exceptions as atx
+
         if self.did:
             return
         where = f"{self.handle} at {self.settings.service_url}"
@@ -141,6 +149,10 @@ class BlueskyNetwork:
         return True  # the record key makes a repeat either find the post or create it once
 
     def create(self, post: Post, reply_to: Thread | None, key: PostKey) -> Outcome:
+        import httpx
+        from atproto import models
+        from atproto_client import exceptions as atx
+
         rkey = record_key(key)
         reply = None
         if reply_to and reply_to.parent:
@@ -183,6 +195,10 @@ class BlueskyNetwork:
 
     def _existing(self, rkey: str, text: str) -> Outcome | None:
         """After a failed create: is the post already there under its record key?"""
+        import httpx
+        from atproto import models
+        from atproto_client import exceptions as atx
+
         try:
             got = self.client.com.atproto.repo.get_record(
                 models.ComAtprotoRepoGetRecord.Params(repo=self.did, collection="app.bsky.feed.post", rkey=rkey))
@@ -196,11 +212,17 @@ class BlueskyNetwork:
 
     def _card(self, post: Post) -> models.AppBskyEmbedExternal.Main | None:
         """The external embed for the lead article; the thumbnail is optional and never blocks."""
+        import httpx
+        from atproto import models
+        from atproto_client import exceptions as atx
+
         card = post.card
         if not card or not card.get("uri"):
             return None
         thumb = None
-        image = fetch_image(card.get("thumb"), self.settings.timeout, MAX_BLOB_BYTES)
+        image = None
+        if self.settings.card_thumbnail:
+            image = fetch_image(card.get("thumb"), self.settings.timeout, MAX_BLOB_BYTES)
         if image is not None:
             try:
                 thumb = self.client.upload_blob(image[0]).blob

@@ -13,10 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
-import requests
-from mastodon import (Mastodon, MastodonAPIError, MastodonError, MastodonNetworkError, MastodonNotFoundError,
-                      MastodonRatelimitError, MastodonServerError, MastodonUnauthorizedError)
-
 from publisher.channels import ChannelDisabled, ChannelSpec
 from publisher.channels.social import Outcome, PostKey, SocialChannel, Thread, outbox_channel
 from publisher.channels.transport import fetch_image, one_line, redact, requests_not_sent, reset_time
@@ -63,11 +59,14 @@ class MastodonNetwork:
     paced = True
 
     def __init__(self, settings: MastodonSettings, token: str, clock: Callable[[], datetime]):
+        import requests  # here, not at the top: only a live send pays for importing them
+        from mastodon import Mastodon
+
         self.settings = settings
         self.clock = clock
         self.max_wait = parse_duration(settings.max_wait, "[mastodon].max_wait")
         self._token = token
-        self._last: requests.Response | None = None  # the last reply, for its rate-limit headers
+        self._last: Any = None  # requests.Response  # the last reply, for its rate-limit headers
         session = requests.Session()
         session.hooks["response"].append(self._seen)
         self.api = Mastodon(access_token=token, api_base_url=settings.instance_url, request_timeout=settings.timeout,
@@ -76,13 +75,15 @@ class MastodonNetwork:
         self.visibility = settings.visibility
         self.language = "fr"
 
-    def _seen(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    def _seen(self, response: Any, *args: Any, **kwargs: Any) -> None:
         self._last = response
 
     def prepare(self, campaign: "Campaign") -> None:
         """Read the instance's character limit unless settings fix it; a failure keeps 500."""
         self.visibility = self.settings.visibility or campaign.social.visibility
         self.language = campaign.social.language
+        from mastodon import MastodonError
+
         if self.limit is None:
             try:
                 info = self.api.instance_v1()
@@ -95,6 +96,9 @@ class MastodonNetwork:
         return row.updated_at is not None and now - row.updated_at < IDEMPOTENCY_WINDOW
 
     def create(self, post: Post, reply_to: Thread | None, key: PostKey) -> Outcome:
+        from mastodon import (MastodonAPIError, MastodonError, MastodonNetworkError, MastodonRatelimitError,
+                              MastodonServerError, MastodonUnauthorizedError)
+
         limit = self.limit or DEFAULT_LIMIT
         if post.length > limit:
             return Outcome("failed", reply=f"the post counts {post.length} characters but {self.settings.instance_url}"
@@ -116,7 +120,7 @@ class MastodonNetwork:
             return Outcome("retry", maybe_taken=True, reply=self._text(exc))  # same key: a repeat cannot duplicate
         except MastodonUnauthorizedError as exc:
             return Outcome("failed", reply=f"{self._text(exc)}; check {TOKEN}")
-        except (MastodonNotFoundError, MastodonAPIError) as exc:
+        except MastodonAPIError as exc:  # 404 (reply target gone), 422 (refused), ...
             return Outcome("failed", reply=self._text(exc))
         except MastodonError as exc:
             return Outcome("failed", reply=one_line(redact(str(exc), [self._token])))
@@ -134,13 +138,15 @@ class MastodonNetwork:
             return None, " (image skipped: could not fetch it)"
         data, mime = image
         description = (post.card or {}).get("title") or None
+        from mastodon import MastodonError
+
         try:
             media = self.api.media_post(data, mime_type=mime, description=description)
         except MastodonError as exc:
             return None, f" (image skipped: upload failed: {one_line(redact(str(exc), [self._token]), 80)})"
         return [str(media["id"])], ""
 
-    def _text(self, exc: MastodonAPIError) -> str:
+    def _text(self, exc: Exception) -> str:
         args = exc.args
         if len(args) >= 4:  # ('Mastodon API returned error', status, reason, error message)
             text = f"{args[1]} {args[2]} from Mastodon" + (f": {args[3]}" if args[3] else "")

@@ -13,14 +13,16 @@ import email.utils
 from datetime import datetime, timedelta, timezone
 from typing import Iterable, Mapping
 
-import httpx
-import requests
+# requests and httpx are imported inside the functions: every CLI command loads the channel registry,
+# and only a live send needs the HTTP libraries.
 
 MAX_IMAGE_BYTES = 5_000_000
 
 
 def requests_not_sent(exc: BaseException | None) -> bool:
     """True when a requests (or urllib3) error proves the request never reached the server."""
+    import requests
+
     seen = 0
     while exc is not None and seen < 6:  # library wrappers chain the original error
         if isinstance(exc, (requests.exceptions.ConnectTimeout, requests.exceptions.InvalidURL,
@@ -38,6 +40,8 @@ def requests_not_sent(exc: BaseException | None) -> bool:
 
 def requests_error(exc: BaseException | None) -> BaseException | None:
     """The requests exception inside a library's wrapper (Mastodon.py keeps it as __context__)."""
+    import requests
+
     seen = 0
     while exc is not None and seen < 6:
         if isinstance(exc, requests.exceptions.RequestException):
@@ -49,6 +53,8 @@ def requests_error(exc: BaseException | None) -> BaseException | None:
 
 def httpx_not_sent(exc: BaseException | None) -> bool:
     """True when an httpx error (possibly wrapped by atproto) proves the request never left."""
+    import httpx
+
     seen = 0
     while exc is not None and seen < 6:
         if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol)):
@@ -90,6 +96,8 @@ def reset_time(headers: Mapping[str, str] | None, now: datetime, default: timede
 
 def fetch_image(url: str | None, timeout: float, max_bytes: int = MAX_IMAGE_BYTES) -> tuple[bytes, str] | None:
     """The bytes and MIME type of an image URL, or None: a missing thumbnail never blocks a post."""
+    import httpx
+
     if not url or not url.startswith(("http://", "https://")):
         return None
     try:

@@ -18,10 +18,6 @@ from datetime import datetime
 from typing import Callable
 from urllib.parse import urlsplit
 
-import requests
-import tweepy
-from requests.adapters import HTTPAdapter
-
 from publisher.channels import ChannelDisabled, ChannelSpec
 from publisher.channels.social import Outcome, PostKey, SocialChannel, Thread, outbox_channel
 from publisher.channels.transport import fetch_image, one_line, redact, requests_not_sent, reset_time
@@ -46,27 +42,24 @@ class XSettings:
         parse_duration(self.max_wait, f"{where}.max_wait")
 
 
-class _HostAdapter(HTTPAdapter):
-    """Send requests meant for a fixed host to `base` instead, always with a timeout."""
+def _mount(session, real: str, configured: str, timeout: float) -> None:  # noqa: ANN001 - a requests.Session
+    """Send the session's requests for `real` to `configured` instead, always with a timeout."""
+    import requests
+    from requests.adapters import HTTPAdapter
 
-    def __init__(self, base: str | None, timeout: float):
-        super().__init__()
-        self.base = base.rstrip("/") if base else None
-        self.timeout = timeout
+    base = None if configured.rstrip("/") == real else configured.rstrip("/")
 
-    def send(self, request, **kwargs):  # noqa: ANN001 - requests' own signature
-        if self.base:
-            parts = urlsplit(request.url)
-            request.url = self.base + parts.path + (f"?{parts.query}" if parts.query else "")
-            kwargs["proxies"] = requests.utils.get_environ_proxies(request.url)
-        if not kwargs.get("timeout"):
-            kwargs["timeout"] = self.timeout
-        return super().send(request, **kwargs)
+    class HostAdapter(HTTPAdapter):
+        def send(self, request, **kwargs):  # noqa: ANN001 - requests' own signature
+            if base:
+                parts = urlsplit(request.url)
+                request.url = base + parts.path + (f"?{parts.query}" if parts.query else "")
+                kwargs["proxies"] = requests.utils.get_environ_proxies(request.url)
+            if not kwargs.get("timeout"):
+                kwargs["timeout"] = timeout
+            return super().send(request, **kwargs)
 
-
-def _mount(session: requests.Session, real: str, configured: str, timeout: float) -> None:
-    base = None if configured.rstrip("/") == real else configured
-    session.mount(real + "/", _HostAdapter(base, timeout))
+    session.mount(real + "/", HostAdapter())
 
 
 class XNetwork:
@@ -81,11 +74,13 @@ class XNetwork:
         self.clock = clock
         self.max_wait = parse_duration(settings.max_wait, "[x].max_wait")
         self._secrets = list(creds.values())
+        import tweepy  # here, not at the top: only a live send pays for importing it
+
         key, key_secret, token, token_secret = (creds[n] for n in CREDENTIALS)
         self.client = tweepy.Client(consumer_key=key, consumer_secret=key_secret, access_token=token,
                                     access_token_secret=token_secret, return_type=dict)
         _mount(self.client.session, "https://api.twitter.com", settings.api_url, settings.timeout)
-        self.api: tweepy.API | None = None
+        self.api = None
         if settings.media_upload:
             upload_host = urlsplit(settings.upload_url).netloc or "upload.twitter.com"
             auth = tweepy.OAuth1UserHandler(key, key_secret, token, token_secret)
@@ -99,6 +94,9 @@ class XNetwork:
         return False  # no idempotency key on X: only the user's --resend-unknown
 
     def create(self, post: Post, reply_to: Thread | None, key: PostKey) -> Outcome:
+        import requests
+        import tweepy
+
         media_ids, note = self._media(post)
         try:
             data = self.client.create_tweet(text=post.text, media_ids=media_ids,
@@ -135,13 +133,16 @@ class XNetwork:
         if image is None:
             return None, " (image skipped: could not fetch it)"
         data, mime = image
+        import requests
+        import tweepy
+
         try:
             media = self.api.simple_upload(f"thumbnail.{mime.split('/')[-1]}", file=io.BytesIO(data))
         except (tweepy.TweepyException, requests.RequestException) as exc:
             return None, f" (image skipped: upload failed: {one_line(self._redact(str(exc)), 80)})"
         return [str(media.media_id_string)], ""
 
-    def _text(self, exc: tweepy.HTTPException) -> str:
+    def _text(self, exc) -> str:  # noqa: ANN001 - a tweepy.HTTPException
         text = " ".join(str(m) for m in exc.api_messages)
         if not text:
             try:
