@@ -72,7 +72,20 @@ def _is_emoji(cluster: str) -> bool:
     return "\u20e3" in cluster  # keycaps: 1️⃣
 
 
+# Fast paths (grapheme segmentation in pure Python is slow, and most French text never needs it):
+# text with none of these characters weighs exactly len(text) on X ...
+_X_HEAVY = re.compile("[^\x00-\u10ff\u2000-\u200d\u2010-\u201f\u2032-\u2037]|[\u00a9\u00ae]")
+# ... and text made only of these has one grapheme cluster per code point (no marks, joiners, CR LF).
+_SIMPLE = re.compile("[\n\t\u0020-\u007e\u00a0-\u02ff\u2010-\u2027\u2030-\u205e]*")
+
+
+def _graphemes(text: str) -> int:
+    return len(text) if _SIMPLE.fullmatch(text) else grapheme.length(text)
+
+
 def _x_weight(text: str) -> int:
+    if not _X_HEAVY.search(text):
+        return len(text)
     weight = 0
     for cluster in grapheme.graphemes(text):
         if _is_emoji(cluster):
@@ -86,7 +99,7 @@ def x_length(text: str) -> int:
     """The twitter-text v3 weighted length of `text` (280 max): URLs 23, CJK and emoji 2."""
     import unicodedata
 
-    text = unicodedata.normalize("NFC", text)
+    text = re.sub(r"\r\n|\r", "\n", unicodedata.normalize("NFC", text))  # twitter-text does the same
     total, pos = 0, 0
     for a, b in _urls(text):
         total += _x_plain(text[pos:a]) + URL_LENGTH
@@ -112,12 +125,12 @@ def mastodon_length(text: str) -> int:
 
 
 def _mastodon_plain(text: str) -> int:
-    return grapheme.length(_MASTODON_MENTION.sub(lambda m: "@" + m.group(1), text))
+    return _graphemes(_MASTODON_MENTION.sub(lambda m: "@" + m.group(1), text))
 
 
 def bluesky_length(text: str) -> int:
     """Bluesky's count: grapheme clusters of the text as written (300 max)."""
-    return grapheme.length(text)
+    return _graphemes(text)
 
 
 LENGTHS = {"x": x_length, "mastodon": mastodon_length, "bluesky": bluesky_length}

@@ -18,6 +18,7 @@ with their `!important`, and it never fetches remote CSS (`allow_network=False`)
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from dataclasses import dataclass
@@ -57,10 +58,19 @@ def template_folders(settings: Settings, campaign: Campaign | None = None) -> li
 
 
 def make_environment(folders: list[Path]) -> jinja2.Environment:
-    """A Jinja environment over the given layers plus the `default:` prefix for the stock layer."""
+    """A Jinja environment over the given layers plus the `default:` prefix for the stock layer.
+
+    Shared per set of folders, so templates compile once per process; Jinja still reloads a template
+    whose file changed (auto_reload), so a long-running scheduler sees edited overrides.
+    """
+    return _environment(tuple(str(f) for f in folders))
+
+
+@functools.lru_cache(maxsize=32)
+def _environment(folders: tuple[str, ...]) -> jinja2.Environment:
     stock = jinja2.FileSystemLoader(str(STOCK_TEMPLATES))
     loader = jinja2.ChoiceLoader([
-        jinja2.FileSystemLoader([str(f) for f in folders]),
+        jinja2.FileSystemLoader(list(folders)),
         jinja2.PrefixLoader({"default": stock}, delimiter=":"),
     ])
     env = jinja2.Environment(
@@ -211,14 +221,10 @@ class Renderer:
         from publisher.posts import compose
 
         env = self.environment(campaign)
-        ctx = base_context(edition, campaign, self.settings)
-        items = make_items(edition, campaign, self.settings)
-        ctx.update(items=items, lead=items[0] if items else None, others=items[1:])
-        subject = self._string(env, campaign.subject, ctx, campaign, "subject")
-        preheader = self._string(env, campaign.preheader, ctx, campaign, "preheader")
-        ctx.update(subject=subject, preheader=preheader)
-        html = inline_css(self._template(env, "email.html", ctx, campaign))
-        text = self._template(env, "email.txt", ctx, campaign)
+        ctx = self._context(env, edition, campaign)
+        html = inline_css(render_template(env, "email.html", ctx, campaign))
+        text = render_template(env, "email.txt", ctx, campaign)
+        subject, preheader = ctx["subject"], ctx["preheader"]
         posts = {}
         for network in campaign.channels:
             if network in SOCIAL_NETWORKS:
@@ -226,15 +232,30 @@ class Renderer:
         return RenderedEdition(edition=edition, subject=subject, preheader=preheader, html=html, text=text,
                                posts=posts, lint=lint_email(html, text))
 
+    def html_source(self, edition: Edition, campaign: Campaign) -> str:
+        """The email HTML before CSS inlining (for benchmarks and template debugging)."""
+        env = self.environment(campaign)
+        return render_template(env, "email.html", self._context(env, edition, campaign), campaign)
+
+    def _context(self, env: jinja2.Environment, edition: Edition, campaign: Campaign) -> dict:
+        ctx = base_context(edition, campaign, self.settings)
+        items = make_items(edition, campaign, self.settings)
+        ctx.update(items=items, lead=items[0] if items else None, others=items[1:])
+        ctx["subject"] = self._string(env, campaign.subject, ctx, campaign, "subject")
+        ctx["preheader"] = self._string(env, campaign.preheader, ctx, campaign, "preheader")
+        return ctx
+
     def _string(self, env: jinja2.Environment, source: str, ctx: dict, campaign: Campaign, what: str) -> str:
         try:
-            return _defuse(one_line(env.from_string(source).render(ctx)))
+            return _defuse(one_line(_string_template(env, source).render(ctx)))
         except jinja2.TemplateError as exc:
             raise ConfigError(f"{campaign.source or campaign.name}: {what}: {_describe(exc)}",
                               hint=f"fix the {what} template, then rerun 'publisher preview --campaign {campaign.name}'") from None
 
-    def _template(self, env: jinja2.Environment, name: str, ctx: dict, campaign: Campaign) -> str:
-        return render_template(env, name, ctx, campaign)
+
+@functools.lru_cache(maxsize=256)
+def _string_template(env: jinja2.Environment, source: str) -> jinja2.Template:
+    return env.from_string(source)
 
 
 def render_template(env: jinja2.Environment, name: str, ctx: dict, campaign: Campaign) -> str:
