@@ -12,7 +12,7 @@ import socket
 import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -293,10 +293,14 @@ class Store:
 
     def start_run(self, edition_key: str, channel: str, now: datetime) -> int:
         """Record that a channel started sending an edition; returns the run's id for finish_run."""
-        stamp = now.astimezone(timezone.utc).isoformat(timespec="microseconds")  # two runs in one second stay apart
+        start = now.astimezone(timezone.utc)
         with self.transaction() as db:
-            cur = db.execute("INSERT OR REPLACE INTO runs (edition_key, channel, started_at) VALUES (?,?,?)",
-                             (edition_key, channel, stamp))
+            last = db.execute("SELECT max(started_at) FROM runs WHERE edition_key=? AND channel=?",
+                              (edition_key, channel)).fetchone()[0]
+            if last and from_iso(last) >= start:  # a fixed --now: keep every run, in order
+                start = from_iso(last) + timedelta(microseconds=1)
+            cur = db.execute("INSERT INTO runs (edition_key, channel, started_at) VALUES (?,?,?)",
+                             (edition_key, channel, start.isoformat(timespec="microseconds")))
             return cur.lastrowid
 
     def finish_run(self, run_id: int, now: datetime, seconds: float, outcome: str, summary: str = "") -> None:

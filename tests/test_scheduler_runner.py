@@ -198,3 +198,13 @@ def test_a_stop_request_leaves_the_rest_for_the_next_run(ctx):
     assert result.stopped and result.actions == [] and rec.sends == []
     ctx.stop = threading.Event()
     assert len(r.wake(slot(GT, "2026-W47") + timedelta(minutes=2)).actions) == 3  # fetch, endurance, gt
+
+
+def test_dispatch_runs_under_a_fixed_clock_are_all_kept_in_order(ctx):
+    for outcome in ("stopped", "error: relay down", "ok"):
+        run = ctx.store.start_run("endurance/2026-W47", "email", SLOT)  # the same --now every time
+        ctx.store.finish_run(run, SLOT, 1.5, outcome)
+    runs = ctx.store.runs("endurance/2026-W47", "email")
+    assert [r["outcome"] for r in runs] == ["stopped", "error: relay down", "ok"]
+    assert sum(r["seconds"] for r in runs) == 4.5
+    assert edition_state(ctx.store, ENDURANCE, "2026-W47", SLOT).status is None  # runs alone do not make an edition
