@@ -43,7 +43,7 @@ class BlueskySettings:
     handle: str | None = None  # the account, e.g. "endurance-info.bsky.social"; PUBLISHER_BLUESKY_HANDLE wins
     card_thumbnail: bool = True  # fetch the lead article's image and upload it as the card's thumbnail
     timeout: float = 30.0
-    max_wait: str = "15m"  # longest 429/spacing wait inside one run; longer waits leave posts pending
+    max_wait: str = "5m"  # longest 429/spacing wait inside one run (under the 10-min send lease); longer: pending
 
     def _check(self, where: str) -> None:
         parse_duration(self.max_wait, f"{where}.max_wait")

@@ -36,7 +36,7 @@ class MastodonSettings:
     visibility: Literal["public", "unlisted", "private", "direct"] | None = None  # None = the campaign's
     media_upload: bool = False  # attach the lead article's thumbnail
     timeout: float = 30.0
-    max_wait: str = "15m"  # longest 429/spacing wait inside one run; longer waits leave posts pending
+    max_wait: str = "5m"  # longest 429/spacing wait inside one run (under the 10-min send lease); longer: pending
 
     def _check(self, where: str) -> None:
         parse_duration(self.max_wait, f"{where}.max_wait")

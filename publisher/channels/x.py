@@ -36,7 +36,7 @@ class XSettings:
     upload_url: str = "https://upload.twitter.com"
     media_upload: bool = False  # attach the lead article's thumbnail (v1.1 media upload)
     timeout: float = 30.0
-    max_wait: str = "15m"  # longest 429/spacing wait inside one run; longer waits leave posts pending
+    max_wait: str = "5m"  # longest 429/spacing wait inside one run (under the 10-min send lease); longer: pending
 
     def _check(self, where: str) -> None:
         parse_duration(self.max_wait, f"{where}.max_wait")
