@@ -14,6 +14,7 @@ cannot know if it was accepted; nothing is recorded). A list's last action repea
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import threading
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ class _Handler:
     received: list[Received] = field(default_factory=list)
     attempts: collections.Counter = field(default_factory=collections.Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    delay: float = 0.0  # seconds before answering each DATA: a slow server keeps a send running
 
     def _action(self, rcpt: str, bump: bool) -> str:
         script = self.faults.get(rcpt)
@@ -68,6 +70,8 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.delay:
+            await asyncio.sleep(self.delay)
         rcpt = envelope.rcpt_tos[0]
         action = self._action(rcpt, bump=True)
         if action.startswith("data "):
@@ -89,8 +93,8 @@ class _Controller(Controller):
 class SmtpServer:
     """`with SmtpServer() as srv:` -> srv.port, srv.received, srv.count(address)."""
 
-    def __init__(self, faults: dict[str, list[str]] | None = None):
-        self.handler = _Handler(faults=dict(faults or {}))
+    def __init__(self, faults: dict[str, list[str]] | None = None, delay: float = 0.0):
+        self.handler = _Handler(faults=dict(faults or {}), delay=delay)
         self.controller = _Controller(self.handler, hostname="127.0.0.1", port=0)
 
     def __enter__(self) -> "SmtpServer":
