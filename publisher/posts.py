@@ -83,9 +83,14 @@ def _graphemes(text: str) -> int:
     return len(text) if _SIMPLE.fullmatch(text) else grapheme.length(text)
 
 
+_EMOJI_GROUPS = (GraphemePropertyGroup.EXTENDED_PICTOGRAPHIC, GraphemePropertyGroup.REGIONAL_INDICATOR)
+
+
 def _x_weight(text: str) -> int:
     if not _X_HEAVY.search(text):
         return len(text)
+    if not any(c in "\u200d\ufe0f\u20e3" or get_group(c) in _EMOJI_GROUPS for c in text if ord(c) > 0xa8):
+        return sum(1 if _is_light(ord(c)) else 2 for c in text)  # no emoji: weigh code points one by one
     weight = 0
     for cluster in grapheme.graphemes(text):
         if _is_emoji(cluster):
