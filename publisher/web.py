@@ -1,0 +1,217 @@
+"""`publisher serve`: the one-click unsubscribe endpoint (RFC 8058) and a small preferences page.
+
+    GET  <unsubscribe path>?t=TOKEN               a page with one button; never unsubscribes by itself
+                                                  (mail scanners and link previewers open every link)
+    POST <unsubscribe path>?t=TOKEN               unsubscribes at once (body `List-Unsubscribe=One-Click`
+                                                  from a mail client, or the page's button)
+    GET/POST <unsubscribe path>/preferences?t=TOKEN   pick the series to keep
+
+The path is the one of [email].unsubscribe_url; a reverse proxy forwards the public https URL to this
+server. Every token that does not verify (forged, altered, another subscriber's, garbage, missing)
+gets the very same 400 response, so the endpoint says nothing about why.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import signal
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+from publisher.config import Settings
+from publisher.errors import ConfigError
+from publisher.store import Store
+from publisher.subscribers import lists_of, set_lists, suppress, suppression_reason
+from publisher.tokens import Signer, signer_from_env
+
+log = logging.getLogger("publisher")
+MAX_BODY = 16_384
+
+_PAGE = """<!doctype html>
+<html lang="fr"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex"><title>{title}</title>
+<style>body{{font-family:Arial,Helvetica,sans-serif;max-width:32em;margin:3em auto;padding:0 1em;color:#222}}
+button{{font-size:1.1em;padding:.6em 1.2em;border:0;border-radius:4px;background:#b00;color:#fff;cursor:pointer}}
+label{{display:block;margin:.3em 0}}</style></head>
+<body><h1>{title}</h1>{body}</body></html>"""
+
+
+class App:
+    """What the handler needs: settings, the store (one connection, serialised), the signer, a clock."""
+
+    def __init__(self, settings: Settings, store: Store, signer: Signer, clock):
+        self.settings, self.store, self.signer, self.clock = settings, store, signer, clock
+        self.path = urlsplit(settings.email.unsubscribe_url).path.rstrip("/") or "/"
+        self.lock = threading.Lock()
+        self.name = settings.publisher.name
+
+    def choosable(self) -> list[tuple[str, str]]:
+        """(list name, label) a subscriber may pick on the preferences page: campaign lists, then series."""
+        from publisher.config import load_campaigns
+
+        out: dict[str, str] = {}
+        try:
+            for c in load_campaigns(self.settings):
+                out[c.list.lower()] = c.title
+        except ConfigError:
+            pass
+        for name, s in self.settings.series.items():
+            out.setdefault(name, s.label)
+        return list(out.items())
+
+
+class Handler(BaseHTTPRequestHandler):
+    server_version = "publisher"
+    sys_version = ""
+    app: App  # set on the subclass made by make_server
+
+    def log_message(self, fmt, *args) -> None:  # the query holds tokens: log the path only
+        log.debug("serve: %s %s", self.command, urlsplit(self.path).path)
+
+    # -- responses -------------------------------------------------------------------------------
+
+    def _send(self, status: int, title: str, body: str) -> None:
+        data = _PAGE.format(title=html.escape(title), body=body).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Referrer-Policy", "no-referrer")
+        self.send_header("X-Robots-Tag", "noindex")
+        self.send_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _refused(self) -> None:
+        self._send(400, "Lien non valide", "<p>Ce lien n'est pas valide ou a été modifié. Utilisez le lien "
+                   "de désinscription présent au bas de l'un de nos e-mails.</p>")
+
+    def _token_address(self) -> tuple[str | None, str]:
+        query = parse_qs(urlsplit(self.path).query)
+        token = (query.get("t") or [""])[0]
+        return (self.app.signer.verify(token) if token else None), token
+
+    def _route(self) -> str | None:
+        path = urlsplit(self.path).path.rstrip("/") or "/"
+        if path == self.app.path:
+            return "unsubscribe"
+        if path == self._prefs_path():
+            return "preferences"
+        return None
+
+    def _prefs_path(self) -> str:
+        return f"{self.app.path.rstrip('/')}/preferences"
+
+    def _body(self) -> dict[str, list[str]]:
+        try:
+            n = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            n = 0
+        raw = self.rfile.read(min(max(n, 0), MAX_BODY)) if n > 0 else b""
+        return parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
+
+    # -- methods ---------------------------------------------------------------------------------
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def do_GET(self) -> None:
+        route = self._route()
+        if route is None:
+            self._send(404, "Page introuvable", "<p>Cette page n'existe pas.</p>")
+            return
+        address, token = self._token_address()
+        if address is None:
+            self._refused()
+            return
+        q = html.escape(token, quote=True)
+        if route == "preferences":
+            self._preferences_page(address, token)
+            return
+        with self.app.lock:
+            done = suppression_reason(self.app.store, address) == "unsubscribed"
+        if done:
+            self._send(200, "Désinscription confirmée", f"<p>L'adresse {html.escape(address)} est déjà désinscrite.</p>")
+            return
+        self._send(200, f"Se désinscrire de {self.app.name}",
+                   f"<p>Ne plus recevoir les lettres de {html.escape(self.app.name)} à l'adresse "
+                   f"<strong>{html.escape(address)}</strong> ?</p>"
+                   f'<form method="post" action="?t={q}"><input type="hidden" name="List-Unsubscribe" value="One-Click">'
+                   f'<button type="submit">Me désinscrire</button></form>'
+                   f'<p><a href="{self._prefs_path()}?t={q}">Choisir plutôt les séries que je reçois</a></p>')
+
+    def do_POST(self) -> None:
+        route = self._route()
+        if route is None:
+            self._send(404, "Page introuvable", "<p>Cette page n'existe pas.</p>")
+            return
+        form = self._body()
+        address, token = self._token_address()
+        if address is None:
+            self._refused()
+            return
+        if route == "preferences":
+            keep = form.get("list", [])
+            with self.app.lock:
+                set_lists(self.app.store, address, keep, [n for n, _ in self.app.choosable()], self.app.clock())
+            log.info("serve: preferences saved for %s (%d lists)", address, len(keep))
+            self._preferences_page(address, token, saved=True)
+            return
+        how = "one-click" if form.get("List-Unsubscribe") == ["One-Click"] else "web page"
+        with self.app.lock:
+            suppress(self.app.store, address, "unsubscribed", self.app.clock(), detail=how)
+        log.info("serve: %s unsubscribed (%s)", address, how)
+        self._send(200, "Désinscription confirmée",
+                   f"<p>L'adresse {html.escape(address)} ne recevra plus nos lettres. C'est fait, immédiatement.</p>")
+
+    def _preferences_page(self, address: str, token: str, saved: bool = False) -> None:
+        with self.app.lock:
+            mine = set(lists_of(self.app.store, address))
+        boxes = "".join(
+            f'<label><input type="checkbox" name="list" value="{html.escape(n, quote=True)}"'
+            f'{" checked" if n in mine else ""}> {html.escape(label)}</label>' for n, label in self.app.choosable())
+        q = html.escape(token, quote=True)
+        self._send(200, "Mes lettres",
+                   ("<p>Préférences enregistrées.</p>" if saved else "")
+                   + f"<p>Lettres reçues à l'adresse {html.escape(address)} :</p>"
+                   + f'<form method="post" action="{self._prefs_path()}?t={q}">{boxes}<p><button type="submit">Enregistrer</button></p></form>')
+
+
+def make_server(settings: Settings, store: Store, signer: Signer, host: str, port: int, clock) -> ThreadingHTTPServer:
+    """The HTTP server, bound (port 0 picks a free port); call serve_forever()."""
+    app = App(settings, store, signer, clock)
+    handler = type("BoundHandler", (Handler,), {"app": app})
+    server = ThreadingHTTPServer((host, port), handler)
+    server.daemon_threads = True
+    return server
+
+
+def command_serve(ctx, args) -> int:
+    """`publisher serve [--host H] [--port N]` until Ctrl-C or SIGTERM."""
+    host = args.host or ctx.settings.web.host
+    port = ctx.settings.web.port if args.port is None else args.port
+    signer = signer_from_env(required=True, purpose="the unsubscribe endpoint")
+    try:
+        server = make_server(ctx.settings, ctx.store, signer, host, port, ctx.clock)
+    except OSError as exc:
+        raise ConfigError(f"serve: cannot listen on {host}:{port} ({exc.strerror})",
+                          hint="pick another --port, or stop what uses it") from None
+    bound_port = server.server_address[1]
+    path = urlsplit(ctx.settings.email.unsubscribe_url).path or "/"
+    print(f"serving unsubscribe links on http://{host}:{bound_port}{path} (Ctrl-C to stop)", flush=True)
+
+    def stop(*_):
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
