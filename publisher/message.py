@@ -206,11 +206,12 @@ def build(rendered: RenderedEdition, campaign: Campaign, settings: Settings, now
                                  b'Content-Type: text/plain; charset="utf-8"\r\n'
                                  b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
                                  *_qp_body(rendered.text, "qp-text"),
-                                 f"--{boundary}\r\n".encode("ascii"),
+                                 # the CRLF before a boundary belongs to the boundary: keep the body's own
+                                 f"\r\n--{boundary}\r\n".encode("ascii"),
                                  b'Content-Type: text/html; charset="utf-8"\r\n'
                                  b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
                                  *_qp_body(rendered.html, "qp-html"),
-                                 f"--{boundary}--\r\n".encode("ascii")]
+                                 f"\r\n--{boundary}--\r\n".encode("ascii")]
     return MessageTemplate(head + body, sender_addr, domain, rendered.edition.key)
 
 

@@ -1,0 +1,125 @@
+"""Subscriber import/export/count/remove and the suppression list, against a real SQLite store."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from publisher.cli import main
+from publisher.store import Store
+from publisher.subscribers import import_csv, iter_subscribers, normalise_address, plan_recipients, suppress
+from publisher.tokens import Signer
+
+NOW = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("raw,want", [
+    (" Jean.Dupont@Example.ORG ", "jean.dupont@example.org"),
+    ("<a+tag@example.com>", "a+tag@example.com"),
+    ("élise@exämple.fr", None),  # non-ASCII local part: refused
+    ("x@exämple.fr", "x@xn--exmple-cua.fr"),
+    ("jean@", None), ("@example.org", None), ("a@b@c.org", None), ("a..b@example.org", None),
+    ("a b@example.org", None), ("a@localhost", None), ("a@-bad.org", None), ("", None), ("a@example.123", None),
+])
+def test_normalise_address(raw, want):
+    if want is None:
+        with pytest.raises(ValueError):
+            normalise_address(raw)
+    else:
+        assert normalise_address(raw) == want
+
+
+def _csv(tmp_path, text: str, encoding="utf-8", name="subs.csv"):
+    p = tmp_path / name
+    p.write_bytes(text.encode(encoding))
+    return p
+
+
+def test_import_reports_bad_rows_by_line_and_keeps_good_ones(tmp_path):
+    store = Store(tmp_path / "s.sqlite3")
+    path = _csv(tmp_path, "email,name,series,locale\n"
+                          "claire@example.org,Claire Martin,wec;elms,fr_FR\n"
+                          "pas-une-adresse,X,wec,fr_FR\n"
+                          "\n"
+                          "thomas@example.com,Thomas,inconnue,fr_FR\n"
+                          "julie@example.org,Julie,gt,xx_YY\n"
+                          "CLAIRE@example.org,,le-mans,\n")
+    report = import_csv(store, path, NOW, known_lists={"wec", "elms", "gt", "le-mans"})
+    assert report.rejected == [(3, "'pas-une-adresse' is not an address (needs exactly one @)"),
+                               (5, "unknown series or list 'inconnue' (known: elms, gt, le-mans, wec)"),
+                               (6, "unknown locale 'xx_YY' (e.g. fr_FR)")]
+    assert (report.new, report.updated) == (1, 1)  # the second Claire row updates the first
+    rows = list(iter_subscribers(store))
+    assert [(r.email, r.name, r.lists, r.locale) for r in rows] == [
+        ("claire@example.org", "Claire Martin", ("elms", "le-mans", "wec"), "fr_FR")]
+
+
+def test_reimport_updates_never_duplicates_nor_loses(tmp_path):
+    store = Store(tmp_path / "s.sqlite3")
+    first = _csv(tmp_path, "email,name,series,locale\na@example.org,Anne,wec,fr_FR\nb@example.org,Bruno,gt,fr_FR\n")
+    assert import_csv(store, first, NOW).new == 2
+    # semicolon-separated, Windows-1252, a column order of its own, some blanks
+    second = _csv(tmp_path, "locale;email;nom;séries\n;A@Example.org;;elms\nfr_BE;c@example.org;Cécile;wec\n",
+                  encoding="cp1252", name="second.csv")
+    report = import_csv(store, second, NOW)
+    assert (report.new, report.updated, report.unchanged) == (1, 1, 0)
+    again = import_csv(store, second, NOW)
+    assert (again.new, again.updated, again.unchanged) == (0, 0, 2)
+    got = {r.email: r for r in iter_subscribers(store)}
+    assert sorted(got) == ["a@example.org", "b@example.org", "c@example.org"]
+    assert got["a@example.org"].name == "Anne" and got["a@example.org"].lists == ("elms", "wec")
+    assert got["a@example.org"].locale == "fr_FR"
+    assert got["c@example.org"].name == "Cécile" and got["c@example.org"].locale == "fr_BE"
+
+
+def test_suppressed_stay_suppressed_and_are_never_planned(tmp_path):
+    store = Store(tmp_path / "s.sqlite3")
+    path = _csv(tmp_path, "email,name,series\na@example.org,A,wec;elms\nb@example.org,B,endurance\nc@example.org,C,wec\n"
+                          "d@example.org,D,gt\n")
+    import_csv(store, path, NOW)
+    suppress(store, "c@example.org", "unsubscribed", NOW)
+    report = import_csv(store, path, NOW)  # a re-import must not resubscribe c
+    assert report.suppressed == 1
+    n = plan_recipients(store, "endurance/2026-W47", "email", ["endurance", "wec", "elms"], "2026-11-23T08:00:00+00:00")
+    targets = [r[0] for r in store.conn.execute("SELECT target FROM deliveries ORDER BY target")]
+    assert n == 2 and targets == ["a@example.org", "b@example.org"]  # a once despite two series
+
+
+def test_cli_import_export_count_remove(project, capsys, tmp_path):
+    s = ["--settings", str(project.settings)]
+    bad = _csv(tmp_path, "email,name,series\nok@example.org,Ok,wec\nnope,X,wec\n", name="bad.csv")
+    assert main([*s, "subscribers", "import", str(bad)]) == 2  # non-zero, yet the good row is in
+    out = capsys.readouterr()
+    assert "line 3: 'nope' is not an address" in out.err
+    assert "1 new, 0 updated, 0 unchanged, 1 rejected" in out.out
+    assert main([*s, "subscribers", "import", str(project.root / "samples" / "subscribers.csv")]) == 0
+    capsys.readouterr()
+    assert main([*s, "subscribers", "count", "--list", "wec"]) == 0
+    assert "wec: 7" in capsys.readouterr().out
+    assert main([*s, "subscribers", "remove", "OK@example.org", "inconnu@example.org"]) == 0
+    out = capsys.readouterr().out
+    assert "ok@example.org: removed and suppressed" in out and "inconnu@example.org: not a subscriber; suppressed" in out
+    assert main([*s, "subscribers", "count"]) == 0
+    assert "total: 20 subscribers; 2 suppressed (2 manual)" in capsys.readouterr().out
+    export = tmp_path / "export.csv"
+    assert main([*s, "subscribers", "export", "--list", "gt", "--out", str(export)]) == 0
+    lines = export.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "email,name,series,locale" and len(lines) == 6
+    assert "jerome.morel@example.net,Jérôme Morel,gt;imsa,fr_FR" in lines
+
+
+def test_missing_email_column_is_one_line_input_error(project, capsys, tmp_path):
+    path = _csv(tmp_path, "nom,series\nX,wec\n")
+    assert main(["--settings", str(project.settings), "subscribers", "import", str(path)]) == 2
+    assert "line 1: no 'email' column" in capsys.readouterr().err
+
+
+def test_tokens_verify_only_their_own_address():
+    s = Signer(b"k" * 32)
+    t = s.token("a@example.org")
+    assert s.verify(t) == "a@example.org"
+    payload, mac = t.split(".")
+    assert s.verify(f"{Signer(b'k' * 32).token('b@example.org').split('.')[0]}.{mac}") is None
+    assert s.verify(t[:-1]) is None and s.verify("") is None and s.verify("...") is None
+    assert Signer(b"z" * 32).verify(t) is None
