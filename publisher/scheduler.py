@@ -22,7 +22,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterator, Sequence
 
 from publisher.config import Campaign, load_campaigns, parse_duration
-from publisher.editions import Due, EditionState, candidate_editions, due
+from publisher.editions import Due, EditionState, candidate_editions, due, next_slot
 from publisher.errors import LockedError, PublisherError
 from publisher.pipeline import Context
 from publisher.store import Store, from_iso, iso
@@ -352,8 +352,6 @@ def command_schedule(ctx: Context, args) -> int:
         log.info("scheduler started (pid %d): %d campaign(s), wake-up every %s, fetch every %s, lateness %s",
                  os.getpid(), len(campaigns), s.tick, s.fetch_every, s.lateness)
         for c in campaigns:
-            from publisher.editions import next_slot
-
             eid, at = next_slot(c, ctx.clock())
             log.info("%s: %s (%s), next edition %s at %s", c.name, c.schedule, c.timezone, eid, f"{at:%Y-%m-%d %H:%M %Z}")
         loop(runner, ctx.stop, ctx.clock)
