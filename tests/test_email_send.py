@@ -120,3 +120,35 @@ def test_send_to_seed_addresses_creates_no_rows(project):
         assert srv.counts() == {"seed@example.com": 1}
         assert srv.received[0].message()["Subject"].startswith("[TEST] Endurance Hebdo")
         assert ledger(project) == {}
+
+
+def test_stop_finishes_messages_in_flight_and_leaves_the_rest_planned(project, monkeypatch):
+    import threading
+    import time
+    from datetime import datetime
+
+    from email_project import EDITION, NOW, SECRET
+    from publisher.config import load_campaigns
+    from publisher.pipeline import Context, send
+
+    monkeypatch.setenv("PUBLISHER_UNSUBSCRIBE_SECRET", SECRET)
+    with SmtpServer(delay=0.01) as srv:
+        prepared(project, srv.port, 150, connections=2)
+        ctx = Context.open(project.settings, now=datetime.fromisoformat(NOW))
+        campaign = load_campaigns(ctx.settings, ["endurance"])[0]
+        reports = []
+        worker = threading.Thread(target=lambda: reports.extend(send(ctx, [campaign], EDITION)))
+        worker.start()
+        end = time.monotonic() + 30
+        while len(srv.received) < 20 and time.monotonic() < end:
+            time.sleep(0.005)
+        ctx.stop.set()  # what SIGTERM does
+        worker.join(30)
+        ctx.close()
+        rows = ledger(project)
+        states = [s for s, _ in rows.values()]
+        assert set(states) == {"sent", "planned"}  # nothing unknown, nothing stuck in sending
+        assert states.count("sent") == len(srv.received) and all(c == 1 for c in srv.counts().values())
+        (report,) = reports
+        assert report.pending == states.count("planned") > 0
+        assert any("stopped" in m for m in report.messages)

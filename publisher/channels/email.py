@@ -33,7 +33,8 @@ from publisher.tokens import Signer, signer_from_env
 
 BATCH = 256  # rows claimed, and outcomes recorded, per transaction
 FLUSH_SECONDS = 0.25
-LISTED = 20  # unknown addresses named in the report before "and N more"
+LISTED = 20
+LEASE_RENEW = 60.0  # seconds between renewals of pipeline.dispatch's 600 s lease on the edition  # unknown addresses named in the report before "and N more"
 
 
 def _slug(text: str) -> str:
@@ -189,7 +190,11 @@ class _Run:
         with ctx.progress.task(f"email {self.key}", total=total) as self.task:
             pool.start()
             try:
+                renewed = time.monotonic()
                 while True:
+                    if time.monotonic() - renewed > LEASE_RENEW:  # a 100,000-recipient send outlasts the lease
+                        self.ledger.store.renew_lease(f"send:{self.key}", self.ledger.clock(), ttl_seconds=600)
+                        renewed = time.monotonic()
                     in_flight -= self._collect(pool, wait=in_flight >= 2 * BATCH)
                     if ctx.stop.is_set() or pool.fatal is not None:
                         break
