@@ -31,12 +31,16 @@ _TRACKING = frozenset({
     "vero_id", "wt_mc", "ncid", "cmpid", "s_cid",
 })
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
+_PLAIN_URL = re.compile(r"https?://[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?/[A-Za-z0-9\-._~%!$&'()*+,;=:@/]*"
+                        r"(?:\?[A-Za-z0-9\-._~%!$&'()*+,;=:@/?]*)?(?:#[A-Za-z0-9\-._~%!$&'()*+,;=:@/?]*)?\Z")
 
 
 def safe_url(url: str | None, base: str | None = None) -> str | None:
     """`url` as an absolute http(s) URL (resolved against `base`), or None for anything else."""
     if not url:
         return None
+    if _PLAIN_URL.match(url):  # most feed URLs: already absolute, lower-case host, nothing to encode
+        return url
     url = _URL_JUNK.sub("", url).strip(" ")
     if not url:
         return None
@@ -78,6 +82,8 @@ def canonical_url(url: str | None, base: str | None = None) -> str | None:
     url = safe_url(url, base)
     if url is None:
         return None
+    if "?" not in url and "#" not in url and _PLAIN_URL.match(url):
+        return url
     parts = urlsplit(url)
     netloc = parts.netloc
     if parts.port is not None and str(parts.port) == _DEFAULT_PORTS[parts.scheme]:
@@ -98,22 +104,29 @@ def _is_tracking(name: str) -> bool:
 
 # C0/C1 controls and Unicode line/paragraph separators: none of them may reach a mail header.
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ufeff]")
-_SPACES = re.compile(r"[ \t\n\r\f\v\u00a0\u202f\u2000-\u200a\u3000]+")
+# Every other kind of space becomes a plain one; then runs collapse. A regex callback per run was the
+# hot spot of ingestion, hence two plain substitutions.
+_TO_SPACE = re.compile(r"[\t\n\r\f\v\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u2000-\u200a\u3000]")
+_RUNS = re.compile(r"  +")
+_NBSP_RUNS = re.compile(r" *([\u00a0\u202f])[ \u00a0\u202f]*")
 _ENTITY = re.compile(r"&(?:#\d{1,7}|#x[0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 
 
-def _space(m: re.Match) -> str:
-    # French typography puts a no-break space before « : ; ! ? »; keep a lone one, collapse the rest.
-    s = m.group()
-    return s if s in ("\u00a0", "\u202f") else " "
-
-
 def one_line(text: str | None) -> str:
-    """Text with no CR, LF or control characters, runs of whitespace collapsed, ends trimmed."""
+    """Text with no CR, LF or control characters, runs of whitespace collapsed, ends trimmed.
+
+    French typography puts a no-break space before « : ; ! ? »: a run of spaces that holds one keeps it.
+    """
     if not text:
         return ""
-    text = _CONTROLS.sub(" ", text.replace("\r", " ").replace("\n", " "))
-    return _SPACES.sub(_space, text).strip(" \u00a0\u202f")
+    text = _TO_SPACE.sub(" ", text)
+    if "\ufeff" in text:
+        text = text.replace("\ufeff", "")
+    if "  " in text:
+        text = _RUNS.sub(" ", text)
+    if "\u00a0" in text or "\u202f" in text:
+        text = _NBSP_RUNS.sub(r"\1", text)
+    return text.strip(" \u00a0\u202f")
 
 
 def fix_entities(text: str) -> str:
@@ -269,6 +282,16 @@ def html_to_text(html: str | None) -> str:
     return "\n".join(line for line in lines if line)
 
 
+_OWN_TAG = re.compile(r"<(/?)(p|br|li|ul|ol|blockquote|a|strong|em|b|i)\b[^>]*>")
+
+
+def sanitized_to_text(html: str) -> str:
+    """Plain one-line text of HTML that sanitize_html produced (our own well-formed output: no parser needed)."""
+    if "<" in html:
+        html = _OWN_TAG.sub(lambda m: " " if m.group(2) in ("p", "br", "li", "ul", "ol", "blockquote") else "", html)
+    return one_line(htmllib.unescape(html) if "&" in html else html)
+
+
 # -- publisher boilerplate -----------------------------------------------------------------------
 
 _ELLIPSIS_MARK = r"(?:\[\s*(?:…|\.\.\.|&hellip;|&#8230;)\s*\]|\(\s*(?:…|\.\.\.)\s*\))"
@@ -286,8 +309,9 @@ _SENTENCE_END = ("." , "!", "?", "…", "»", "\"", "”", ")", ":")
 def clean_excerpt(text: str) -> str:
     """Plain text without publisher boilerplate; a cut-off excerpt ends with "…"."""
     text = text.strip()
-    for footer in _FOOTERS:
-        text = footer.sub("", text)
+    if "appeared first on" in text or "est apparu en premier sur" in text:
+        for footer in _FOOTERS:
+            text = footer.sub("", text)
     cut = False
     stripped = _TEXT_TAIL.sub("", text)
     if stripped != text:
@@ -311,8 +335,9 @@ _HTML_READ_MORE = re.compile(
 
 def clean_excerpt_html(html: str) -> str:
     """Sanitised HTML without publisher boilerplate (same rules as clean_excerpt)."""
-    for footer in _HTML_FOOTERS:
-        html = footer.sub("", html)
+    if "appeared first on" in html or "est apparu en premier sur" in html:
+        for footer in _HTML_FOOTERS:
+            html = footer.sub("", html)
     for _ in range(3):
         html, n = _HTML_READ_MORE.subn("…", html)
         if not n:

@@ -51,7 +51,7 @@ def test_one_line_strips_line_breaks_and_control_characters():
 
 def test_one_line_keeps_french_no_break_spaces():
     assert one_line("Rallycross France\u00a0: « Bossard »") == "Rallycross France\u00a0: « Bossard »"
-    assert one_line("a \u00a0 b") == "a b"
+    assert one_line("a \u00a0 b") == "a\u00a0b"
 
 
 def test_sanitize_html_keeps_only_the_allow_list():

@@ -1,0 +1,211 @@
+"""Ingestion benchmark: our full ingestion of a 10,000-item feed next to feedparser alone, and a 304 fetch.
+
+    .venv/bin/python bench/bench_ingest.py [--items 10000] [--repeat 3] [--fetches 50]
+
+(a) feedparser.parse on the bytes alone (its default options: it sanitises and resolves URIs itself);
+(b) our ingestion: feeds.parse (feedparser + normalise + sanitise) + Store.upsert_articles into a fresh
+    temporary SQLite file. Best of --repeat runs each, same bytes, same process.
+(c) a conditional fetch answered 304 by a local HTTP server, through feeds.fetch_all (store lookup, one
+    HTTP request, state write), next to a bare httpx GET with If-None-Match; median of --fetches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import random
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import feedparser  # noqa: E402
+import httpx  # noqa: E402
+
+from publisher.config import FeedSettings  # noqa: E402
+from publisher.feeds import fetch_all, parse  # noqa: E402
+from publisher.progress import Progress  # noqa: E402
+from publisher.store import Store  # noqa: E402
+
+NOW = datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)
+SERIES = ["WEC", "ELMS", "Asian Le Mans Series", "24 Heures du Mans", "IMSA", "GT"]
+SUBJECTS = ["Toyota", "Ferrari", "Porsche Penske Motorsport", "Alpine", "Peugeot", "Cadillac", "l’équipe championne",
+            "le plateau LMP2", "les pilotes de la filière", "l’écurie française"]
+VERBS = ["dévoile", "confirme", "prépare", "annonce", "teste", "présente", "prolonge", "renforce"]
+OBJECTS = ["son programme 2027", "ses pilotes", "une nouvelle évolution", "le calendrier de la saison",
+           "« un projet ambitieux »", "ses ambitions pour Le Mans", "sa stratégie d’hiver", "un accord de diffusion"]
+SENTENCES = [
+    "La décision a été prise au terme d’une saison riche en rebondissements, où la régularité a payé.",
+    "« Nous avons compris nos faiblesses et nous savons où progresser », explique le directeur technique.",
+    "Les premiers essais sont prévus à Aragón dès la mi-décembre, puis au Castellet en janvier.",
+    "La Balance de Performance sera publiée avant la Journée Test, une demande ancienne des constructeurs.",
+    "Les équipes françaises représentent un tiers du plateau, un record depuis la création de la catégorie.",
+    "Le promoteur promet des animations pour le public pendant tout le week-end, de jour comme de nuit.",
+]
+AUTHORS = ["Laurent Mercier", "Julie Fontaine", "Antoine Berthier", "Sophie Marchal"]
+
+
+def make_feed(n: int, seed: int = 7) -> bytes:
+    """A WordPress-like French RSS 2.0 feed with `n` items, built in memory."""
+    rnd = random.Random(seed)
+    site = "https://www.endurance-info.com"
+    cdn = "https://d24c1jjhvw5da9.cloudfront.net/fr/wp-content/uploads/sites/2/2026/11"
+    parts = ['<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0" xmlns:content="http://purl.org/rss/1.0/modules/content/"'
+             ' xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:media="http://search.yahoo.com/mrss/">\n<channel>'
+             f'<title>Endurance-Info</title><link>{site}</link><description>Endurance</description><language>fr-FR</language>\n']
+    start = NOW - timedelta(days=60)
+    for i in range(n):
+        series = rnd.sample(SERIES, rnd.choice((1, 1, 2)))
+        title = f"{series[0]} : {rnd.choice(SUBJECTS)} {rnd.choice(VERBS)} {rnd.choice(OBJECTS)}"
+        title = title.replace("&", "&amp;").replace("<", "&lt;")
+        when = start + timedelta(minutes=i * 8)
+        link = f"{site}/version-francaise/{series[0].lower().replace(' ', '-')}/article-{300000 + i}.html"
+        slug = f"photo-{300000 + i}"
+        excerpt = " ".join(rnd.sample(SENTENCES, 2))[:-1]
+        more = (f' <a href="{link}" class="more-link">Lire la suite</a>' if i % 2 else " [&hellip;]")
+        body = "".join(f"<p>{s}</p>" for s in rnd.sample(SENTENCES, 4))
+        img = (f'<p><img width="696" height="464" src="{cdn}/{slug}-696x464.jpg" class="wp-post-image" alt="" '
+               f'srcset="{cdn}/{slug}-696x464.jpg 696w, {cdn}/{slug}-218x150.jpg 218w" /></p>') if i % 3 == 0 else ""
+        footer = (f'<p>The post <a href="{link}">{title}</a> appeared first on <a href="{site}">Endurance-Info</a>.</p>'
+                  if i % 3 == 1 else "")
+        media = f'<media:content url="{cdn}/{slug}-1024x683.jpg" medium="image" width="1024" height="683"/>' if i % 3 == 1 else ""
+        cats = "".join(f"<category><![CDATA[{c}]]></category>" for c in series)
+        parts.append(
+            f"<item><title>{title}</title><link>{link}{'?utm_source=rss&amp;utm_medium=rss' if i % 5 == 0 else ''}</link>"
+            f"<dc:creator><![CDATA[{rnd.choice(AUTHORS)}]]></dc:creator>"
+            f"<pubDate>{when.strftime('%a, %d %b %Y %H:%M:%S +0000')}</pubDate>{cats}"
+            f'<guid isPermaLink="false">{site}/?p={300000 + i}</guid>'
+            f"<description><![CDATA[<p>{excerpt}{more}</p>]]></description>"
+            f"<content:encoded><![CDATA[{img}{body}{footer}]]></content:encoded>{media}</item>\n")
+    parts.append("</channel></rss>\n")
+    return "".join(parts).encode("utf-8")
+
+
+def best(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    body = b""
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if self.headers.get("If-None-Match") == '"bench"':
+            self.send_response(304)
+            self.send_header("ETag", '"bench"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/rss+xml; charset=utf-8")
+        self.send_header("ETag", '"bench"')
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+
+def bench_304(fetches: int, body: bytes) -> tuple[float, float]:
+    _Handler.body = body
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/feed"
+    settings = FeedSettings(timeout=5)
+    quiet = Progress(stream=io.StringIO(), interactive=False, quiet=True)
+    ours, bare = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(Path(tmp) / "bench.sqlite3")
+        (first,) = fetch_all([url], store, settings, now=NOW, progress=quiet)  # stores the ETag
+        assert first.ok and first.new > 0, first.line()
+        for _ in range(fetches):
+            t0 = time.perf_counter()
+            (r,) = fetch_all([url], store, settings, now=NOW, progress=quiet)
+            ours.append(time.perf_counter() - t0)
+            assert r.not_modified, r.line()
+            t0 = time.perf_counter()
+            resp = httpx.get(url, headers={"If-None-Match": '"bench"'}, timeout=5)
+            bare.append(time.perf_counter() - t0)
+            assert resp.status_code == 304
+        store.close()
+    server.shutdown()
+    server.server_close()
+    return statistics.median(ours) * 1000, statistics.median(bare) * 1000
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--items", type=int, default=10_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--fetches", type=int, default=50)
+    args = ap.parse_args()
+
+    data = make_feed(args.items)
+    print(f"feed: {args.items} items, {len(data) / 1e6:.1f} MB, repeat {args.repeat} (best), 304 fetches {args.fetches} (median)")
+
+    def feedparser_default():
+        d = feedparser.parse(io.BytesIO(data))
+        assert len(d.entries) == args.items
+
+    def feedparser_ours():
+        d = feedparser.parse(io.BytesIO(data), sanitize_html=False, resolve_relative_uris=False)
+        assert len(d.entries) == args.items
+
+    def parse_only():
+        r = parse(data, source="bench", now=NOW)
+        assert len(r.articles) == args.items, (r.error, r.rejected[:3])
+
+    def ingest():
+        with tempfile.TemporaryDirectory() as tmp:
+            store = Store(Path(tmp) / "bench.sqlite3")
+            r = parse(data, source="bench", now=NOW)
+            counts = store.upsert_articles(r.articles, NOW)
+            assert counts.new == args.items
+            store.close()
+
+    # alternate the order of the runs so a warm-up or a noisy neighbour does not favour one side
+    rows = []
+    t_fp = best(feedparser_default, args.repeat)
+    t_ing = best(ingest, args.repeat)
+    t_fp = min(t_fp, best(feedparser_default, args.repeat))
+    t_ing = min(t_ing, best(ingest, args.repeat))
+    t_fp_ours = best(feedparser_ours, args.repeat)
+    t_parse = best(parse_only, args.repeat)
+    rows.append(("feedparser.parse alone (default options)", t_fp, args.items / t_fp, 1.0))
+    rows.append(("feedparser.parse, sanitize/resolve off", t_fp_ours, args.items / t_fp_ours, t_fp_ours / t_fp))
+    rows.append(("publisher parse (feedparser + normalise)", t_parse, args.items / t_parse, t_parse / t_fp))
+    rows.append(("publisher ingestion (parse + SQLite upsert)", t_ing, args.items / t_ing, t_ing / t_fp))
+    ms_ours, ms_bare = bench_304(args.fetches, data[:20000].rsplit(b"</item>", 1)[0] + b"</item></channel></rss>")
+
+    print()
+    print(f"{'measure':46} {'seconds':>9} {'items/s':>10} {'vs feedparser':>14}")
+    print("-" * 82)
+    for name, t, rate, ratio in rows:
+        print(f"{name:46} {t:9.3f} {rate:10,.0f} {ratio:13.2f}x")
+    overhead = (t_ing / t_fp - 1) * 100
+    print("-" * 82)
+    print(f"ingestion overhead vs feedparser alone: {overhead:+.1f}% (goal: under +15%)")
+    print()
+    print(f"{'conditional fetch answered 304':46} {'median ms':>9}")
+    print("-" * 57)
+    print(f"{'publisher fetch_all (store + HTTP + state)':46} {ms_ours:9.2f}")
+    print(f"{'bare httpx.get with If-None-Match':46} {ms_bare:9.2f}")
+    print(f"{'ratio':46} {ms_ours / ms_bare:8.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
