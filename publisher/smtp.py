@@ -261,11 +261,19 @@ class Pool:
                 if self.stop.is_set() or self.fatal is not None:
                     self.results.put((job, None, ""))
                     continue
+                wired = [False]
                 try:
-                    reply = self._one(conn, job, hold_until)
+                    reply = self._one(conn, job, hold_until, wired)
                 except DeliveryError as exc:  # login refused on a reconnect: nothing of this job went out
                     self.fatal = exc
                     self.results.put((job, None, ""))
+                    continue
+                except Exception as exc:  # a bug must cost one recipient, never hang the send
+                    conn.close()
+                    reply = Reply(Outcome.UNKNOWN if wired[0] else Outcome.FAILED, None,
+                                  f"internal error: {exc.__class__.__name__}: {exc}"[:300])
+                    self.on_reply(job, reply, "")
+                    self.results.put((job, reply, ""))
                     continue
                 if reply is None:
                     continue
@@ -275,7 +283,7 @@ class Pool:
         finally:
             conn.close()
 
-    def _one(self, conn: Connection, job: Job, hold_until: float) -> Reply | None:
+    def _one(self, conn: Connection, job: Job, hold_until: float, wired: list[bool]) -> Reply | None:
         if not conn.ready:
             if time.monotonic() < hold_until:
                 reply = Reply(Outcome.RETRY, None, getattr(self._why, "text", "waiting to reconnect to the SMTP server"))
@@ -290,10 +298,15 @@ class Pool:
             return None
         data, message_id = self.build(job)
         reused = conn.sent_here > 0
-        reply = conn.send(self.sender, job.target, data, lambda: self.on_wire(job.target))
+
+        def on_wire() -> None:
+            wired[0] = True
+            self.on_wire(job.target)
+
+        reply = conn.send(self.sender, job.target, data, on_wire)
         if reply.outcome is Outcome.RETRY and reply.code is None and reused and conn.open() is None:
             # a reused connection the server had quietly closed: one immediate retry on a fresh one
-            reply = conn.send(self.sender, job.target, data, lambda: self.on_wire(job.target))
+            reply = conn.send(self.sender, job.target, data, on_wire)
         self.on_reply(job, reply, message_id)
         self.results.put((job, reply, message_id))
         return reply

@@ -149,6 +149,8 @@ class EmailChannel:
         run = _Run(self, ed, journal, report)
         try:
             run.go(ctx.ledger.counts(key, ch)["planned"])
+            if ctx.ledger.counts(key, ch)["sending"] == 0:
+                journal.clear()  # every outcome is in the ledger now
         finally:
             journal.close()
         if run.pool_fatal is not None:
