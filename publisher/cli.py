@@ -58,8 +58,8 @@ def _now(text: str | None) -> datetime:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="publisher", description=__doc__.splitlines()[0] if False else
-                                "Weekly newsletters and social posts from a news site's feed, sent exactly once.")
+    p = argparse.ArgumentParser(prog="publisher", description="Weekly newsletters and social posts from a news "
+                                "site's feed, sent exactly once.")
     p.add_argument("--version", action="version", version=f"publisher {__version__}")
     p.add_argument("--settings", default=os.environ.get("PUBLISHER_SETTINGS", "settings.toml"),
                    help="settings file (default: settings.toml, or $PUBLISHER_SETTINGS)")

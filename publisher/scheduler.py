@@ -18,7 +18,7 @@ import signal
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Callable, Iterator, Sequence
 
 from publisher.config import Campaign, load_campaigns, parse_duration

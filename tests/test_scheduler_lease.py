@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import sqlite3
-import time
 from datetime import datetime, timedelta, timezone
 
 from scheduler_process import Proc, lease_holder, query, store_path, wait_for

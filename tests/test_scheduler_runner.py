@@ -150,7 +150,6 @@ def test_a_slot_missed_beyond_lateness_is_recorded_with_the_reason(ctx):
 
 
 def test_an_interrupted_channel_is_resumed_and_a_finished_one_is_not(ctx):
-    rec = Recorder()
     key = "endurance/2026-W47"
     ctx.store.freeze_edition("endurance", "2026-W47", "hash", "{}", SLOT)
     run = ctx.store.start_run(key, "email", SLOT)

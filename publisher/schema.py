@@ -1,0 +1,156 @@
+"""The typed TOML reader behind settings.toml and campaign files: dataclass fields are the schema.
+
+`read_table(cls, table, where)` builds a frozen dataclass from a TOML table. Unknown keys and wrong
+types fail with one line naming the file and the key (`settings.toml: [smtp].port must be an
+integer, not 'abc'`); a dataclass may add its own `_check(where)` and `_toml_names` aliases.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+import types
+import typing
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from publisher.errors import ConfigError
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if tp is str:
+        return "a string"
+    if tp is bool:
+        return "true or false"
+    if tp is int:
+        return "an integer"
+    if tp is float:
+        return "a number"
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (list, tuple):
+        return "a list of " + _type_name(typing.get_args(tp)[0]).removeprefix("a ").removeprefix("an ") + "s"
+    if origin is dict:
+        return "a table"
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
+    if dataclasses.is_dataclass(tp):
+        return "a table"
+    return str(tp)
+
+
+def _convert(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where} must be {_type_name(tp)}")
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif origin is Literal:
+        if value in args:
+            return value
+    elif origin in (list, tuple):
+        if isinstance(value, list):
+            item_tp = args[0]
+            return tuple(_convert(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value))
+    elif origin is dict:
+        if isinstance(value, dict):
+            val_tp = args[1]
+            return {str(k): _convert(v, val_tp, _sub(where, str(k))) for k, v in value.items()}
+    elif dataclasses.is_dataclass(tp):
+        if isinstance(value, dict):
+            return read_table(tp, value, where)
+    raise ConfigError(f"{where} must be {_type_name(tp)}, not {value!r}")
+
+
+def _sub(where: str, key: str) -> str:
+    """`settings.toml: [smtp]` + `port` -> `settings.toml: [smtp].port`."""
+    if where.endswith("]") or ":" not in where:
+        return f"{where}.{key}" if not where.endswith(": ") else f"{where}{key}"
+    return f"{where}.{key}"
+
+
+def read_table(cls: type, table: dict[str, Any], where: str) -> Any:
+    """Build the frozen dataclass `cls` from a TOML table; unknown keys and wrong types fail."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    aliases = getattr(cls, "_toml_names", {})  # TOML key -> field name, e.g. "from" -> "sender"
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        name = aliases.get(key, key.replace("-", "_"))
+        if name not in fields or name.startswith("_"):
+            known = ", ".join(sorted({k for k, v in aliases.items()} | {f for f in fields if f not in aliases.values()}))
+            raise ConfigError(f"{where}: unknown key '{key}' (known keys: {known})")
+        values[name] = _convert(value, hints[name], _key_where(where, key))
+    missing = [n for n, f in fields.items()
+               if n not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"{where}: missing required key '{missing[0]}'")
+    obj = cls(**values)
+    check = getattr(obj, "_check", None)
+    if check:
+        check(where)
+    return obj
+
+
+def _key_where(where: str, key: str) -> str:
+    # "campaigns/gt.toml" + "timezone" -> "campaigns/gt.toml: timezone"
+    # "settings.toml: [smtp]" + "port" -> "settings.toml: [smtp].port"
+    if where.endswith("]"):
+        return f"{where}.{key}"
+    if ": " in where:
+        return f"{where}.{key}"
+    return f"{where}: {key}"
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
+
+
+def parse_duration(text: str, where: str) -> timedelta:
+    """'90s', '15m', '1h', '2d' -> timedelta."""
+    m = _DURATION.match(text)
+    if not m:
+        raise ConfigError(f"{where} must be a duration like '30s', '15m', '1h' or '2d', not {text!r}")
+    n = float(m.group(1))
+    return timedelta(seconds=n * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)])
+
+
+def check_timezone(name: str, where: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{where}: unknown time zone {name!r} (use an IANA name like 'Europe/Paris')") from None
+
+
+def read_toml(path: Path, shown: str) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{shown}: file not found", hint="create it, or pass --settings PATH") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{shown}: not valid TOML ({exc})") from None
