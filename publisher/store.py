@@ -10,6 +10,7 @@ import json
 import os
 import socket
 import sqlite3
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -148,11 +149,30 @@ class Store:
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"store {self.path}: cannot open ({exc})", hint="check [publisher].store in settings.toml") from None
         self.conn.row_factory = sqlite3.Row
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.execute("PRAGMA foreign_keys=ON")
-        self.conn.executescript(SCHEMA)
-        _add_missing_columns(self.conn, "runs", {"outcome": "TEXT", "seconds": "REAL", "summary": "TEXT"})
+        self._set_up()
+
+    def _set_up(self) -> None:
+        # Two processes creating the same new store at once (two schedulers started together) can get
+        # SQLITE_BUSY from the switch to WAL, which ignores the busy timeout: retry for a while.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=NORMAL")
+                self.conn.execute("PRAGMA foreign_keys=ON")
+                self.conn.executescript(SCHEMA)
+                _add_missing_columns(self.conn, "runs", {"outcome": "TEXT", "seconds": "REAL", "summary": "TEXT"})
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise ConfigError(f"store {self.path}: cannot use it ({exc})",
+                                      hint="check [publisher].store in settings.toml") from None
+                if time.monotonic() > deadline:
+                    raise ConfigError(f"store {self.path}: still locked by another process after 30 s",
+                                      hint="see 'publisher status' for who holds it, then retry") from None
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                time.sleep(0.05)
 
     def close(self) -> None:
         self.conn.close()
