@@ -219,7 +219,11 @@ def command_send(ctx: Context, args) -> int:
             for line in send_test(ctx.settings, campaign, rendered, args.to, now=ctx.now):
                 print(line)
         return 0
-    reports = send(ctx, campaigns, args.edition, args.channel, resend_unknown=args.resend_unknown)
+    from publisher.scheduler import stop_on_signals
+
+    # SIGTERM/SIGINT: finish the message or post in flight, leave the rest planned for the rerun
+    with stop_on_signals(ctx.stop):
+        reports = send(ctx, campaigns, args.edition, args.channel, resend_unknown=args.resend_unknown)
     trouble = False
     for r in reports:
         if r.channel != "-":

@@ -94,3 +94,25 @@ def test_two_sends_at_once_one_waits_out(project):
         assert first.returncode == 0, err
         assert len(srv.received) == 60
         assert all(c == 1 for c in srv.counts().values())
+
+
+def test_sigterm_finishes_in_flight_and_the_rerun_completes(project):
+    with SmtpServer(delay=0.02) as srv:
+        addrs = prepared(project, srv.port, 80, connections=2)
+        proc = _popen(project, *send_args())
+        end = time.monotonic() + 30
+        while len(srv.received) < 10 and time.monotonic() < end and proc.poll() is None:
+            time.sleep(0.005)
+        proc.terminate()  # SIGTERM: finish what is on the wire, leave the rest planned
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 4, out + err  # pending work is reported, with the command to rerun
+        assert "rerun 'publisher send endurance'" in out
+        rows = ledger(project)
+        states = {s for s, _ in rows.values()}
+        assert "unknown" not in states and "sending" not in states, "a clean stop leaves no unknown rows"
+        assert "planned" in states, "stopped before the end"
+        assert all(srv.count(a) == (1 if rows[a][0] == "sent" else 0) for a in addrs)
+        again = project.cli(*send_args(), env=ENV)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert {s for s, _ in ledger(project).values()} == {"sent"}
+        assert all(srv.count(a) == 1 for a in addrs)
