@@ -213,6 +213,17 @@ class SocialSettings:
 
 
 @dataclass(frozen=True)
+class SeriesMatch:
+    """A campaign's own extra matching rules for one of its series (`[match.NAME]`), added to settings.toml's."""
+
+    categories: tuple[str, ...] = ()
+    title_prefixes: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Campaign:
     name: str
     title: str
@@ -233,6 +244,7 @@ class Campaign:
     utm: UtmSettings = UtmSettings()
     social: SocialSettings = SocialSettings()
     hashtags: tuple[str, ...] = ()  # added to the series' own hashtags
+    match: dict[str, "SeriesMatch"] = field(default_factory=dict, hash=False)  # [match.SERIES] extra rules
 
     @property
     def tz(self) -> ZoneInfo:
@@ -274,6 +286,9 @@ def load_campaign(path: Path, settings: Settings) -> Campaign:
         if s.lower() not in settings.series:
             known = ", ".join(sorted(settings.series)) or "none defined"
             raise ConfigError(f"{shown}: series: unknown series {s!r} (known in {settings.source}: {known})")
+    for s in campaign.match:
+        if s.lower() not in {x.lower() for x in campaign.series}:
+            raise ConfigError(f"{shown}: [match.{s}]: {s!r} is not one of this campaign's series ({', '.join(campaign.series)})")
     for ch in campaign.channels:
         if ch not in registry.names():
             raise ConfigError(f"{shown}: channels: unknown channel {ch!r} (known channels: {', '.join(registry.names())})")
@@ -285,7 +300,8 @@ def load_campaign(path: Path, settings: Settings) -> Campaign:
         Locale.parse(campaign.locale)
     except Exception:
         raise ConfigError(f"{shown}: locale: unknown locale {campaign.locale!r} (e.g. 'fr_FR')") from None
-    return dataclasses.replace(campaign, series=tuple(s.lower() for s in campaign.series))
+    return dataclasses.replace(campaign, series=tuple(s.lower() for s in campaign.series),
+                               match={k.lower(): v for k, v in campaign.match.items()})
 
 
 def _shown(path: Path, settings: Settings) -> str:

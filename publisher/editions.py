@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Iterable, Mapping, Sequence
 from zoneinfo import ZoneInfo
@@ -49,6 +49,16 @@ def series_of(article: Article, series: Mapping[str, SeriesSettings]) -> tuple[s
         if any(_words(fold(k)).search(text) for k in (*s.keywords, *s.aliases) if k.strip()):
             found.append(name)
     return tuple(found)
+
+
+def rules_for(campaign: Campaign, series: Mapping[str, SeriesSettings]) -> dict[str, SeriesSettings]:
+    """settings.toml's series rules with the campaign's own `[match.NAME]` rules added."""
+    merged = dict(series)
+    for name, extra in campaign.match.items():
+        base = merged[name]
+        merged[name] = replace(base, **{f: getattr(base, f) + getattr(extra, f)
+                                         for f in ("categories", "title_prefixes", "keywords", "aliases", "exclude")})
+    return merged
 
 
 def _words(phrase: str) -> re.Pattern:
@@ -141,6 +151,7 @@ def plan_edition(campaign: Campaign, edition_id: str, articles: Iterable[Article
                  series: Mapping[str, SeriesSettings]) -> Plan:
     """Pick the campaign's articles in the edition's window, order them, choose the lead, apply the limits."""
     tz = campaign.tz
+    series = rules_for(campaign, series)
     start, end = window(edition_id, tz)
     wanted = set(campaign.series)
     chosen: list[Article] = []

@@ -70,6 +70,8 @@ channels = ["email"]
     (CAMPAIGN_OK + 'schedule = "every monday"\n', "campaigns/gt.toml: schedule must look like 'monday 08:00'"),
     (CAMPAIGN_OK + "[social]\nmode = \"storm\"\n", "campaigns/gt.toml: social.mode must be one of"),
     ('series = ["gt"]\n', "campaigns/gt.toml: missing required key 'title'"),
+    (CAMPAIGN_OK + '[match.imsa]\nkeywords = ["Daytona"]\n', "campaigns/gt.toml: [match.imsa]: 'imsa' is not one of this campaign's series (gt)"),
+    (CAMPAIGN_OK + '[match.gt]\nkeyword = ["GT3"]\n', "campaigns/gt.toml: match.gt: unknown key 'keyword'"),
 ])
 def test_bad_campaign_names_file_and_key(tmp_path, text, message):
     settings_path = _settings(tmp_path, '[series.gt]\nlabel = "GT"\n')

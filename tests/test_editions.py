@@ -128,3 +128,16 @@ def test_thin_week_policy():
     assert send.skip_reason is None and len(send.edition.articles) == 1
     empty = plan_edition(campaign(min_articles=0, thin_week="send"), "2026-W47", [], SERIES)
     assert empty.skip_reason is not None  # an empty edition is never sent
+
+
+def test_campaign_match_rules_add_to_the_series_rules():
+    from publisher.config import SeriesMatch
+
+    d = datetime(2026, 11, 18, 12, tzinfo=PARIS)
+    garage = art(1, "Garage 56 : un projet à l’hydrogène retenu", d)
+    plain = campaign(min_articles=1)
+    assert plan_edition(plain, "2026-W47", [garage], SERIES).edition.articles == ()
+    extended = campaign(min_articles=1, match={"le-mans": SeriesMatch(keywords=("Garage 56",))})
+    plan = plan_edition(extended, "2026-W47", [garage], SERIES)
+    assert [a.id for a in plan.edition.articles] == ["id-1"]
+    assert plan.edition.series["id-1"] == ("le-mans",)
