@@ -213,7 +213,8 @@ def command_send(ctx: Context, args) -> int:
             eid = args.edition or latest_slot_edition(campaign, ctx.now)
             p = plan(ctx, campaign, eid)
             if not p.edition.articles:
-                print(f"{campaign.name} {eid}: no articles; nothing to test")
+                print(f"{campaign.name} {eid}: no articles for this edition in the store; run 'publisher fetch'"
+                      f" first, or pick another week with --edition")
                 continue
             rendered = frozen(ctx, campaign, eid) or render(ctx, campaign, p)
             for line in send_test(ctx.settings, campaign, rendered, args.to, now=ctx.now):
