@@ -19,7 +19,7 @@ from typing import Iterable, Sequence
 from publisher.channels import ChannelDisabled, DispatchContext, DispatchReport, registry
 from publisher.config import Campaign, Settings, load_campaigns, load_settings
 from publisher.editions import Plan, latest_slot_edition, parse_edition_id, plan_edition
-from publisher.errors import DeliveryError, PublisherError
+from publisher.errors import ConfigError, DeliveryError, PublisherError
 from publisher.ledger import Ledger
 from publisher.models import Article, RenderedEdition, rendered_from_dict, rendered_to_dict
 from publisher.progress import Progress
@@ -145,6 +145,10 @@ def dispatch(ctx: Context, campaign: Campaign, rendered: RenderedEdition, channe
              *, resend_unknown: bool = False) -> list[DispatchReport]:
     """Send a frozen edition on the campaign's channels (or the given ones), holding the edition's lease."""
     key = rendered.edition.key
+    for name in channels or ():
+        if name not in campaign.channels:
+            raise DeliveryError(f"campaign {campaign.name} does not use channel {name!r} (it uses {', '.join(campaign.channels)})",
+                                hint=f"add it to channels in {campaign.source}, or drop --channel {name}")
     lease = f"send:{key}"
     ctx.store.acquire_lease(lease, ctx.clock(), ttl_seconds=600)
     outbox = ctx.settings.path(ctx.settings.publisher.outbox) if ctx.settings.publisher.delivery == "outbox" else None
@@ -153,8 +157,6 @@ def dispatch(ctx: Context, campaign: Campaign, rendered: RenderedEdition, channe
     reports: list[DispatchReport] = []
     try:
         for name in channels or campaign.channels:
-            if name not in campaign.channels:
-                raise DeliveryError(f"campaign {campaign.name} does not use channel {name!r} (it uses {', '.join(campaign.channels)})")
             if ctx.stop.is_set():
                 break
             spec = registry.get(name)
@@ -206,6 +208,11 @@ def command_send(ctx: Context, args) -> int:
     if args.edition:
         parse_edition_id(args.edition)
     campaigns = load_campaigns(ctx.settings, args.campaigns)
+    for campaign in campaigns:
+        unknown = [n for n in args.channel or () if n not in campaign.channels]
+        if unknown:
+            raise ConfigError(f"--channel {unknown[0]}: campaign {campaign.name} does not use it (it uses {', '.join(campaign.channels)})",
+                              hint=f"add it to channels in {campaign.source}, or name the campaigns that use it")
     if args.to:
         from publisher.channels.email import send_test
 

@@ -49,3 +49,11 @@ def test_bad_now_is_one_line(project):
     proc = project.cli("--now", "2026-11-23 09:00", "status")
     assert proc.returncode == 2
     assert "has no UTC offset" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_send_with_a_channel_the_campaign_does_not_use_is_refused_before_anything(project):
+    proc = project.cli("--now", "2026-11-23T10:00:00+01:00", "send", "endurance", "--channel", "fax")
+    assert proc.returncode == 2
+    assert "--channel fax: campaign endurance does not use it (it uses email, x, mastodon, bluesky)" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (project.root / "var" / "outbox").exists()
