@@ -33,8 +33,8 @@ from publisher.tokens import Signer, signer_from_env
 
 BATCH = 256  # rows claimed, and outcomes recorded, per transaction
 FLUSH_SECONDS = 0.25
-LISTED = 20
-LEASE_RENEW = 60.0  # seconds between renewals of pipeline.dispatch's 600 s lease on the edition  # unknown addresses named in the report before "and N more"
+LISTED = 20  # unknown addresses named in the report before "and N more"
+LEASE_RENEW = 60.0  # seconds between renewals of pipeline.dispatch's 600 s lease on the edition
 
 
 def _slug(text: str) -> str:
