@@ -147,6 +147,10 @@ def write_bundle(out: Path, entries: list[Entry], settings, now: datetime) -> No
     _write(out / "index.html", index.encode("utf-8"))
 
 
+_UMASK = os.umask(0o022)  # read the process umask (only a set returns it), then put it back
+os.umask(_UMASK)
+
+
 def _write(path: Path, data: bytes) -> None:
     """Write-then-rename, so a reviewer never opens half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -154,6 +158,7 @@ def _write(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a bundle is meant to be shared for review
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

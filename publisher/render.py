@@ -84,7 +84,14 @@ def _environment(folders: tuple[str, ...]) -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["one_line"] = one_line
+    env.filters["de"] = french_de
     return env
+
+
+def french_de(name: str) -> str:
+    """French "de" before a name, elided before a vowel or a mute h: "d’Endurance-Info", "de Motorsport"."""
+    first = name.strip()[:1].casefold()
+    return f"d’{name}" if first and first in "aeiouyhàâäéèêëîïôöùûü" else f"de {name}"
 
 
 # -- derived values: dates and links ---------------------------------------------------------------

@@ -5,11 +5,14 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import os
 import socket
 import sqlite3
 import threading
 
 NOW = "2026-11-23T09:00:00+01:00"
+UMASK = os.umask(0o022)
+os.umask(UMASK)
 CAMPAIGNS = ("endurance", "gt", "imsa", "rallycross")
 SAMPLE = "samples/feeds/endurance-info-2026-w46-w47.xml"
 
@@ -29,6 +32,8 @@ def test_preview_writes_the_bundle_and_nothing_else(project):
         folder = bundle / name / "2026-W47"
         for f in ("index.html", "email.html", "email.txt", "email.eml", "posts.json"):
             assert (folder / f).stat().st_size > 0, folder / f
+            # mode from the umask (0644 under the usual 022), not mkstemp's 0600: the bundle is shared for review
+            assert (folder / f).stat().st_mode & 0o777 == 0o666 & ~UMASK, folder / f
         assert f'href="{name}/2026-W47/index.html"' in index
         assert f"{name} 2026-W47:" in proc.stdout
         page = (folder / "index.html").read_text(encoding="utf-8")

@@ -190,3 +190,11 @@ def test_template_typo_is_one_clear_error(tmp_path):
         render(tmp_path, [article(1)])
     with pytest.raises(ConfigError, match="subject"):
         render(tmp_path, [article(1)], subject="{{ edition_lable }}")
+
+
+def test_french_de_elides_before_a_vowel_or_mute_h():
+    from publisher.render import french_de
+
+    assert french_de("Endurance-Info") == "d’Endurance-Info"
+    assert french_de("Hebdo Auto") == "d’Hebdo Auto"
+    assert french_de("Motorsport") == "de Motorsport"
