@@ -86,6 +86,10 @@ class SmtpSettings:
     retry_backoff: float = 30.0  # seconds before the first retry of a 4xx; doubles per attempt (max 1 h)
     retry_wait: float = 300.0  # a send waits for due retries this long; later ones are left for the next run
     max_attempts: int = 8  # a recipient still refused with 4xx after this many attempts is marked failed
+    # PEM file of the CA that signed the relay's certificate (a private CA); relative to settings.toml.
+    # None: the system trust store. Either way the certificate and host name are always verified.
+    ca_file: str | None = None
+    helo_name: str | None = None  # the name we give in EHLO; None: this machine's fully qualified name
 
 
 @dataclass(frozen=True)
@@ -182,7 +186,10 @@ def load_settings(path: str | Path = "settings.toml") -> Settings:
             channels[name] = values.get(name) or _SETTINGS_TABLES[name]()
             continue
         channels.setdefault(name, read_table(registry.get(name).settings_cls, {}, f"{shown}: [{name}]"))
-    return Settings(root=path.resolve().parent, source=shown, channels=channels, **values)
+    root = path.resolve().parent
+    if "smtp" in values and values["smtp"].ca_file:  # resolved here: the SMTP code only sees [smtp]
+        values["smtp"] = dataclasses.replace(values["smtp"], ca_file=str(root / Path(values["smtp"].ca_file).expanduser()))
+    return Settings(root=root, source=shown, channels=channels, **values)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,6 +8,13 @@ What a reply means for the ledger:
 
 The message bytes come ready for the wire (CRLF, no line starting with "."), so DATA sends them as
 they are instead of running smtplib's dot-stuffing regexes over every copy.
+
+Some failures are the settings' fault, not the recipient's, and no retry can fix them: a refused
+login, a certificate we cannot trust, a TLS handshake that fails, a server without STARTTLS or AUTH,
+a 530 "authentication/TLS required" at MAIL FROM. Those raise DeliveryError; the pool stops and
+every message not yet on the wire stays `planned` for the rerun. TLS always verifies the server's
+certificate and host name, against the system trust store or against [smtp].ca_file only
+(publisher/smtp_security.py).
 """
 
 from __future__ import annotations
@@ -22,11 +29,13 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from publisher.config import SmtpSettings, secret
-from publisher.errors import ConfigError, DeliveryError
+from publisher.config import SmtpSettings
+from publisher.errors import DeliveryError
+# password_for is also imported from here by the email channel
+from publisher.smtp_security import PASSWORD_ENV, RERUN, certificate_error, password_for, tls_context
 
-PASSWORD_ENV = "PUBLISHER_SMTP_PASSWORD"
 HARD_BOUNCE_CODES = (550, 551, 553)
+SESSION_REFUSED = (530, 538)  # at MAIL FROM: "authentication required" / "encryption required": our settings
 
 
 class Outcome(str, enum.Enum):
@@ -75,46 +84,64 @@ def classify(code: int, msg: bytes | str, step: str) -> Reply:
     return Reply(Outcome.FAILED, code, f"{step}: {text}")
 
 
-def password_for(settings: SmtpSettings) -> str | None:
-    """The relay password, from $PUBLISHER_SMTP_PASSWORD only; required when a username is set."""
-    pw = secret(PASSWORD_ENV)
-    if settings.username and pw is None:
-        raise ConfigError(f"[smtp].username is set but {PASSWORD_ENV} is not",
-                          hint=f"export {PASSWORD_ENV}=... and rerun the same command")
-    return pw
-
-
 class Connection:
     """One SMTP session, reused for many messages."""
 
-    def __init__(self, settings: SmtpSettings, password: str | None):
+    def __init__(self, settings: SmtpSettings, password: str | None, context: ssl.SSLContext | None = None):
         self.s, self.password = settings, password
+        self.context = context or tls_context(settings)  # one per pool: loading the trust store costs
         self.smtp: smtplib.SMTP | None = None
         self.sent_here = 0
 
     def open(self) -> Reply | None:
-        """Connect, secure and log in; a Reply (retry) when the server cannot be reached, None when ready."""
+        """Connect, secure and log in; a Reply (retry) when the server cannot be reached, None when ready.
+
+        Raises DeliveryError for what only a change of settings can fix (see the module docstring).
+        """
         s = self.s
         where = f"{s.host}:{s.port}"
+        step = "connect"
         try:
             if s.security == "tls":
-                self.smtp = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=ssl.create_default_context())
+                self.smtp = smtplib.SMTP_SSL(s.host, s.port, local_hostname=s.helo_name, timeout=s.timeout,
+                                             context=self.context)
             else:
-                self.smtp = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+                self.smtp = smtplib.SMTP(s.host, s.port, local_hostname=s.helo_name, timeout=s.timeout)
             self.smtp.ehlo()
             if s.security == "starttls":
-                self.smtp.starttls(context=ssl.create_default_context())
+                step = "starttls"
+                self.smtp.starttls(context=self.context)
                 self.smtp.ehlo()
             if s.username:
+                step = "login"
                 self.smtp.login(s.username, self.password or "")
         except smtplib.SMTPAuthenticationError as exc:
             self.close()
+            if 400 <= exc.smtp_code < 500:  # 454 "temporary authentication failure": the relay's trouble
+                return classify(exc.smtp_code, exc.smtp_error, "login")
             raise DeliveryError(f"email: login refused by {where} ({exc.smtp_code} {_text(exc.smtp_error)})",
-                                hint=f"check [smtp].username and {PASSWORD_ENV}, then rerun 'publisher send' (sent mail is skipped)") from None
-        except smtplib.SMTPNotSupportedError as exc:
+                                hint=f"check [smtp].username and {PASSWORD_ENV}, {RERUN}") from None
+        except smtplib.SMTPNotSupportedError:
             self.close()
-            raise DeliveryError(f"email: {where} does not support what [smtp].security = {s.security!r} needs ({exc})",
-                                hint="check [smtp].security and port in settings.toml") from None
+            if step == "starttls":
+                raise DeliveryError(f"email: {where} does not offer STARTTLS ([smtp].security = 'starttls')",
+                                    hint="if this port expects TLS from the first byte (often 465), set [smtp].security"
+                                         f" = 'tls'; {RERUN}") from None
+            raise DeliveryError(f"email: {where} does not offer login (AUTH) to [smtp].username {s.username!r}"
+                                f" over [smtp].security = {s.security!r}",
+                                hint="many relays offer AUTH only after TLS: set [smtp].security = 'starttls' or 'tls'"
+                                     f" (or remove [smtp].username if the relay needs no login); {RERUN}") from None
+        except ssl.SSLCertVerificationError as exc:
+            self.close()
+            raise certificate_error(s, exc) from None
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as exc:  # the peer hung up mid-handshake: maybe busy
+            self.close()
+            return Reply(Outcome.RETRY, None, f"{step}: {where} closed the connection during the TLS handshake ({exc})"[:300])
+        except ssl.SSLError as exc:
+            self.close()
+            raise DeliveryError(f"email: TLS handshake with {where} failed ({exc.reason or exc}) with [smtp].security = {s.security!r}",
+                                hint="check [smtp].security and [smtp].port: 'tls' is TLS from the first byte (often"
+                                     f" port 465), 'starttls' upgrades a plain session (often 587); {RERUN}") from None
         except smtplib.SMTPConnectError as exc:
             self.close()
             return classify(exc.smtp_code, exc.smtp_error, "connect") if exc.smtp_code >= 400 else \
@@ -136,6 +163,11 @@ class Connection:
         on_the_wire = False
         try:
             code, msg = smtp.mail(sender)
+            if code in SESSION_REFUSED:  # every recipient would get it: a settings problem, not theirs
+                self.close()
+                where = f"{self.s.host}:{self.s.port}"
+                raise DeliveryError(f"email: {where} refused mail before TLS or login ({code} {_text(msg)})",
+                                    hint=f"check [smtp].security and [smtp].username, {RERUN}")
             if code != 250:
                 return self._refused(classify(code, msg, "MAIL FROM"))
             code, msg = smtp.rcpt(rcpt)
@@ -232,6 +264,11 @@ class Pool:
         self.results: queue.Queue[tuple[Job, Reply | None, str]] = queue.Queue()
         self.limit = RateLimit(settings.rate_per_second, settings.rate_per_hour)
         self.fatal: DeliveryError | None = None
+        self.context = tls_context(settings)
+        # until one connection has logged in, connections open one at a time: a wrong password or an
+        # untrusted certificate is tried once, not once per connection (relays lock out repeated failures)
+        self._gate = threading.Lock()
+        self._proven = False
         self.n = max(1, connections or settings.connections)
         self.threads = [threading.Thread(target=self._work, name=f"smtp-{i}", daemon=True) for i in range(self.n)]
 
@@ -250,7 +287,7 @@ class Pool:
             t.join()
 
     def _work(self) -> None:
-        conn = Connection(self.settings, self.password)
+        conn = Connection(self.settings, self.password, self.context)
         hold_until = 0.0  # after a 421 or a refused connection, this worker waits before reconnecting
         self._why = threading.local()
         try:
@@ -264,7 +301,7 @@ class Pool:
                 wired = [False]
                 try:
                     reply = self._one(conn, job, hold_until, wired)
-                except DeliveryError as exc:  # login refused on a reconnect: nothing of this job went out
+                except DeliveryError as exc:  # login, TLS or a 530: nothing of this job went out
                     self.fatal = exc
                     self.results.put((job, None, ""))
                     continue
@@ -283,13 +320,30 @@ class Pool:
         finally:
             conn.close()
 
+    def _open(self, conn: Connection, job: Job) -> Reply | None:
+        if self._proven:
+            return conn.open()
+        with self._gate:
+            if self.fatal is not None or self.stop.is_set():
+                self.results.put((job, None, ""))
+                return None
+            try:
+                failed = conn.open()
+            except DeliveryError as exc:
+                self.fatal = exc  # set before the gate opens, so the next worker does not try again
+                raise
+            self._proven = failed is None
+            return failed
+
     def _one(self, conn: Connection, job: Job, hold_until: float, wired: list[bool]) -> Reply | None:
         if not conn.ready:
             if time.monotonic() < hold_until:
                 reply = Reply(Outcome.RETRY, None, getattr(self._why, "text", "waiting to reconnect to the SMTP server"))
                 self.results.put((job, reply, ""))
                 return reply
-            failed = conn.open()
+            failed = self._open(conn, job)
+            if failed is None and not conn.ready:  # stopped, or another connection failed, while this one waited
+                return None
             if failed is not None:
                 self.results.put((job, failed, ""))
                 return failed
