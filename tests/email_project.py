@@ -65,7 +65,7 @@ def send_args(*extra: str) -> list[str]:
 
 def ledger(project) -> dict[str, tuple[str, str | None]]:
     """target -> (state, reply) of the email rows of the edition, read straight from SQLite."""
-    db = sqlite3.connect(project.root / "var" / "publisher.sqlite3")
+    db = sqlite3.connect(store_path(project))
     try:
         return {t: (s, r) for t, s, r in db.execute(
             "SELECT target, state, reply FROM deliveries WHERE edition_key=? AND channel='email'", (f"endurance/{EDITION}",))}
@@ -74,7 +74,8 @@ def ledger(project) -> dict[str, tuple[str, str | None]]:
 
 
 def suppressed(project) -> dict[str, str]:
-    db = sqlite3.connect(project.root / "var" / "publisher.sqlite3")
+    """email -> reason of the suppression list, read straight from SQLite."""
+    db = sqlite3.connect(store_path(project))
     try:
         return dict(db.execute("SELECT email, reason FROM suppression"))
     finally:
@@ -82,4 +83,5 @@ def suppressed(project) -> dict[str, str]:
 
 
 def store_path(project) -> Path:
+    """The copy's SQLite store."""
     return project.root / "var" / "publisher.sqlite3"

@@ -6,6 +6,11 @@ status it already made; a Bluesky PDS refuses a second record under the same key
 scripted answers per path: `Reply(429, headers=...)`, `Reply(500)`, `Reply(500, commit=True)`
 (the post is made, then the answer is an error), `Normal()`, `Hang()` (no answer until the test ends), and
 `Hang(commit=True)` (made, then no answer).
+
+The fixtures at the end (`creds`, `xs`, `ms`, `bs`, `make_harness`) are shared by the social test modules, which load
+this module with `pytest_plugins = ["social_servers"]` (tests/conftest.py is not ours to extend).
+Those modules import it before pytest loads it as a plugin, too late for assertion rewriting; it holds
+no assert (tests assert on what the servers recorded), so it opts out: PYTEST_DONT_REWRITE.
 """
 
 from __future__ import annotations
@@ -22,7 +27,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+
 from publisher.channels import DispatchContext, DispatchReport, registry
+from publisher.channels.social import PostKey
 from publisher.config import Campaign, Settings, SocialSettings, read_table
 from publisher.ledger import Ledger
 from publisher.models import Delivery, Edition, Post, RenderedEdition
@@ -279,6 +287,11 @@ def make_rendered(posts: dict[str, tuple[Post, ...]], edition_id: str = "2026-W4
     return RenderedEdition(edition=edition, subject="Endurance Hebdo", preheader="", html="<p>x</p>", text="x", posts=posts)
 
 
+def post_key(network: str, i: int) -> PostKey:
+    """The key of post i of the edition make_rendered builds by default, on that network."""
+    return PostKey("endurance/2026-W47", network, f"post:{i}", SLOT)
+
+
 def make_campaign(mode: str = "thread", spacing: str = "0s", daily_cap: int = 0, **social: Any) -> Campaign:
     return Campaign(name="endurance", title="Endurance Hebdo", series=("wec",), source="campaigns/endurance.toml",
                     channels=("x", "mastodon", "bluesky"),
@@ -313,3 +326,48 @@ class Harness:
 
     def close(self) -> None:
         self.store.close()
+
+
+# -- fixtures shared by the social test modules (test_x.py, test_mastodon.py, test_bluesky.py, test_social.py) -----------
+
+
+@pytest.fixture
+def creds(monkeypatch):
+    """Every PUBLISHER_* credential of the three networks set to the fake values in CREDS."""
+    for k, v in CREDS.items():
+        monkeypatch.setenv(k, v)
+
+
+@pytest.fixture
+def xs():
+    """A running local X API."""
+    with XServer() as server:
+        yield server
+
+
+@pytest.fixture
+def ms():
+    """A running local Mastodon instance."""
+    with MastodonServer() as server:
+        yield server
+
+
+@pytest.fixture
+def bs():
+    """A running local Bluesky PDS."""
+    with BlueskyServer() as server:
+        yield server
+
+
+@pytest.fixture
+def make_harness(tmp_path):
+    """make_harness(**tables) builds a Harness on tmp_path; every one built is closed at teardown."""
+    built: list[Harness] = []
+
+    def build(**tables: dict[str, Any]) -> Harness:
+        built.append(Harness(tmp_path, **tables))
+        return built[-1]
+
+    yield build
+    for harness in built:
+        harness.close()

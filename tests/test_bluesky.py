@@ -6,39 +6,27 @@ import re
 from datetime import timedelta
 
 import pytest
-from social_servers import (CREDS, LINK, NOW, SLOT, BlueskyServer, Hang, Harness, Reply, make_campaign, make_posts,
-                            make_rendered)
+from social_servers import (LINK, NOW, SLOT, BlueskyServer, Hang, Harness, Reply, make_campaign, make_posts,
+                            make_rendered, post_key)
 
 from publisher.channels import ChannelDisabled
 from publisher.channels.bluesky import facets, record_key
 from publisher.channels.social import PostKey
 from publisher.models import State
 
+pytest_plugins = ["social_servers"]  # fixtures creds, bs, make_harness
+
 CREATE = "/xrpc/com.atproto.repo.createRecord"
 TID = re.compile(r"^[234567abcdefghij][234567abcdefghijklmnopqrstuvwxyz]{12}$")
 
 
 @pytest.fixture
-def creds(monkeypatch):
-    for k, v in CREDS.items():
-        monkeypatch.setenv(k, v)
-
-
-@pytest.fixture
-def bs():
-    with BlueskyServer() as server:
-        yield server
-
-
-@pytest.fixture
-def h(tmp_path, bs, creds):
-    harness = Harness(tmp_path, bluesky={"service_url": bs.url, "timeout": 0.5})
-    yield harness
-    harness.close()
+def h(make_harness, bs, creds):
+    return make_harness(bluesky={"service_url": bs.url, "timeout": 0.5})
 
 
 def rkey(i: int) -> str:
-    return record_key(PostKey("endurance/2026-W47", "bluesky", f"post:{i}", SLOT))
+    return record_key(post_key("bluesky", i))
 
 
 def card(bs) -> dict:

@@ -5,38 +5,25 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from social_servers import (CREDS, NOW, SLOT, Hang, Harness, MastodonServer, Reply, make_campaign, make_posts,
-                            make_rendered)
+from social_servers import NOW, SLOT, Hang, Harness, MastodonServer, Reply, make_campaign, make_posts, make_rendered, post_key
 
 from publisher.channels import ChannelDisabled
 from publisher.channels.mastodon import idempotency_key
 from publisher.channels.social import PostKey
 from publisher.models import State
 
+pytest_plugins = ["social_servers"]  # fixtures creds, ms, make_harness
+
 STATUSES = "/api/v1/statuses"
 
 
 @pytest.fixture
-def creds(monkeypatch):
-    for k, v in CREDS.items():
-        monkeypatch.setenv(k, v)
-
-
-@pytest.fixture
-def ms():
-    with MastodonServer() as server:
-        yield server
-
-
-@pytest.fixture
-def h(tmp_path, ms, creds):
-    harness = Harness(tmp_path, mastodon={"instance_url": ms.url, "timeout": 0.5})
-    yield harness
-    harness.close()
+def h(make_harness, ms, creds):
+    return make_harness(mastodon={"instance_url": ms.url, "timeout": 0.5})
 
 
 def key(i: int) -> str:
-    return idempotency_key(PostKey("endurance/2026-W47", "mastodon", f"post:{i}", SLOT))
+    return idempotency_key(post_key("mastodon", i))
 
 
 def test_thread_with_visibility_language_and_an_idempotency_key_on_every_create(h, ms):

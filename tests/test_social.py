@@ -7,27 +7,16 @@ import dataclasses
 import json
 from datetime import timedelta
 
-import pytest
-from social_servers import (CREDS, NOW, BlueskyServer, Harness, MastodonServer, Normal, Reply, XServer,
-                            make_campaign, make_posts, make_rendered)
+from social_servers import (CREDS, NOW, BlueskyServer, Harness, MastodonServer, Normal, Reply, make_campaign, make_posts,
+                            make_rendered)
 
 from publisher.config import PublisherSettings
 from publisher.models import State
 from publisher.pipeline import Context, dispatch
 
+pytest_plugins = ["social_servers"]  # fixtures creds, xs
+
 KEY = "endurance/2026-W47"
-
-
-@pytest.fixture
-def creds(monkeypatch):
-    for k, v in CREDS.items():
-        monkeypatch.setenv(k, v)
-
-
-@pytest.fixture
-def xs():
-    with XServer() as server:
-        yield server
 
 
 def test_outbox_mode_writes_json_per_post_and_calls_nothing(tmp_path, monkeypatch):

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from email_project import ENV, SECRET, send_args, write_subscribers
+from email_project import ENV, SECRET, send_args, store_path, suppressed, write_subscribers
 from publisher.cli import main
 from publisher.tokens import Signer
 
@@ -28,14 +28,6 @@ def _request(url: str, data: bytes | None = None) -> tuple[int, bytes]:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
-
-
-def _suppressed(project) -> dict[str, str]:
-    db = sqlite3.connect(project.root / "var" / "publisher.sqlite3")
-    try:
-        return dict(db.execute("SELECT email, reason FROM suppression"))
-    finally:
-        db.close()
 
 
 @pytest.fixture
@@ -71,11 +63,11 @@ def test_get_never_unsubscribes_post_does(served):
     status, body = _request(url)
     assert status == 200
     assert b'<form method="post"' in body and "Me désinscrire".encode() in body
-    assert _suppressed(project) == {}  # a scanner opening the link changes nothing
+    assert suppressed(project) == {}  # a scanner opening the link changes nothing
     status, body = _request(url, b"List-Unsubscribe=One-Click")  # RFC 8058, as a mail client sends it
     assert status == 200
     assert "ne recevra plus".encode() in body
-    assert _suppressed(project) == {"lecteur00000@example.org": "unsubscribed"}
+    assert suppressed(project) == {"lecteur00000@example.org": "unsubscribed"}
     status, body = _request(url)  # the link again: says it is done, still no button
     assert status == 200 and b"<form" not in body
 
@@ -101,7 +93,7 @@ def test_bad_tokens_all_get_the_same_answer(served):
     assert len(set(answers.values())) == 1, answers.keys()
     status, body = next(iter(answers.values()))
     assert status == 400 and "pas valide".encode() in body
-    assert _suppressed(project) == {}
+    assert suppressed(project) == {}
 
 
 def test_preferences_page_picks_series(served):
@@ -112,9 +104,9 @@ def test_preferences_page_picks_series(served):
     assert b'value="wec" checked' in body and b'value="gt">' in body
     status, body = _request(f"{base}/preferences?t={token}", b"list=gt&list=elms")
     assert status == 200
-    db = sqlite3.connect(project.root / "var" / "publisher.sqlite3")
+    db = sqlite3.connect(store_path(project))
     lists = sorted(r[0] for r in db.execute("SELECT list FROM subscriptions x JOIN subscribers s ON s.id = x.subscriber_id"
                                             " WHERE s.email = 'lecteur00001@example.org'"))
     db.close()
     assert lists == ["elms", "gt"]
-    assert _suppressed(project) == {}
+    assert suppressed(project) == {}

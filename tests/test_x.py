@@ -10,24 +10,12 @@ from social_servers import CREDS, NOW, Hang, Harness, Reply, XServer, make_campa
 from publisher.channels import ChannelDisabled
 from publisher.models import State
 
-
-@pytest.fixture
-def creds(monkeypatch):
-    for k, v in CREDS.items():
-        monkeypatch.setenv(k, v)
+pytest_plugins = ["social_servers"]  # fixtures creds, xs, make_harness
 
 
 @pytest.fixture
-def xs():
-    with XServer() as server:
-        yield server
-
-
-@pytest.fixture
-def h(tmp_path, xs, creds):
-    harness = Harness(tmp_path, x={"api_url": xs.url, "upload_url": xs.url, "timeout": 0.5})
-    yield harness
-    harness.close()
+def h(make_harness, xs, creds):
+    return make_harness(x={"api_url": xs.url, "upload_url": xs.url, "timeout": 0.5})
 
 
 def tweets(xs):
