@@ -19,7 +19,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from publisher.errors import ConfigError
-from publisher.schema import check_timezone, parse_duration, read_table, read_toml
+from publisher.schema import check_at_least, check_port, check_timezone, parse_duration, read_table, read_toml
 
 
 def secret(name: str) -> str | None:
@@ -50,6 +50,10 @@ class FeedSettings:
     timeout: float = 20.0
     max_bytes: int = 10_000_000
     user_agent: str = "publisher/0.1 (+https://github.com/publisher-newsletters/publisher)"
+
+    def _check(self, where: str) -> None:
+        check_at_least(self, where, 0.1, "timeout", meaning=" (seconds)")
+        check_at_least(self, where, 1024, "max_bytes", meaning=" (bytes; the default is 10_000_000)")
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,13 @@ class SmtpSettings:
     ca_file: str | None = None
     helo_name: str | None = None  # the name we give in EHLO; None: this machine's fully qualified name
 
+    def _check(self, where: str) -> None:
+        check_port(self.port, f"{where}.port")
+        check_at_least(self, where, 1, "connections", "max_attempts")
+        check_at_least(self, where, 0, "rate_per_second", "rate_per_hour", meaning=" (0 = no limit)")
+        check_at_least(self, where, 0, "retry_backoff", "retry_wait", meaning=" (seconds)")
+        check_at_least(self, where, 0.1, "timeout", meaning=" (seconds)")
+
 
 @dataclass(frozen=True)
 class ScheduleSettings:
@@ -101,6 +112,9 @@ class ScheduleSettings:
     def _check(self, where: str) -> None:
         for name in ("fetch_every", "lateness", "tick"):
             parse_duration(getattr(self, name), f"{where}.{name}")
+        for name in ("fetch_every", "tick"):  # zero would make the scheduler loop hot
+            if parse_duration(getattr(self, name), name) <= timedelta(0):
+                raise ConfigError(f"{where}.{name} must be longer than 0s, not {getattr(self, name)!r}")
 
     @property
     def fetch_interval(self) -> timedelta:
@@ -115,6 +129,9 @@ class ScheduleSettings:
 class WebSettings:
     host: str = "127.0.0.1"
     port: int = 8025
+
+    def _check(self, where: str) -> None:
+        check_port(self.port, f"{where}.port", zero_ok=True)
 
 
 @dataclass(frozen=True)
@@ -217,6 +234,8 @@ class SocialSettings:
 
     def _check(self, where: str) -> None:
         parse_duration(self.spacing, f"{where}.spacing")
+        check_at_least(self, where, 0, "thread_top")
+        check_at_least(self, where, 0, "daily_cap", meaning=" (0 = no cap)")
 
 
 @dataclass(frozen=True)
@@ -266,6 +285,9 @@ _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday",
 _SCHEDULE = re.compile(r"^\s*(monday|tuesday|wednesday|thursday|friday|saturday|sunday)\s+([01]?\d|2[0-3]):([0-5]\d)\s*$", re.I)
 
 
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+
+
 def parse_schedule(text: str, where: str) -> tuple[int, int, int]:
     """'monday 08:00' -> (weekday 0-6, hour, minute)."""
     m = _SCHEDULE.match(text)
@@ -299,8 +321,17 @@ def load_campaign(path: Path, settings: Settings) -> Campaign:
     for ch in campaign.channels:
         if ch not in registry.names():
             raise ConfigError(f"{shown}: channels: unknown channel {ch!r} (known channels: {', '.join(registry.names())})")
-    if campaign.min_articles < 0 or campaign.max_articles < max(1, campaign.min_articles):
-        raise ConfigError(f"{shown}: max_articles must be at least 1 and at least min_articles")
+    if not _NAME.match(campaign.name):  # the name becomes folder names (outbox, preview) and ledger keys
+        raise ConfigError(f"{shown}: name {campaign.name!r} must be letters, digits, '-' or '_' (e.g. 'endurance')",
+                          hint=f"rename the file or set name = \"...\" in {shown}")
+    if campaign.min_articles < 0:
+        raise ConfigError(f"{shown}: min_articles must be 0 or more, not {campaign.min_articles}")
+    if campaign.max_articles < max(1, campaign.min_articles):
+        raise ConfigError(f"{shown}: max_articles must be at least 1 and at least min_articles ({campaign.min_articles}),"
+                          f" not {campaign.max_articles}")
+    if campaign.templates and not settings.path(campaign.templates).is_dir():
+        raise ConfigError(f"{shown}: templates: folder {campaign.templates!r} not found (relative to {settings.source})",
+                          hint="create it, fix the path, or remove the key to use your templates folder and the stock templates")
     try:
         from babel import Locale
 
@@ -321,7 +352,10 @@ def _shown(path: Path, settings: Settings) -> str:
 def load_campaigns(settings: Settings, names: typing.Iterable[str] = ()) -> list[Campaign]:
     """All campaigns in the campaigns folder, or the named ones (unknown names fail)."""
     folder = settings.path(settings.publisher.campaigns)
-    files = sorted(folder.glob("*.toml")) if folder.is_dir() else []
+    if not folder.is_dir():  # a typo in the path must not look like "nothing due"
+        raise ConfigError(f"{settings.source}: [publisher].campaigns: folder {settings.publisher.campaigns!r} not found",
+                          hint=f"create {folder} with one .toml file per campaign, or fix the path")
+    files = sorted(folder.glob("*.toml"))
     campaigns = [load_campaign(f, settings) for f in files]
     by_name = {c.name: c for c in campaigns}
     wanted = list(names)

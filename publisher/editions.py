@@ -77,13 +77,15 @@ def _prefix_match(title: str, prefix: str) -> bool:
 def parse_edition_id(text: str) -> tuple[int, int]:
     """'2026-W47' -> (2026, 47); a bad id is a ConfigError naming the expected form."""
     m = _EDITION_ID.match(text.strip())
+    hint = "write it as YEAR-Www, e.g. --edition 2026-W47; 'publisher status' lists the editions"
     if not m:
-        raise ConfigError(f"--edition: {text!r} is not an ISO week like 2026-W47")
+        raise ConfigError(f"--edition: {text!r} is not an ISO week like 2026-W47", hint=hint)
     year, week = int(m.group(1)), int(m.group(2))
-    try:
-        date.fromisocalendar(year, week, 1)
-    except ValueError:
-        raise ConfigError(f"--edition: {year} has no week {week}") from None
+    if not 1 <= year <= 9998:
+        raise ConfigError(f"--edition: year {year} is out of range", hint=hint)
+    last = date(year, 12, 28).isocalendar()[1]  # 28 December is always in the year's last ISO week
+    if not 1 <= week <= last:
+        raise ConfigError(f"--edition: {year} has no week {week} (its weeks are W01 to W{last})", hint=hint)
     return year, week
 
 

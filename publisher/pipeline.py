@@ -84,8 +84,8 @@ def command_fetch(ctx: Context, args) -> int:
         print(f"publisher: error: {r.line()}" if not r.ok else r.line(), file=sys.stderr if not r.ok else sys.stdout)
         failed += not r.ok
     if failed:
-        print(f"{failed} source(s) failed; fix them or check [feeds].sources in {ctx.settings.source}, then rerun 'publisher fetch'",
-              file=sys.stderr)
+        where = "the --feed paths or URLs" if args.feed else f"[feeds].sources in {ctx.settings.source}"
+        print(f"{failed} source(s) failed; fix them or check {where}, then rerun 'publisher fetch'", file=sys.stderr)
         return 3
     return 0
 
@@ -215,7 +215,15 @@ def command_send(ctx: Context, args) -> int:
                               hint=f"add it to channels in {campaign.source}, or name the campaigns that use it")
     if args.to:
         from publisher.channels.email import send_test
+        from publisher.subscribers import normalise_address
 
+        for text in args.to:  # before rendering anything: a typo in --to is the user's to fix
+            try:
+                normalise_address(text)
+            except ValueError as exc:
+                raise ConfigError(f"--to {text}: {exc}",
+                                  hint=f"rerun '{' '.join(['publisher send', *args.campaigns])} --to you@example.org'") from None
+        not_sent = 0
         for campaign in campaigns:
             eid = args.edition or latest_slot_edition(campaign, ctx.now)
             p = plan(ctx, campaign, eid)
@@ -224,8 +232,13 @@ def command_send(ctx: Context, args) -> int:
                       f" first, or pick another week with --edition")
                 continue
             rendered = frozen(ctx, campaign, eid) or render(ctx, campaign, p)
-            for line in send_test(ctx.settings, campaign, rendered, args.to, now=ctx.now):
+            for done, line in send_test(ctx.settings, campaign, rendered, args.to, now=ctx.now):
                 print(line)
+                not_sent += not done
+        if not_sent:
+            print(f"{not_sent} test cop{'y was' if not_sent == 1 else 'ies were'} not sent; check [smtp] in"
+                  f" {ctx.settings.source}, then rerun the same command", file=sys.stderr)
+            return 4
         return 0
     from publisher.scheduler import stop_on_signals
 

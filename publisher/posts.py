@@ -208,7 +208,7 @@ def hashtags_for(series_names, campaign: Campaign, settings: Settings) -> tuple[
 
 def compose(edition: Edition, campaign: Campaign, network: str, settings: Settings, env=None) -> tuple[Post, ...]:
     """The posts of `edition` for `network` ("x", "mastodon", "bluesky") per the campaign's social mode."""
-    from publisher.render import Renderer, base_context, make_items
+    from publisher.render import Renderer, base_context, make_items, template_errors
 
     social = campaign.social
     if social.mode == "none" or not edition.articles:
@@ -238,10 +238,11 @@ def compose(edition: Edition, campaign: Campaign, network: str, settings: Settin
         for item in items:
             drafts.append(_Draft("article", item, hashtags_for(item.series_names, campaign, settings), (), item.url,
                                  _card(item.url, item.title, item.full_summary, item.image), item.image))
-    template = env.get_template(f"posts/{network}.txt")
     posts: list[Post] = []
+    name = f"posts/{network}.txt"
     for draft in drafts:
-        texts = _fit(template, {**ctx, "network": network, "limit": limit}, draft, network, limit)
+        with template_errors(env, name, campaign):  # a user's post template can have mistakes too
+            texts = _fit(env.get_template(name), {**ctx, "network": network, "limit": limit}, draft, network, limit)
         for i, text in enumerate(texts):
             posts.append(Post(network=network, position=len(posts), text=text, length=length_of(network, text),
                               limit=limit, links=links_in(text), image=draft.image if i == 0 else None,

@@ -24,7 +24,7 @@ import jinja2
 
 from publisher.config import Campaign
 from publisher.editions import current_edition, parse_edition_id
-from publisher.errors import FeedError, LintError
+from publisher.errors import ConfigError, FeedError, LintError
 from publisher.models import LintIssue, RenderedEdition
 from publisher.render import STOCK_TEMPLATES
 
@@ -54,6 +54,9 @@ def command_preview(ctx, args) -> int:
     if args.edition:
         parse_edition_id(args.edition)
     campaigns = load_campaigns(ctx.settings, args.campaign or ())
+    out = Path(args.out) if args.out else ctx.settings.path(ctx.settings.publisher.preview_dir)
+    shown = f"{args.out} (--out)" if args.out else f"{out} ([publisher].preview_dir)"
+    _bundle_folder(out, shown)  # before rendering: a typo in --out should cost nothing
     articles = _articles(ctx, args.feed)
     entries: list[Entry] = []
     for campaign in campaigns:
@@ -66,8 +69,11 @@ def command_preview(ctx, args) -> int:
             entry.rendered = pipeline.render(ctx, campaign, plan)
             entry.problems = list(entry.rendered.lint) + _post_problems(entry.rendered)
         entries.append(entry)
-    out = Path(args.out) if args.out else ctx.settings.path(ctx.settings.publisher.preview_dir)
-    write_bundle(out, entries, ctx.settings, ctx.now)
+    try:
+        write_bundle(out, entries, ctx.settings, ctx.now)
+    except OSError as exc:  # disk full, permissions changed under us
+        raise ConfigError(f"preview: cannot write the bundle in {out} ({exc.strerror}: {exc.filename})",
+                          hint="free some space or pick another folder with --out DIR, then rerun 'publisher preview'") from None
     for e in entries:
         print(_line(e, out))
     print(f"preview bundle: {out / 'index.html'}")
@@ -77,6 +83,19 @@ def command_preview(ctx, args) -> int:
         raise LintError(f"preview --strict: {problems} lint problem(s), first: {worst}",
                         hint=f"see {out / 'index.html'}, fix the templates or campaign, then rerun 'publisher preview --strict'")
     return 0
+
+
+def _bundle_folder(out: Path, shown: str) -> None:
+    """Create the bundle folder, or fail naming it: a file in the way, a read-only or missing parent."""
+    hint = "pass --out DIR with a folder you can write (it is created if missing), then rerun 'publisher preview'"
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"preview: {shown} is a file, not a folder", hint=hint)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"preview: cannot create the bundle folder {shown}: {exc.strerror}", hint=hint) from None
+    if not os.access(out, os.W_OK):
+        raise ConfigError(f"preview: the bundle folder {shown} is not writable", hint=hint)
 
 
 def _articles(ctx, feeds):

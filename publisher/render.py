@@ -18,12 +18,14 @@ with their `!important`, and it never fetches remote CSS (`allow_network=False`)
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Iterator
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import jinja2
@@ -255,7 +257,7 @@ class Renderer:
     def _string(self, env: jinja2.Environment, source: str, ctx: dict, campaign: Campaign, what: str) -> str:
         try:
             return _defuse(one_line(_string_template(env, source).render(ctx)))
-        except jinja2.TemplateError as exc:
+        except (jinja2.TemplateError, *_USER_ERRORS) as exc:  # `{{ 1 / 0 }}` is a template mistake too
             raise ConfigError(f"{campaign.source or campaign.name}: {what}: {_describe(exc)}",
                               hint=f"fix the {what} template, then rerun 'publisher preview --campaign {campaign.name}'") from None
 
@@ -267,20 +269,64 @@ def _string_template(env: jinja2.Environment, source: str) -> jinja2.Template:
 
 def render_template(env: jinja2.Environment, name: str, ctx: dict, campaign: Campaign) -> str:
     """Render one template file; template mistakes become one-line ConfigErrors naming the file."""
-    try:
+    with template_errors(env, name, campaign):
         return env.get_template(name).render(ctx)
+
+
+@contextlib.contextmanager
+def template_errors(env: jinja2.Environment, name: str, campaign: Campaign) -> Iterator[None]:
+    """Turn any mistake in template `name` (syntax, undefined name, `1 / 0`, bad bytes) into one ConfigError line."""
+    hint = f"fix it, then rerun 'publisher preview --campaign {campaign.name}'"
+    try:
+        yield
     except jinja2.TemplateNotFound as exc:
         raise ConfigError(f"template {exc.name!r} not found (looked in the campaign folder, your templates "
                           f"folder and the stock templates)", hint="check the name in your {% extends %} or {% include %}") from None
-    except jinja2.TemplateError as exc:
-        where = getattr(exc, "filename", None) or name
-        line = getattr(exc, "lineno", None)
-        raise ConfigError(f"template {where}{f' line {line}' if line else ''}: {_describe(exc)}",
-                          hint=f"fix it, then rerun 'publisher preview --campaign {campaign.name}'") from None
+    except jinja2.TemplateSyntaxError as exc:
+        raise ConfigError(f"template {_where(exc.filename or name, exc.lineno)}: {_describe(exc)}", hint=hint) from None
+    except UnicodeDecodeError as exc:  # Jinja reads template files as UTF-8
+        raise ConfigError(f"template {_source_path(env, name)}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset"
+                          f" {exc.start})", hint="save it as UTF-8, then rerun 'publisher preview --campaign " + campaign.name + "'") from None
+    except RecursionError:
+        raise ConfigError(f"template {_source_path(env, name)}: extends or includes itself, directly or through another template",
+                          hint="a user template that replaces a stock one extends it as \"default:NAME\"; " + hint) from None
+    except (jinja2.TemplateError, *_USER_ERRORS) as exc:  # undefined names, `1 / 0`, a bad filter argument
+        raise ConfigError(f"template {_template_line(exc, name)}: {_describe(exc)}", hint=hint) from None
+
+
+def _source_path(env: jinja2.Environment, name: str) -> str:
+    """The file that template `name` comes from in `env`'s layers (first match wins), for messages."""
+    loaders = getattr(env.loader, "loaders", [env.loader])
+    for loader in loaders:
+        for folder in getattr(loader, "searchpath", []):
+            if (Path(folder) / name).is_file():
+                return str(Path(folder) / name)
+    return name
+
+
+# What an expression in a user's template can raise at render time; anything else is our bug.
+_USER_ERRORS = (ArithmeticError, LookupError, TypeError, ValueError, AttributeError)
+
+
+def _where(filename: str, line: int | None) -> str:
+    return f"{filename}{f' line {line}' if line else ''}"
+
+
+def _template_line(exc: Exception, name: str) -> str:
+    """The template file and line a render-time error came from; Jinja maps its frames to them."""
+    import traceback
+
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if frame.filename.endswith((".html", ".txt", ".htm", ".xml")) and Path(frame.filename).is_file():
+            return _where(frame.filename, frame.lineno)
+    return name
 
 
 def _describe(exc: Exception) -> str:
-    return one_line(str(exc)) or type(exc).__name__
+    text = one_line(str(exc))
+    if isinstance(exc, jinja2.TemplateError):
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 _STYLE_BLOCK = re.compile(r"(<style\b[^>]*>)(.*?)(</style>)", re.IGNORECASE | re.DOTALL)

@@ -152,5 +152,34 @@ def read_toml(path: Path, shown: str) -> dict[str, Any]:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"{shown}: file not found", hint="create it, or pass --settings PATH") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{shown}: is a folder, not a TOML file", hint="pass --settings PATH/settings.toml") from None
+    except OSError as exc:
+        raise ConfigError(f"{shown}: cannot read ({exc.strerror})", hint="check the file's permissions") from None
+    except UnicodeDecodeError as exc:  # tomllib decodes UTF-8 itself; a Latin-1 file fails here
+        raise ConfigError(f"{shown}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})",
+                          hint="save it as UTF-8 (e.g. 'iconv -f latin1 -t utf-8'), then rerun the same command") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{shown}: not valid TOML ({exc})") from None
+
+
+_FIX = "fix the value, then rerun the same command"
+
+
+def check_at_least(obj: Any, where: str, minimum: float, *names: str, meaning: str = "") -> None:
+    """Fail with `where.name must be at least N` when a numeric field is below `minimum`.
+
+    Types are checked by read_table; this is for values a type cannot rule out (`connections = 0`
+    would start no SMTP connection and wait forever, `timeout = 0` fails every request)."""
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None and value < minimum:
+            raise ConfigError(f"{_key_where(where, name)} must be at least {minimum:g}{meaning}, not {value!r}",
+                              hint=_FIX)
+
+
+def check_port(value: int, where: str, *, zero_ok: bool = False) -> None:
+    """A TCP port number: 1-65535 (0, "any free port", only where `zero_ok`)."""
+    if not (0 if zero_ok else 1) <= value <= 65535:
+        low = 0 if zero_ok else 1
+        raise ConfigError(f"{where} must be a port number from {low} to 65535, not {value!r}", hint=_FIX)

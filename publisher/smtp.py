@@ -32,7 +32,7 @@ from typing import Callable
 from publisher.config import SmtpSettings
 from publisher.errors import DeliveryError
 # password_for is also imported from here by the email channel
-from publisher.smtp_security import PASSWORD_ENV, RERUN, certificate_error, password_for, tls_context
+from publisher.smtp_security import PASSWORD_ENV, RERUN, certificate_error, password_for, scrub, tls_context
 
 HARD_BOUNCE_CODES = (550, 551, 553)
 SESSION_REFUSED = (530, 538)  # at MAIL FROM: "authentication required" / "encryption required": our settings
@@ -117,9 +117,11 @@ class Connection:
                 self.smtp.login(s.username, self.password or "")
         except smtplib.SMTPAuthenticationError as exc:
             self.close()
+            raw = exc.smtp_error
+            said = scrub(raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw), s.username, self.password)
             if 400 <= exc.smtp_code < 500:  # 454 "temporary authentication failure": the relay's trouble
-                return classify(exc.smtp_code, exc.smtp_error, "login")
-            raise DeliveryError(f"email: login refused by {where} ({exc.smtp_code} {_text(exc.smtp_error)})",
+                return classify(exc.smtp_code, said, "login")
+            raise DeliveryError(f"email: login refused by {where} ({exc.smtp_code} {_text(said)})",
                                 hint=f"check [smtp].username and {PASSWORD_ENV}, {RERUN}") from None
         except smtplib.SMTPNotSupportedError:
             self.close()
@@ -148,7 +150,8 @@ class Connection:
                 Reply(Outcome.RETRY, None, f"connect: {_text(exc.smtp_error)}")
         except (OSError, smtplib.SMTPException) as exc:
             self.close()
-            return Reply(Outcome.RETRY, None, f"cannot connect to {where}: {exc.__class__.__name__}: {exc}"[:300])
+            said = scrub(str(exc), s.username, self.password)  # an error during AUTH may carry the server's echo
+            return Reply(Outcome.RETRY, None, f"cannot connect to {where}: {exc.__class__.__name__}: {said}"[:300])
         self.sent_here = 0
         return None
 

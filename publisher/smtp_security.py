@@ -8,6 +8,7 @@ of a relay that has a private CA.
 
 from __future__ import annotations
 
+import base64
 import ssl
 
 from publisher.config import SmtpSettings, secret
@@ -29,6 +30,21 @@ def password_for(settings: SmtpSettings) -> str | None:
                           hint=f"export {PASSWORD_ENV}=... and rerun the same command")
     tls_context(settings)
     return pw
+
+
+def scrub(text: str, username: str | None, password: str | None) -> str:
+    """`text` with the password, and the forms AUTH LOGIN and PLAIN send it in, replaced by ***.
+
+    A relay's refusal may echo what it received ("535 bad credentials for ..."); that reply reaches
+    the terminal, the ledger and the logs, so it is scrubbed before it leaves this seam."""
+    if not password:
+        return text
+    user = username or ""
+    forms = [password] + [base64.b64encode(f.encode("utf-8")).decode("ascii")
+                          for f in (password, f"\0{user}\0{password}", f"{user}\0{user}\0{password}")]
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, "***")
+    return text
 
 
 def tls_context(settings: SmtpSettings) -> ssl.SSLContext | None:

@@ -143,6 +143,9 @@ class Store:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        if self.path.is_dir():
+            raise ConfigError(f"store {self.path}: is a folder, not an SQLite file",
+                              hint="set [publisher].store in settings.toml to a file path like 'var/publisher.sqlite3'")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
@@ -173,6 +176,11 @@ class Store:
                 if self.conn.in_transaction:
                     self.conn.execute("ROLLBACK")
                 time.sleep(0.05)
+            except sqlite3.DatabaseError as exc:  # "file is not a database": garbage, or another format
+                self.conn.close()
+                raise ConfigError(f"store {self.path}: not an SQLite database ({exc}); it was left as it is",
+                                  hint="point [publisher].store in settings.toml at another file, or move this one"
+                                       " aside and rerun 'publisher fetch' to start a new store") from None
 
     def close(self) -> None:
         self.conn.close()

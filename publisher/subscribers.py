@@ -232,7 +232,12 @@ def _decode(path: Path) -> str:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+        raise InputError(f"{path}: cannot read ({exc.strerror})",
+                         hint="check the path, then rerun 'publisher subscribers import FILE.csv'") from None
+    if b"\0" in data[:65536]:  # a spreadsheet (.xlsx, .ods), a zip, an image: never CSV text
+        raise InputError(f"{path}: not a CSV text file (it holds binary data; a spreadsheet file?)",
+                         hint=f"export it as CSV (UTF-8) with a header row email,name,series,locale, then rerun"
+                              f" 'publisher subscribers import {path}'")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -251,7 +256,7 @@ def read_csv(path: Path, *, extra_list: str | None, known_lists: set[str] | None
         raise InputError(f"{path}: empty file", hint="the first row must be a header: email,name,series,locale") from None
     cols = [_COLUMNS.get(h.strip().lower()) for h in header]
     if "email" not in cols:
-        raise InputError(f"{path}: line 1: no 'email' column in the header ({', '.join(header)})",
+        raise InputError(f"{path}: line 1: no 'email' column in the header ({one_line(', '.join(header))[:120]})",
                          hint="the first row must be a header: email,name,series,locale")
     for values in reader:
         line = reader.line_num
@@ -330,6 +335,8 @@ def command_subscribers(ctx, args) -> int:
         report = import_csv(store, path, ctx.now, extra_list=args.list_name, known_lists=known,
                             on_reject=lambda line, reason: print(f"{path}: line {line}: {reason}", file=sys.stderr))
         print(report.line(str(path)))
+        if not (report.new or report.updated or report.unchanged or report.suppressed or report.rejected):
+            print(f"{path}: no subscriber rows after the header; nothing was imported", file=sys.stderr)
         if report.rejected:
             print(f"{len(report.rejected)} row(s) rejected and not imported; fix them and rerun "
                   f"'publisher subscribers import {path}' (rows already imported are updated, not duplicated)", file=sys.stderr)
@@ -338,8 +345,13 @@ def command_subscribers(ctx, args) -> int:
     if args.subcommand == "export":
         rows = iter_subscribers(store, args.list_name)
         if args.out:
-            with open(args.out, "w", encoding="utf-8", newline="") as fh:
-                n = write_csv(rows, fh)
+            try:
+                with open(args.out, "w", encoding="utf-8", newline="") as fh:
+                    n = write_csv(rows, fh)
+            except OSError as exc:
+                raise InputError(f"subscribers export: cannot write {args.out} ({exc.strerror})",
+                                 hint="pass --out with a file path in a folder you can write, or drop --out"
+                                      " to write to standard output") from None
             print(f"{n} subscribers written to {args.out}", file=sys.stderr)
         else:
             write_csv(rows, sys.stdout)

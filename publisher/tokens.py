@@ -62,7 +62,7 @@ def signer_from_env(*, required: bool, purpose: str = "unsubscribe links") -> Si
     value = secret(SECRET_ENV)
     if value is None:
         if required:
-            raise ConfigError(f"{SECRET_ENV} is not set; {purpose} need it",
+            raise ConfigError(f"{SECRET_ENV} is not set and {purpose} cannot work without it",
                               hint=f"export {SECRET_ENV}=<a long random string> (e.g. from 'python -c \"import secrets; print(secrets.token_urlsafe(32))\"')")
         # outbox runs and test copies: links are shown but never need to verify later
         return Signer(_secrets.token_bytes(32))

@@ -16,12 +16,14 @@ from __future__ import annotations
 import html
 import logging
 import signal
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 from publisher.config import Settings
 from publisher.errors import ConfigError
+from publisher.schema import check_port
 from publisher.store import Store
 from publisher.subscribers import lists_of, set_lists, suppress, suppression_reason
 from publisher.tokens import Signer, signer_from_env
@@ -193,9 +195,14 @@ def command_serve(ctx, args) -> int:
     """`publisher serve [--host H] [--port N]` until Ctrl-C or SIGTERM."""
     host = args.host or ctx.settings.web.host
     port = ctx.settings.web.port if args.port is None else args.port
+    if args.port is not None:
+        check_port(args.port, "serve --port", zero_ok=True)
     signer = signer_from_env(required=True, purpose="the unsubscribe endpoint")
     try:
         server = make_server(ctx.settings, ctx.store, signer, host, port, ctx.clock)
+    except socket.gaierror as exc:  # an OSError too, but the fix is the host, not the port
+        raise ConfigError(f"serve: cannot listen on {host}:{port}: unknown host or address ({exc.strerror})",
+                          hint="pass --host with an address of this machine, like 127.0.0.1 or 0.0.0.0") from None
     except OSError as exc:
         raise ConfigError(f"serve: cannot listen on {host}:{port} ({exc.strerror})",
                           hint="pick another --port, or stop what uses it") from None

@@ -23,6 +23,7 @@ from publisher.channels.transport import fetch_image, httpx_not_sent, one_line, 
 from publisher.config import parse_duration, secret
 from publisher.errors import DeliveryError
 from publisher.models import Delivery, Post
+from publisher.schema import check_at_least
 
 if TYPE_CHECKING:
     from atproto import models
@@ -47,6 +48,7 @@ class BlueskySettings:
 
     def _check(self, where: str) -> None:
         parse_duration(self.max_wait, f"{where}.max_wait")
+        check_at_least(self, where, 0.1, "timeout", meaning=" (seconds)")
 
 
 def record_key(key: PostKey) -> str:

@@ -153,11 +153,18 @@ class EmailChannel:
                 journal.clear()  # every outcome is in the ledger now
         finally:
             journal.close()
+        counts = ctx.ledger.counts(key, ch)  # report.pending is only filled in by _close_report
+        pending = counts["planned"] + counts["sending"]
         if run.pool_fatal is not None:
             report.messages.append(str(run.pool_fatal))
-        elif report.pending and not ctx.stop.is_set():
-            report.messages.append(f"email {key}: {report.pending} message(s) left for a later run"
-                                   f" (the server asked us to wait longer than [smtp].retry_wait = {smtp.retry_wait:g}s)")
+        elif pending and not ctx.stop.is_set():
+            # say why: a refused connection otherwise shows as a bare "14 pending"
+            due = ctx.ledger.next_not_before(key, ch)
+            when = f" after {due.astimezone(campaign.tz):%Y-%m-%d %H:%M %Z}" if due else ""
+            why = f"last reply: {run.last_retry}; " if run.last_retry else ""
+            report.messages.append(f"email {key}: {pending} message(s) left for a later run ({why}retries due later"
+                                   f" than [smtp].retry_wait = {smtp.retry_wait:g}s); rerun 'publisher send {campaign.name}'{when}"
+                                   f" (sent mail is skipped)")
         if ctx.stop.is_set():
             report.messages.append(f"email {key}: stopped; messages in flight were finished, the rest stay planned")
         return self._close_report(key, campaign, report)
@@ -177,6 +184,7 @@ class _Run:
         self.bounced: list[tuple[str, str]] = []
         self.last_flush = time.monotonic()
         self.pool_fatal = None
+        self.last_retry: str | None = None  # the last 4xx or connection failure, for the report
         self.task = None
 
     def now(self) -> datetime:
@@ -254,6 +262,7 @@ class _Run:
             self.released.append(job.target)
             return
         if reply.outcome is Outcome.RETRY:
+            self.last_retry = reply.line()
             if job.attempts >= self.smtp.max_attempts:
                 self.finished.append((job.target, State.FAILED, None, f"gave up after {job.attempts} attempts: {reply.line()}"))
                 self.report.failed += 1
@@ -305,8 +314,10 @@ def make(settings: Settings, email_settings: EmailSettings, ctx: DispatchContext
 
 
 def send_test(settings: Settings, campaign: Campaign, rendered: RenderedEdition, addresses: list[str], *,
-              now: datetime) -> list[str]:
-    """`publisher send --to ADDRESS`: [TEST] copies to seed addresses, without subscribers or ledger rows."""
+              now: datetime) -> list[tuple[bool, str]]:
+    """`publisher send --to ADDRESS`: [TEST] copies to seed addresses, without subscribers or ledger rows.
+
+    One (done, line) per address: done is False when the copy was not sent or the address is bad."""
     live = settings.publisher.delivery == "live"
     ed = _Edition(rendered.edition.key, build(rendered, campaign, settings, now, subject_prefix="[TEST] "),
                   signer_from_env(required=False), settings)
@@ -315,19 +326,19 @@ def send_test(settings: Settings, campaign: Campaign, rendered: RenderedEdition,
         try:
             email = normalise_address(text)
         except ValueError as exc:
-            lines.append(f"test copy: {exc}")
+            lines.append((False, f"test copy: {exc}"))
             continue
         data, mid = ed.message(email, "", message_id=ed.template.message_id(f"test.{now.timestamp()}.{email}"))
         if live:
             reply = send_one(settings.smtp, ed.template.sender, email, data)
             verdict = "sent" if reply.outcome is Outcome.SENT else f"NOT sent ({reply.outcome.value})"
-            lines.append(f"test copy of {ed.key} to {email}: {verdict}: {reply.line()}")
+            lines.append((reply.outcome is Outcome.SENT, f"test copy of {ed.key} to {email}: {verdict}: {reply.line()}"))
         else:
             folder = settings.path(settings.publisher.outbox) / rendered.edition.campaign / rendered.edition.id / "email-test"
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / f"{_slug(email)}.eml"
             path.write_bytes(data)
-            lines.append(f"test copy of {ed.key} to {email}: written to {path} (delivery = \"outbox\")")
+            lines.append((True, f"test copy of {ed.key} to {email}: written to {path} (delivery = \"outbox\")"))
     return lines
 
 

@@ -18,6 +18,7 @@ from publisher.channels.social import Outcome, PostKey, SocialChannel, Thread, o
 from publisher.channels.transport import fetch_image, one_line, redact, requests_not_sent, reset_time
 from publisher.config import parse_duration, secret
 from publisher.models import Delivery, Post
+from publisher.schema import check_at_least
 
 if TYPE_CHECKING:
     from publisher.config import Campaign
@@ -40,6 +41,7 @@ class MastodonSettings:
 
     def _check(self, where: str) -> None:
         parse_duration(self.max_wait, f"{where}.max_wait")
+        check_at_least(self, where, 0.1, "timeout", meaning=" (seconds)")
         if self.max_characters < 0:
             from publisher.errors import ConfigError
 

@@ -23,6 +23,7 @@ from publisher.channels.social import Outcome, PostKey, SocialChannel, Thread, o
 from publisher.channels.transport import fetch_image, one_line, redact, requests_not_sent, reset_time
 from publisher.config import parse_duration, secret
 from publisher.models import Delivery, Post
+from publisher.schema import check_at_least
 
 CREDENTIALS = ("PUBLISHER_X_CONSUMER_KEY", "PUBLISHER_X_CONSUMER_SECRET",
                "PUBLISHER_X_ACCESS_TOKEN", "PUBLISHER_X_ACCESS_TOKEN_SECRET")
@@ -40,6 +41,7 @@ class XSettings:
 
     def _check(self, where: str) -> None:
         parse_duration(self.max_wait, f"{where}.max_wait")
+        check_at_least(self, where, 0.1, "timeout", meaning=" (seconds)")
 
 
 def _mount(session, real: str, configured: str, timeout: float) -> None:  # noqa: ANN001 - a requests.Session
