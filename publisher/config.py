@@ -19,7 +19,8 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from publisher.errors import ConfigError
-from publisher.schema import check_at_least, check_port, check_timezone, parse_duration, read_table, read_toml
+from publisher.schema import (DOMAIN, check_address, check_at_least, check_port, check_timezone, check_url,
+                              parse_duration, read_table, read_toml)
 
 
 def secret(name: str) -> str | None:
@@ -31,7 +32,6 @@ def secret(name: str) -> str | None:
 # ---------------------------------------------------------------------------------------------
 # settings.toml
 
-
 @dataclass(frozen=True)
 class PublisherSettings:
     name: str = "publisher"
@@ -42,6 +42,9 @@ class PublisherSettings:
     delivery: Literal["outbox", "live"] = "outbox"
     outbox: str = "var/outbox"
     preview_dir: str = "var/preview"
+
+    def _check(self, where: str) -> None:
+        check_url(self.site_url, f"{where}.site_url")
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,17 @@ class EmailSettings:
     unsubscribe_url: str = "https://example.org/newsletter/unsubscribe"
     unsubscribe_mailto: str | None = None
     list_id_domain: str | None = None  # defaults to the sender's domain
+
+    def _check(self, where: str) -> None:
+        # each of these ends up in a mail header: a bad one would be sent silently mangled ("From: not")
+        check_address(self.sender, f"{where}.from")
+        if self.reply_to:
+            check_address(self.reply_to, f"{where}.reply_to")
+        if self.unsubscribe_mailto:
+            check_address(self.unsubscribe_mailto.removeprefix("mailto:"), f"{where}.unsubscribe_mailto")
+        check_url(self.unsubscribe_url, f"{where}.unsubscribe_url")
+        if self.list_id_domain and not DOMAIN.match(self.list_id_domain):
+            raise ConfigError(f"{where}.list_id_domain must be a domain name like 'example.org', not {self.list_id_domain!r}")
 
 
 @dataclass(frozen=True)

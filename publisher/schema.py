@@ -13,11 +13,16 @@ import tomllib
 import types
 import typing
 from datetime import timedelta
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from publisher.errors import ConfigError
+
+_FIX = "fix the value, then rerun the same command"  # the hint of a value a type check cannot catch
+
 
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
@@ -139,6 +144,26 @@ def parse_duration(text: str, where: str) -> timedelta:
     return timedelta(seconds=n * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)])
 
 
+_ADDRESS = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+DOMAIN = re.compile(r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+
+
+def check_address(value: str, where: str) -> None:
+    """An ASCII mail address, optionally with a display name: 'Endurance-Info <news@example.org>'."""
+    _, addr = parseaddr(value)
+    if "\r" in value or "\n" in value or not _ADDRESS.match(addr):
+        raise ConfigError(f"{where} must be an address like 'Name <newsletter@example.org>', not {value!r}",
+                          hint=_FIX)
+
+
+def check_url(value: str, where: str) -> None:
+    """An absolute http(s) URL with a host and no spaces."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in value):
+        raise ConfigError(f"{where} must be an http(s) URL like 'https://example.org/...', not {value!r}",
+                          hint=_FIX)
+
+
 def check_timezone(name: str, where: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
@@ -161,9 +186,6 @@ def read_toml(path: Path, shown: str) -> dict[str, Any]:
                           hint="save it as UTF-8 (e.g. 'iconv -f latin1 -t utf-8'), then rerun the same command") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{shown}: not valid TOML ({exc})") from None
-
-
-_FIX = "fix the value, then rerun the same command"
 
 
 def check_at_least(obj: Any, where: str, minimum: float, *names: str, meaning: str = "") -> None:

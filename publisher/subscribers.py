@@ -234,6 +234,8 @@ def _decode(path: Path) -> str:
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror})",
                          hint="check the path, then rerun 'publisher subscribers import FILE.csv'") from None
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):  # Excel's "Unicode text" export: UTF-16 with a BOM
+        return data.decode("utf-16", errors="replace")
     if b"\0" in data[:65536]:  # a spreadsheet (.xlsx, .ods), a zip, an image: never CSV text
         raise InputError(f"{path}: not a CSV text file (it holds binary data; a spreadsheet file?)",
                          hint=f"export it as CSV (UTF-8) with a header row email,name,series,locale, then rerun"

@@ -269,3 +269,28 @@ def test_refused_connection_says_why_mail_is_pending(project):
     assert "email endurance/2026-W47: 0 sent, 0 already sent, 3 pending" in proc.stdout
     assert re.search(r"email endurance/2026-W47: 3 message\(s\) left for a later run \(last reply: cannot connect to "
                      r"127\.0\.0\.1:\d+: ConnectionRefusedError: .*; rerun 'publisher send endurance' after ", proc.stdout)
+
+
+def test_subscribers_import_of_excel_unicode_text(project):
+    """Excel's "Unicode text" export is UTF-16 with a BOM and tabs: it is text, not binary data."""
+    (project.root / "excel.txt").write_bytes("email\tname\tseries\tlocale\nzoe@example.org\tZoé\twec\tfr\n".encode("utf-16"))
+    proc = project.cli("subscribers", "import", "excel.txt")
+    assert proc.returncode == 0, proc.stderr
+    assert "excel.txt: 1 new, 0 updated, 0 unchanged, 0 rejected" in proc.stdout
+    assert "zoe@example.org,Zoé,wec,fr" in project.cli("subscribers", "export").stdout
+
+
+@pytest.mark.parametrize(("pattern", "replacement", "expected"), [
+    (r"^from = .*$", 'from = "not an address"', "[email].from must be an address like 'Name <newsletter@example.org>'"),
+    (r"^from = .*$", r'from = "A <a@example.org>\\r\\nBcc: b@example.org"', "[email].from must be an address"),
+    (r"^reply_to = .*$", 'reply_to = "@@"', "[email].reply_to must be an address"),
+    (r"^unsubscribe_mailto = .*$", 'unsubscribe_mailto = "désabonner@example.org"', "[email].unsubscribe_mailto must be an address"),
+    (r"^unsubscribe_url = .*$", 'unsubscribe_url = "javascript:alert(1)"', "[email].unsubscribe_url must be an http(s) URL"),
+    (r"^site_url = .*$", 'site_url = "www.example.org"', "[publisher].site_url must be an http(s) URL"),
+])
+def test_header_values_in_settings_are_checked_before_any_mail_is_built(project, pattern, replacement, expected):
+    edit(project.settings, pattern, replacement)
+    proc = project.cli("--now", NOW, "send", "endurance", "--to", "me@example.org")
+    assert proc.returncode == 2
+    assert f"settings.toml: {expected}" in error_line(proc)
+    assert not (project.root / "var" / "outbox").exists()
