@@ -149,6 +149,57 @@ _VOID = frozenset({"br", "img", "hr", "input", "meta", "link", "source", "wbr", 
 _LOOKS_LIKE_HTML = re.compile(r"<[A-Za-z/!]|&")
 
 
+# Most feed HTML is plain tags with quoted attributes. For that subset one regex finds the same events
+# html.parser would send (same tag names, same unescaped text) at a fraction of its cost; anything else
+# (comments, declarations, unquoted or odd attributes, scripts and other raw-text elements, a '<' that
+# starts no tag) goes through html.parser itself, so the allow-list logic below exists once.
+_WS = "[ \t\n\r\f]"
+
+
+def _simple_tags(group: str) -> str:
+    return (rf"<{group}[A-Za-z][A-Za-z0-9]*){group}(?:{_WS}+[A-Za-z][-A-Za-z0-9_:.]*"
+            rf"(?:{_WS}*={_WS}*(?:\"[^\"<>]*\"|'[^'<>]*'))?)*){_WS}*{group}/?)>|</{group}[A-Za-z][A-Za-z0-9]*)>")
+
+
+_SIMPLE_TOKEN = re.compile(rf"([^<]+)|{_simple_tags('(')}")
+# Atomic and possessive so that it runs in linear time on any input; no capturing groups inside them
+# (Python 3.11's re raises SystemError on those).
+_SIMPLE_HTML = re.compile(rf"(?:[^<]++|(?>{_simple_tags('(?:')}))*+")
+_SIMPLE_ATTR = re.compile(rf"([A-Za-z][-A-Za-z0-9_:.]*)(?:{_WS}*={_WS}*(?:\"([^\"<>]*)\"|'([^'<>]*)'))?")
+# Elements whose content html.parser (in some Python version) reads as raw text: always the slow path.
+_RAW_TEXT = frozenset({"script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes", "noscript",
+                       "plaintext"})
+
+
+def _feed_simple(parser: HTMLParser, html: str) -> bool:
+    """Send `html`'s events to `parser`'s handlers if it is simple HTML; False (nothing sent) otherwise.
+
+    Attributes are decoded for <a> only: it is the one tag whose attributes our parsers read.
+    """
+    if not _SIMPLE_HTML.fullmatch(html):
+        return False
+    tokens = _SIMPLE_TOKEN.findall(html)
+    for _, tag, _, _, _ in tokens:
+        if tag and tag.lower() in _RAW_TEXT:
+            return False
+    unescape = htmllib.unescape
+    data, start, end = parser.handle_data, parser.handle_starttag, parser.handle_endtag
+    for text, tag, attr_text, empty, closing in tokens:
+        if text:
+            data(unescape(text) if "&" in text else text)
+        elif tag:
+            tag = tag.lower()
+            attrs = []
+            if tag == "a" and attr_text:
+                for m in _SIMPLE_ATTR.finditer(attr_text):
+                    value = m.group(2) if m.group(2) is not None else m.group(3)  # None: no value at all
+                    attrs.append((m.group(1).lower(), unescape(value) if value and "&" in value else value))
+            (parser.handle_startendtag if empty else start)(tag, attrs)
+        else:
+            end(closing.lower())
+    return True
+
+
 class _Sanitizer(HTMLParser):
     """Rebuilds HTML from an allow-list; everything not allowed is dropped or unwrapped."""
 
@@ -218,14 +269,15 @@ class _Sanitizer(HTMLParser):
             self.out.append(htmllib.escape(data, quote=False))
 
     def result(self) -> str:
-        self.close()
         while self.open:
             self.out.append(f"</{self.open.pop()}>")
         return "".join(self.out)
 
 
 _EMPTY_ELEMENT = re.compile(r"<(p|strong|em|b|i|li|blockquote|ul|ol)>(?:\s|&nbsp;|\u00a0|<br>)*</\1>")
-_HTML_SPACES = re.compile(r"[ \t\n\r\f\v]+")
+# Runs of HTML whitespace become one space. Starting with a class lets re jump from space to space, and a
+# lone " " is already right, so it is not rewritten.
+_HTML_SPACES = re.compile(r"[ \t\n\r\f\v](?:[ \t\n\r\f\v]+|(?<=[\t\n\r\f\v]))")
 
 
 def sanitize_html(html: str | None, base: str | None = None) -> str:
@@ -233,8 +285,13 @@ def sanitize_html(html: str | None, base: str | None = None) -> str:
     if not html:
         return ""
     s = _Sanitizer(base)
-    s.feed(_CONTROLS.sub("", html))
-    out = _HTML_SPACES.sub(" ", s.result())
+    html = _CONTROLS.sub("", html)
+    if not _feed_simple(s, html):
+        s.feed(html)
+        s.close()
+    out = s.result()
+    if "  " in out or "\n" in out or "\t" in out or "\r" in out or "\f" in out or "\v" in out:
+        out = _HTML_SPACES.sub(" ", out)
     for _ in range(3):  # nested empties: <p><strong></strong></p>
         out, n = _EMPTY_ELEMENT.subn("", out)
         if not n:
@@ -275,8 +332,9 @@ def html_to_text(html: str | None) -> str:
     if not _LOOKS_LIKE_HTML.search(html):  # most titles: nothing to parse
         return _CONTROLS.sub(" ", html)
     p = _Text()
-    p.feed(html)
-    p.close()
+    if not _feed_simple(p, html):
+        p.feed(html)
+        p.close()
     text = fix_entities("".join(p.out))
     lines = (one_line(line) for line in text.split("\n"))
     return "\n".join(line for line in lines if line)
@@ -306,6 +364,43 @@ _TEXT_TAIL = re.compile(
 _SENTENCE_END = ("." , "!", "?", "…", "»", "\"", "”", ")", ":")
 
 
+# Searching the boilerplate patterns position by position was most of the cost of ingestion. Each one
+# can only start (after its leading spaces) where one of these begins, so the pattern is tried there
+# alone, in order: the first hit is the match `search` would find. The patterns are case-insensitive;
+# lower-casing finds the same places unless the text holds one of the four non-ASCII letters that
+# re.IGNORECASE equates with an ASCII one, and then the plain search is used.
+_READ_MORE_STARTS = ("lire ", "en savoir plus", "continue", "read more")
+_TEXT_TAIL_STARTS = ("[", "(", "…", *_READ_MORE_STARTS)
+_HTML_READ_MORE_STARTS = ("[", "(", '<a href="', *_READ_MORE_STARTS)
+
+
+def _places(text: str, starts: tuple[str, ...], offset: int = 0) -> list[int] | None:
+    """Indexes (+ offset) where one of `starts` begins, ignoring case; None when only a full search is exact."""
+    if not text.isascii() and ("\u0130" in text or "\u0131" in text or "\u017f" in text or "\u212a" in text):
+        return None  # İ ı ſ K (Kelvin)
+    low = text.lower()  # same length as text: only U+0130 lower-cases to two characters
+    places = []
+    for start in starts:
+        i = low.find(start)
+        while i >= 0:
+            places.append(i + offset)
+            i = low.find(start, i + 1)
+    return places
+
+
+def _search_at(pattern: re.Pattern, text: str, places: list[int] | None) -> re.Match | None:
+    """pattern.search(text) for a pattern that is leading spaces then something starting at one of `places`."""
+    if places is None:
+        return pattern.search(text)
+    for i in sorted(places):
+        while i and text[i - 1].isspace():  # from the first of the spaces before it (\s is isspace)
+            i -= 1
+        m = pattern.match(text, i)
+        if m:
+            return m
+    return None
+
+
 def clean_excerpt(text: str) -> str:
     """Plain text without publisher boilerplate; a cut-off excerpt ends with "…"."""
     text = text.strip()
@@ -313,9 +408,9 @@ def clean_excerpt(text: str) -> str:
         for footer in _FOOTERS:
             text = footer.sub("", text)
     cut = False
-    stripped = _TEXT_TAIL.sub("", text)
-    if stripped != text:
-        cut, text = True, stripped
+    m = _search_at(_TEXT_TAIL, text, _places(text, _TEXT_TAIL_STARTS))  # anchored at the end: one match at most
+    if m:
+        cut, text = True, text[:m.start()] + text[m.end():]
     text = text.strip()
     if cut and text and not text.endswith(_SENTENCE_END):
         text = text.rstrip(" ,;–-") + "…"
@@ -333,17 +428,35 @@ _HTML_READ_MORE = re.compile(
     re.I)
 
 
+_ELLIPSES = re.compile(r"(?:\s*…){2,}")
+_STOP_ELLIPSIS = re.compile(r"([.!?»])\s*…(?=(?:</\w+>\s*)*$)")
+
+
 def clean_excerpt_html(html: str) -> str:
     """Sanitised HTML without publisher boilerplate (same rules as clean_excerpt)."""
     if "appeared first on" in html or "est apparu en premier sur" in html:
         for footer in _HTML_FOOTERS:
             html = footer.sub("", html)
+    places = _places(html, _HTML_READ_MORE_STARTS)
     for _ in range(3):
-        html, n = _HTML_READ_MORE.subn("…", html)
-        if not n:
+        # Only closing tags may follow a match, so one pass has at most one.
+        m = _search_at(_HTML_READ_MORE, html, places)
+        if not m:
             break
-    html = re.sub(r"(?:\s*…){2,}", "…", html)
-    html = re.sub(r"([.!?»])\s*…(?=(?:</\w+>\s*)*$)", r"\1", html)
+        start = m.start()
+        html = html[:start] + "…" + html[m.end():]
+        # Before the match nothing changed and "…" starts nothing: look again only at what follows it.
+        tail = _places(html[start:], _HTML_READ_MORE_STARTS, start)
+        places = None if places is None or tail is None else [i for i in places if i < start] + tail
+    if "…" in html:
+        if html.count("…") > 1:
+            html = _ELLIPSES.sub("…", html)
+        # Only the last "…" can have nothing but closing tags after it: try the pattern where it would start.
+        i = html.rfind("…")
+        while i and html[i - 1].isspace():
+            i -= 1
+        if i and (m := _STOP_ELLIPSIS.match(html, i - 1)):
+            html = html[:m.start()] + m.group(1) + html[m.end():]
     for _ in range(3):
         html, n = _EMPTY_ELEMENT.subn("", html)
         if not n:
