@@ -6,6 +6,7 @@ second process (a send, the scheduler, `publisher serve`) waits briefly instead 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -208,7 +209,7 @@ class Store:
                 row = db.execute("SELECT id, content_hash FROM articles WHERE id = ? OR link = ? LIMIT 1",
                                  (a.id, a.link)).fetchone()
                 values = (a.link, a.title, a.summary, a.summary_html, iso(a.published), a.source, a.image,
-                          a.author, json.dumps(list(a.categories), ensure_ascii=False), h)
+                          a.author, _categories_json(tuple(a.categories)), h)
                 if row is None:
                     db.execute("INSERT INTO articles (link, title, summary, summary_html, published, source, image,"
                                " author, categories, content_hash, id, first_seen, updated_at)"
@@ -370,6 +371,11 @@ class Store:
         with self.transaction() as db:
             db.execute("INSERT INTO scheduler_state (name, value, updated_at) VALUES (?,?,?) ON CONFLICT(name)"
                        " DO UPDATE SET value=excluded.value, updated_at=excluded.updated_at", (name, value, iso(now)))
+
+
+@functools.lru_cache(maxsize=256)  # a feed repeats a few category sets on every article
+def _categories_json(categories: tuple[str, ...]) -> str:
+    return json.dumps(list(categories), ensure_ascii=False)
 
 
 def _like_prefix(campaign: str) -> str:
