@@ -2,9 +2,11 @@
 
     .venv/bin/python bench/bench_ingest.py [--items 10000] [--repeat 3] [--fetches 50]
 
-(a) feedparser.parse on the bytes alone (its default options: it sanitises and resolves URIs itself);
+(a) feedparser.parse on the bytes alone, with its default options (it sanitises and resolves URIs itself)
+    and with the options publisher/feeds.py uses (sanitize_html=False, resolve_relative_uris=False);
 (b) our ingestion: feeds.parse (feedparser + normalise + sanitise) + Store.upsert_articles into a fresh
-    temporary SQLite file. Best of --repeat runs each, same bytes, same process.
+    temporary SQLite file. Best of --repeat runs each, in two alternating rounds, same bytes, same process.
+    The goal (overhead under +15%) is against (a) with the same options.
 (c) a conditional fetch answered 304 by a local HTTP server, through feeds.fetch_all (store lookup, a new
     client, one HTTP request, state write), next to a bare httpx.get with If-None-Match (a new client each
     time) and a GET on an already open client; median of --fetches.
@@ -183,28 +185,29 @@ def main() -> int:
             assert counts.new == args.items
             store.close()
 
-    # alternate the order of the runs so a warm-up or a noisy neighbour does not favour one side
-    rows = []
-    t_fp = best(feedparser_default, args.repeat)
-    t_ing = best(ingest, args.repeat)
-    t_fp = min(t_fp, best(feedparser_default, args.repeat))
-    t_ing = min(t_ing, best(ingest, args.repeat))
-    t_fp_ours = best(feedparser_ours, args.repeat)
-    t_parse = best(parse_only, args.repeat)
-    rows.append(("feedparser.parse alone (default options)", t_fp, args.items / t_fp, 1.0))
-    rows.append(("feedparser.parse, sanitize/resolve off", t_fp_ours, args.items / t_fp_ours, t_fp_ours / t_fp))
-    rows.append(("publisher parse (feedparser + normalise)", t_parse, args.items / t_parse, t_parse / t_fp))
-    rows.append(("publisher ingestion (parse + SQLite upsert)", t_ing, args.items / t_ing, t_ing / t_fp))
+    # Rounds that alternate every measure, so a warm-up or a noisy neighbour does not favour one side.
+    runs = {"default": feedparser_default, "same": feedparser_ours, "parse": parse_only, "ingest": ingest}
+    t = {name: float("inf") for name in runs}
+    for _ in range(2):
+        for name, fn in runs.items():
+            t[name] = min(t[name], best(fn, args.repeat))
+    t_fp, t_fp_ours, t_parse, t_ing = t["default"], t["same"], t["parse"], t["ingest"]
+    rows = [("feedparser.parse alone (default options)", t_fp),
+            ("feedparser.parse, sanitize/resolve off", t_fp_ours),
+            ("publisher parse (feedparser + normalise)", t_parse),
+            ("publisher ingestion (parse + SQLite upsert)", t_ing)]
     ms_ours, ms_bare, ms_reused = bench_304(args.fetches, data[:20000].rsplit(b"</item>", 1)[0] + b"</item></channel></rss>")
 
     print()
-    print(f"{'measure':46} {'seconds':>9} {'items/s':>10} {'vs feedparser':>14}")
-    print("-" * 82)
-    for name, t, rate, ratio in rows:
-        print(f"{name:46} {t:9.3f} {rate:10,.0f} {ratio:13.2f}x")
-    overhead = (t_ing / t_fp - 1) * 100
-    print("-" * 82)
-    print(f"ingestion overhead vs feedparser alone: {overhead:+.1f}% (goal: under +15%)")
+    print(f"{'measure':46} {'seconds':>9} {'items/s':>10} {'vs default':>11} {'vs same opts':>13}")
+    print("-" * 93)
+    for name, secs in rows:
+        print(f"{name:46} {secs:9.3f} {args.items / secs:10,.0f} {secs / t_fp:10.2f}x {secs / t_fp_ours:12.2f}x")
+    print("-" * 93)
+    # publisher/feeds.py turns feedparser's own sanitising and URI resolving off (sanitize.py does both,
+    # once), so the like-for-like baseline is feedparser with those options off.
+    print(f"ingestion overhead vs feedparser with the same options: {(t_ing / t_fp_ours - 1) * 100:+.1f}% (goal: under +15%)")
+    print(f"ingestion overhead vs feedparser with its default options: {(t_ing / t_fp - 1) * 100:+.1f}%")
     print()
     print(f"{'conditional fetch answered 304':46} {'median ms':>9}")
     print("-" * 57)

@@ -14,8 +14,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from publisher.models import Article
-from publisher.sanitize import (canonical_url, clean_excerpt, clean_excerpt_html, fix_entities, html_to_text,
-                                one_line, safe_url, sanitize_html, sanitized_to_text)
+from publisher.excerpts import clean_excerpt, clean_excerpt_html, matches
+from publisher.sanitize import (canonical_url, fix_entities, html_to_text, one_line, safe_url, sanitize_html,
+                                sanitized_to_text)
 
 SUMMARY_CHARS = 600  # a summary taken from full content is cut to about this many characters
 
@@ -40,8 +41,11 @@ def normalise(entry: Any, *, source: str, base: str | None, now: datetime) -> tu
     title = clean_excerpt(one_line(html_to_text(_get(entry, "title") or "")))
     if not title:
         return None, "empty title"
-    content = _get(entry, "content") or []
-    content_html = next((_get(c, "value") or "" for c in content if "html" in (_get(c, "type") or "html")), "")
+    content_html = ""
+    for c in _get(entry, "content") or ():
+        if "html" in (_get(c, "type") or "html"):
+            content_html = _get(c, "value") or ""
+            break
     description = _get(entry, "summary") or ""
     if description and description == content_html:  # feedparser copies content:encoded into summary
         description = ""
@@ -123,7 +127,9 @@ def _enclosures(entry: Any) -> list:
 
 _IMG = re.compile(r"<img\b[^>]*>", re.I)
 _ATTR = re.compile(r"""\b(src|srcset|data-src|data-lazy-src)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", re.I)
+_ATTR_STARTS = ("src", "data-")
 _PIXEL = re.compile(r"""\b(?:width|height)\s*=\s*["']?[01]["'\s/>]""", re.I)
+_PIXEL_STARTS = ("width", "height")
 _IMAGE_EXT = re.compile(r"\.(?:jpe?g|png|gif|webp|avif)(?:$|[?#])", re.I)
 
 
@@ -143,8 +149,9 @@ def _image(entry: Any, html: str, link: str) -> str | None:
                 return found
     for source in (html, _get(entry, "summary") or ""):
         for tag in _IMG.findall(source or "")[:5]:
-            attrs = {m.group(1).lower(): m.group(2) or m.group(3) or m.group(4) for m in _ATTR.finditer(tag)}
-            if _PIXEL.search(tag):  # 1x1 tracking pixels (FeedBurner, stats plugins) are not pictures
+            # Both patterns can only begin at these words: trying them there alone is much cheaper than a scan.
+            attrs = {m.group(1).lower(): m.group(2) or m.group(3) or m.group(4) for m in matches(_ATTR, tag, _ATTR_STARTS)}
+            if next(matches(_PIXEL, tag, _PIXEL_STARTS), None):  # 1x1 tracking pixels (FeedBurner, stats plugins)
                 continue
             for candidate in (_largest(attrs.get("srcset")), attrs.get("data-lazy-src"), attrs.get("data-src"), attrs.get("src")):
                 if candidate and not candidate.startswith("data:") and (found := safe_url(fix_entities(candidate), link)):

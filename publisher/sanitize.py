@@ -9,7 +9,7 @@ plain text with no control characters, or HTML built by us from an allow-list.
     one_line(text)            no CR/LF/control characters, whitespace collapsed
     html_to_text(html)        visible text, entities decoded, scripts and styles dropped
     sanitize_html(html, base) allow-listed HTML (p, br, a[href http(s)], strong, em, b, i, ul, ol, li, blockquote)
-    clean_excerpt(text)       "Lire la suite", "[…]", "The post … appeared first on …" removed
+    clean_excerpt(text)       "Lire la suite", "[…]", "The post … appeared first on …" removed (from excerpts.py)
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ import html as htmllib
 import re
 from html.parser import HTMLParser
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
+
+# Boilerplate removal lives in excerpts.py; its functions are part of this module's interface too.
+from publisher.excerpts import _EMPTY_ELEMENT, clean_excerpt, clean_excerpt_html  # noqa: F401
 
 # -- URLs --------------------------------------------------------------------------------------
 
@@ -79,6 +82,8 @@ def safe_url(url: str | None, base: str | None = None) -> str | None:
 
 def canonical_url(url: str | None, base: str | None = None) -> str | None:
     """The one spelling of an article URL: safe_url without fragment, tracking parameters or default port."""
+    if url and "?" not in url and "#" not in url and _PLAIN_URL.match(url):  # safe_url would return it as is
+        return url
     url = safe_url(url, base)
     if url is None:
         return None
@@ -161,10 +166,9 @@ def _simple_tags(group: str) -> str:
             rf"(?:{_WS}*={_WS}*(?:\"[^\"<>]*\"|'[^'<>]*'))?)*){_WS}*{group}/?)>|</{group}[A-Za-z][A-Za-z0-9]*)>")
 
 
-_SIMPLE_TOKEN = re.compile(rf"([^<]+)|{_simple_tags('(')}")
-# Atomic and possessive so that it runs in linear time on any input; no capturing groups inside them
-# (Python 3.11's re raises SystemError on those).
-_SIMPLE_HTML = re.compile(rf"(?:[^<]++|(?>{_simple_tags('(?:')}))*+")
+# Text runs, simple tags, or a lone "<" that starts none of them (then the HTML is not simple): findall
+# cuts any input into these, end to end, in one pass.
+_SIMPLE_TOKEN = re.compile(rf"([^<]+)|{_simple_tags('(')}|<")
 _SIMPLE_ATTR = re.compile(rf"([A-Za-z][-A-Za-z0-9_:.]*)(?:{_WS}*={_WS}*(?:\"([^\"<>]*)\"|'([^'<>]*)'))?")
 # Elements whose content html.parser (in some Python version) reads as raw text: always the slow path.
 _RAW_TEXT = frozenset({"script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes", "noscript",
@@ -176,11 +180,12 @@ def _feed_simple(parser: HTMLParser, html: str) -> bool:
 
     Attributes are decoded for <a> only: it is the one tag whose attributes our parsers read.
     """
-    if not _SIMPLE_HTML.fullmatch(html):
-        return False
     tokens = _SIMPLE_TOKEN.findall(html)
-    for _, tag, _, _, _ in tokens:
-        if tag and tag.lower() in _RAW_TEXT:
+    for text, tag, _, _, closing in tokens:
+        if tag:
+            if tag.lower() in _RAW_TEXT:
+                return False
+        elif not text and not closing:  # a "<" that starts no simple tag
             return False
     unescape = htmllib.unescape
     data, start, end = parser.handle_data, parser.handle_starttag, parser.handle_endtag
@@ -274,7 +279,6 @@ class _Sanitizer(HTMLParser):
         return "".join(self.out)
 
 
-_EMPTY_ELEMENT = re.compile(r"<(p|strong|em|b|i|li|blockquote|ul|ol)>(?:\s|&nbsp;|\u00a0|<br>)*</\1>")
 # Runs of HTML whitespace become one space. Starting with a class lets re jump from space to space, and a
 # lone " " is already right, so it is not rewritten.
 _HTML_SPACES = re.compile(r"[ \t\n\r\f\v](?:[ \t\n\r\f\v]+|(?<=[\t\n\r\f\v]))")
@@ -348,117 +352,3 @@ def sanitized_to_text(html: str) -> str:
     if "<" in html:
         html = _OWN_TAG.sub(lambda m: " " if m.group(2) in ("p", "br", "li", "ul", "ol", "blockquote") else "", html)
     return one_line(htmllib.unescape(html) if "&" in html else html)
-
-
-# -- publisher boilerplate -----------------------------------------------------------------------
-
-_ELLIPSIS_MARK = r"(?:\[\s*(?:…|\.\.\.|&hellip;|&#8230;)\s*\]|\(\s*(?:…|\.\.\.)\s*\))"
-_READ_MORE = r"(?:Lire la suite|Lire plus|En savoir plus|Continue reading|Read more|Continuer la lecture)"
-# "The post X appeared first on Site." (WordPress/Yoast RSS footer) and its French translation.
-_FOOTERS = [
-    re.compile(r"\s*The post\s.{1,600}?\sappeared first on\s.{1,300}?(?:\.|$)\s*$", re.S),
-    re.compile(r"\s*L[’']article\s.{1,600}?\sest apparu en premier sur\s.{1,300}?(?:\.|$)\s*$", re.S),
-]
-_TEXT_TAIL = re.compile(
-    rf"(?:\s*(?:{_ELLIPSIS_MARK}|{_READ_MORE}\s*(?:[.…]+|»|›|→|&raquo;|&rarr;)?|…\s*$))+\s*$", re.I)
-_SENTENCE_END = ("." , "!", "?", "…", "»", "\"", "”", ")", ":")
-
-
-# Searching the boilerplate patterns position by position was most of the cost of ingestion. Each one
-# can only start (after its leading spaces) where one of these begins, so the pattern is tried there
-# alone, in order: the first hit is the match `search` would find. The patterns are case-insensitive;
-# lower-casing finds the same places unless the text holds one of the four non-ASCII letters that
-# re.IGNORECASE equates with an ASCII one, and then the plain search is used.
-_READ_MORE_STARTS = ("lire ", "en savoir plus", "continue", "read more")
-_TEXT_TAIL_STARTS = ("[", "(", "…", *_READ_MORE_STARTS)
-_HTML_READ_MORE_STARTS = ("[", "(", '<a href="', *_READ_MORE_STARTS)
-
-
-def _places(text: str, starts: tuple[str, ...], offset: int = 0) -> list[int] | None:
-    """Indexes (+ offset) where one of `starts` begins, ignoring case; None when only a full search is exact."""
-    if not text.isascii() and ("\u0130" in text or "\u0131" in text or "\u017f" in text or "\u212a" in text):
-        return None  # İ ı ſ K (Kelvin)
-    low = text.lower()  # same length as text: only U+0130 lower-cases to two characters
-    places = []
-    for start in starts:
-        i = low.find(start)
-        while i >= 0:
-            places.append(i + offset)
-            i = low.find(start, i + 1)
-    return places
-
-
-def _search_at(pattern: re.Pattern, text: str, places: list[int] | None) -> re.Match | None:
-    """pattern.search(text) for a pattern that is leading spaces then something starting at one of `places`."""
-    if places is None:
-        return pattern.search(text)
-    for i in sorted(places):
-        while i and text[i - 1].isspace():  # from the first of the spaces before it (\s is isspace)
-            i -= 1
-        m = pattern.match(text, i)
-        if m:
-            return m
-    return None
-
-
-def clean_excerpt(text: str) -> str:
-    """Plain text without publisher boilerplate; a cut-off excerpt ends with "…"."""
-    text = text.strip()
-    if "appeared first on" in text or "est apparu en premier sur" in text:
-        for footer in _FOOTERS:
-            text = footer.sub("", text)
-    cut = False
-    m = _search_at(_TEXT_TAIL, text, _places(text, _TEXT_TAIL_STARTS))  # anchored at the end: one match at most
-    if m:
-        cut, text = True, text[:m.start()] + text[m.end():]
-    text = text.strip()
-    if cut and text and not text.endswith(_SENTENCE_END):
-        text = text.rstrip(" ,;–-") + "…"
-    elif text.endswith("...") and not text.endswith("...."):
-        text = text[:-3].rstrip() + "…"
-    return text
-
-
-_HTML_FOOTERS = [
-    re.compile(r"(?:<p>)?\s*The post\s.{1,1200}?\sappeared first on\s.{1,600}?(?:</a>)?\.?\s*(?:</p>)?\s*$", re.S),
-    re.compile(r"(?:<p>)?\s*L[’']article\s.{1,1200}?\sest apparu en premier sur\s.{1,600}?(?:</a>)?\.?\s*(?:</p>)?\s*$", re.S),
-]
-_HTML_READ_MORE = re.compile(
-    rf"\s*(?:<a href=\"[^\"]*\">\s*{_READ_MORE}[^<]{{0,20}}</a>|{_READ_MORE}\s*(?:[.…]+|»|›|→|&raquo;)?|{_ELLIPSIS_MARK})\s*(?=(?:</\w+>\s*)*$)",
-    re.I)
-
-
-_ELLIPSES = re.compile(r"(?:\s*…){2,}")
-_STOP_ELLIPSIS = re.compile(r"([.!?»])\s*…(?=(?:</\w+>\s*)*$)")
-
-
-def clean_excerpt_html(html: str) -> str:
-    """Sanitised HTML without publisher boilerplate (same rules as clean_excerpt)."""
-    if "appeared first on" in html or "est apparu en premier sur" in html:
-        for footer in _HTML_FOOTERS:
-            html = footer.sub("", html)
-    places = _places(html, _HTML_READ_MORE_STARTS)
-    for _ in range(3):
-        # Only closing tags may follow a match, so one pass has at most one.
-        m = _search_at(_HTML_READ_MORE, html, places)
-        if not m:
-            break
-        start = m.start()
-        html = html[:start] + "…" + html[m.end():]
-        # Before the match nothing changed and "…" starts nothing: look again only at what follows it.
-        tail = _places(html[start:], _HTML_READ_MORE_STARTS, start)
-        places = None if places is None or tail is None else [i for i in places if i < start] + tail
-    if "…" in html:
-        if html.count("…") > 1:
-            html = _ELLIPSES.sub("…", html)
-        # Only the last "…" can have nothing but closing tags after it: try the pattern where it would start.
-        i = html.rfind("…")
-        while i and html[i - 1].isspace():
-            i -= 1
-        if i and (m := _STOP_ELLIPSIS.match(html, i - 1)):
-            html = html[:m.start()] + m.group(1) + html[m.end():]
-    for _ in range(3):
-        html, n = _EMPTY_ELEMENT.subn("", html)
-        if not n:
-            break
-    return html.strip()
