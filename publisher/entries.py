@@ -38,7 +38,7 @@ def normalise(entry: Any, *, source: str, base: str | None, now: datetime) -> tu
             scheme = one_line(raw_link).split(":", 1)[0][:20] if ":" in raw_link else "relative"
             return None, f"link is not http(s) ({scheme}{':' if scheme != 'relative' else ''})"
         return None, "no link and no guid" if not guid else "no link"
-    title = clean_excerpt(one_line(html_to_text(_get(entry, "title") or "")))
+    title = clean_excerpt(one_line(html_to_text((_get(entry, "title") or "")[:TITLE_MAX])))
     if not title:
         return None, "empty title"
     content_html = ""
@@ -49,13 +49,14 @@ def normalise(entry: Any, *, source: str, base: str | None, now: datetime) -> tu
     description = _get(entry, "summary") or ""
     if description and description == content_html:  # feedparser copies content:encoded into summary
         description = ""
+    description = description[:HTML_MAX]
     if description:
         summary_html = clean_excerpt_html(sanitize_html(description, link))
         if summary_html and not summary_html.startswith(_BLOCKS):  # bare text: give templates one paragraph
             summary_html = f"<p>{summary_html}</p>"
         summary = clean_excerpt(sanitized_to_text(summary_html))  # one HTML parse per entry, not two
     else:
-        summary = _cut(clean_excerpt(one_line(html_to_text(content_html))), SUMMARY_CHARS)
+        summary = _cut(clean_excerpt(one_line(html_to_text(content_html[:HTML_MAX]))), SUMMARY_CHARS)
         summary_html = f"<p>{_escape(summary)}</p>" if summary else ""
     published, note = _published(entry, now)
     author = _plain(_get(entry, "author") or "") or None
@@ -66,6 +67,11 @@ def normalise(entry: Any, *, source: str, base: str | None, now: datetime) -> tu
 
 
 _BLOCKS = ("<p>", "<ul>", "<ol>", "<blockquote>")
+
+# html.parser is quadratic on some hostile input ('<a href="' repeated: 54 s for 180 KB). We keep an
+# excerpt, not the article, so only the start of each field is parsed: at worst about a second an entry.
+TITLE_MAX = 2_000
+HTML_MAX = 32_768
 
 
 def _escape(text: str) -> str:

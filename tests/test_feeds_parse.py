@@ -201,3 +201,24 @@ def test_content_only_item_gets_a_short_summary_and_its_first_image():
     assert len(a.summary) <= 601 and a.summary.endswith("mot…")
     assert a.summary_html == f"<p>{a.summary}</p>"
     assert a.image == "https://e.com/img/a.jpg"  # the tracking pixel is skipped
+
+
+def _rss(description: str) -> bytes:
+    from html import escape
+
+    return (f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title>'
+            f'<link>https://www.endurance-info.com/</link><item><title>Toyota en tête</title>'
+            f'<link>https://www.endurance-info.com/a</link><guid>a</guid><pubDate>Wed, 18 Nov 2026 10:00:00 +0100</pubDate>'
+            f'<description>{escape(description)}</description></item></channel></rss>').encode()
+
+
+def test_huge_and_hostile_descriptions_are_cut_before_parsing():
+    # '<a href="' repeated makes html.parser quadratic; only the start of a field is parsed
+    hostile = parse(_rss('<a href="' * 20_000), source="hostile.xml", now=NOW)
+    assert [a.title for a in hostile.articles] == ["Toyota en tête"]
+    html = hostile.articles[0].summary_html
+    assert "<a" not in html and len(html) < 50_000  # the cut start, escaped as text
+    legit = parse(_rss("<p>" + "Le prototype tourne à Sebring. " * 5_000 + "</p>"), source="long.xml", now=NOW)
+    a = legit.articles[0]
+    assert a.summary.startswith("Le prototype tourne à Sebring.")
+    assert len(a.summary_html) <= 33_000  # the excerpt is kept, not a 150 KB article
