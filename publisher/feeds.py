@@ -188,6 +188,10 @@ def load(source: str, client: httpx.Client | None, settings: FeedSettings, *, et
          last_modified: str | None = None, root: Path | None = None) -> Loaded:
     """Read a source's bytes (conditional when validators are given); FeedError with a next step otherwise."""
     if not is_url(source):
+        scheme = re.match(r"^([a-z][a-z0-9+.-]+):", source, re.I)
+        if scheme and scheme.group(1).lower() != "file" and len(scheme.group(1)) > 1:  # "C:" is a drive
+            raise FeedError(f"unsupported URL scheme '{scheme.group(1)}:'; a source is an http(s) URL or a local path",
+                            hint="check the source in [feeds].sources or --feed")
         path = _local_path(source, root)
         try:
             size = path.stat().st_size

@@ -127,9 +127,9 @@ def test_one_bad_source_never_stops_the_others(server, store, tmp_path):
     server.put("/html", (BROKEN / "not-a-feed.html").read_bytes(), content_type="text/html")
     server.put("/gone", b"", status=410)
     sources = [server.url("/html"), server.url("/gone"), str(tmp_path / "missing.xml"), "http://127.0.0.1:9/feed",
-               server.url("/good"), str(BROKEN / "empty.xml")]
+               server.url("/good"), str(BROKEN / "empty.xml"), "ftp://example.org/feed.xml"]
     results = fetch(sources, store)
-    assert [r.ok for r in results] == [False, False, False, False, True, False]
+    assert [r.ok for r in results] == [False, False, False, False, True, False, False]
     assert results[4].new == 1 and store.article_count() == 1
     for r, source in zip(results, sources):
         line = r.line()
@@ -139,6 +139,7 @@ def test_one_bad_source_never_stops_the_others(server, store, tmp_path):
     assert "file not found" in results[2].error
     assert "cannot connect" in results[3].error
     assert "no entries" in results[5].error
+    assert "unsupported URL scheme 'ftp:'" in results[6].error
     assert all("rerun" in r.error or "check" in r.error for r in results if not r.ok)
     assert store.feed_state(server.url("/gone"))["ok"] == 0
 
