@@ -9,6 +9,7 @@ first <img>; author; categories. An entry that cannot make a safe Article is rej
 from __future__ import annotations
 
 import functools
+import html
 import re
 from datetime import datetime, timezone
 from typing import Any
@@ -57,7 +58,7 @@ def normalise(entry: Any, *, source: str, base: str | None, now: datetime) -> tu
         summary = clean_excerpt(sanitized_to_text(summary_html))  # one HTML parse per entry, not two
     else:
         summary = _cut(clean_excerpt(one_line(html_to_text(content_html[:HTML_MAX]))), SUMMARY_CHARS)
-        summary_html = f"<p>{_escape(summary)}</p>" if summary else ""
+        summary_html = f"<p>{html.escape(summary, quote=False)}</p>" if summary else ""
     published, note = _published(entry, now)
     author = _plain(_get(entry, "author") or "") or None
     categories = _categories(entry)
@@ -72,10 +73,6 @@ _BLOCKS = ("<p>", "<ul>", "<ol>", "<blockquote>")
 # excerpt, not the article, so only the start of each field is parsed: at worst about a second an entry.
 TITLE_MAX = 2_000
 HTML_MAX = 32_768
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _cut(text: str, limit: int) -> str:

@@ -19,8 +19,7 @@ import re
 from html.parser import HTMLParser
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
-# Boilerplate removal lives in excerpts.py; its functions are part of this module's interface too.
-from publisher.excerpts import _EMPTY_ELEMENT, clean_excerpt, clean_excerpt_html  # noqa: F401
+from publisher.excerpts import _EMPTY_ELEMENT
 
 # -- URLs --------------------------------------------------------------------------------------
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from publisher.sanitize import (canonical_url, clean_excerpt, clean_excerpt_html, html_to_text, one_line, safe_url,
-                                sanitize_html)
+from publisher.excerpts import clean_excerpt, clean_excerpt_html
+from publisher.sanitize import canonical_url, html_to_text, one_line, safe_url, sanitize_html
 
 BASE = "https://www.endurance-info.com/version-francaise/wec/"
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from publisher.channels import ChannelDisabled, ChannelSpec
 from publisher.channels.social import Outcome, PostKey, SocialChannel, Thread, outbox_channel
-from publisher.channels.transport import fetch_image, httpx_not_sent, one_line, redact, reset_time
+from publisher.channels.transport import fetch_image, httpx_not_sent, redact, reply_line, reset_time
 from publisher.config import parse_duration, secret
 from publisher.errors import DeliveryError
 from publisher.models import Delivery, Post
@@ -234,7 +234,7 @@ class BlueskyNetwork:
             uri=card["uri"], title=card.get("title", ""), description=card.get("description", ""), thumb=thumb))
 
     def _text(self, exc: Exception) -> str:
-        return one_line(redact(str(exc) or type(exc).__name__, [self._password]))
+        return reply_line(redact(str(exc) or type(exc).__name__, [self._password]))
 
 
 def make(settings, channel_settings: BlueskySettings, ctx) -> SocialChannel:

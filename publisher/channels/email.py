@@ -28,6 +28,7 @@ from publisher.journal import Journal
 from publisher.message import MessageTemplate, Recipient, build, unsubscribe_link
 from publisher.models import RenderedEdition, State
 from publisher.smtp import Job, Outcome, Pool, Reply, password_for, send_one
+from publisher.store import iso
 from publisher.subscribers import normalise_address, plan_recipients
 from publisher.tokens import Signer, signer_from_env
 
@@ -76,7 +77,7 @@ class EmailChannel:
             report.messages.append(f"email {key}: {len(unknown)} message(s) were on the wire when a previous run stopped;"
                                    f" marked unknown: {_names(unknown)}")
         journal.clear()
-        plan_recipients(ctx.ledger.store, key, ch, [campaign.list, *campaign.series], _iso(ctx.ledger.clock()))
+        plan_recipients(ctx.ledger.store, key, ch, [campaign.list, *campaign.series], iso(ctx.ledger.clock()))
         ctx.ledger.drop_suppressed(key, ch)
         if ctx.resend_unknown:
             n = ctx.ledger.resend_unknown(key, ch)
@@ -289,18 +290,12 @@ class _Run:
         if self.released:
             self.ledger.release(self.key, self.ch, self.released)
         if self.bounced:
-            stamp = _iso(self.ledger.clock())
+            stamp = iso(self.ledger.clock())
             with self.ledger.store.transaction() as db:
                 db.executemany("INSERT OR IGNORE INTO suppression (email, reason, detail, created_at) VALUES (?,?,?,?)",
                                [(t, "hard-bounce", why, stamp) for t, why in self.bounced])
         self.finished, self.retries, self.released, self.bounced = [], [], [], []
         self.last_flush = time.monotonic()
-
-
-def _iso(dt: datetime) -> str:
-    from publisher.store import iso
-
-    return iso(dt)
 
 
 def _names(targets: list[str]) -> str:

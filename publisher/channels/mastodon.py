@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from publisher.channels import ChannelDisabled, ChannelSpec
 from publisher.channels.social import Outcome, PostKey, SocialChannel, Thread, outbox_channel
-from publisher.channels.transport import fetch_image, one_line, redact, requests_not_sent, reset_time
+from publisher.channels.transport import fetch_image, redact, reply_line, requests_not_sent, reset_time
 from publisher.config import parse_duration, secret
 from publisher.models import Delivery, Post
 from publisher.schema import check_at_least
@@ -125,7 +125,7 @@ class MastodonNetwork:
         except MastodonAPIError as exc:  # 404 (reply target gone), 422 (refused), ...
             return Outcome("failed", reply=self._text(exc))
         except MastodonError as exc:
-            return Outcome("failed", reply=one_line(redact(str(exc), [self._token])))
+            return Outcome("failed", reply=reply_line(redact(str(exc), [self._token])))
         status_id = status.get("id") if hasattr(status, "get") else None
         if status_id is None:
             return Outcome("unknown", reply="Mastodon accepted the request but returned no status id")
@@ -145,7 +145,7 @@ class MastodonNetwork:
         try:
             media = self.api.media_post(data, mime_type=mime, description=description)
         except MastodonError as exc:
-            return None, f" (image skipped: upload failed: {one_line(redact(str(exc), [self._token]), 80)})"
+            return None, f" (image skipped: upload failed: {reply_line(redact(str(exc), [self._token]), 80)})"
         return [str(media["id"])], ""
 
     def _text(self, exc: Exception) -> str:
@@ -154,7 +154,7 @@ class MastodonNetwork:
             text = f"{args[1]} {args[2]} from Mastodon" + (f": {args[3]}" if args[3] else "")
         else:
             text = str(exc)
-        return one_line(redact(text, [self._token]))
+        return reply_line(redact(text, [self._token]))
 
 
 def make(settings, channel_settings: MastodonSettings, ctx) -> SocialChannel:

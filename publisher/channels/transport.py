@@ -13,6 +13,8 @@ import email.utils
 from datetime import datetime, timedelta, timezone
 from typing import Iterable, Mapping
 
+from publisher.sanitize import one_line
+
 # requests and httpx are imported inside the functions: every CLI command loads the channel registry,
 # and only a live send needs the HTTP libraries.
 
@@ -126,7 +128,7 @@ def redact(text: str, secrets: Iterable[str | None]) -> str:
     return text
 
 
-def one_line(text: object, limit: int = 200) -> str:
+def reply_line(text: object, limit: int = 200) -> str:
     """A server reply squeezed onto one short line for the ledger and the report."""
-    s = " ".join(str(text).split())
+    s = one_line(str(text))
     return s if len(s) <= limit else s[: limit - 1] + "…"

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from publisher.channels import ChannelDisabled, ChannelSpec
 from publisher.channels.social import Outcome, PostKey, SocialChannel, Thread, outbox_channel
-from publisher.channels.transport import fetch_image, one_line, redact, requests_not_sent, reset_time
+from publisher.channels.transport import fetch_image, redact, reply_line, requests_not_sent, reset_time
 from publisher.config import parse_duration, secret
 from publisher.models import Delivery, Post
 from publisher.schema import check_at_least
@@ -141,7 +141,7 @@ class XNetwork:
         try:
             media = self.api.simple_upload(f"thumbnail.{mime.split('/')[-1]}", file=io.BytesIO(data))
         except (tweepy.TweepyException, requests.RequestException) as exc:
-            return None, f" (image skipped: upload failed: {one_line(self._redact(str(exc)), 80)})"
+            return None, f" (image skipped: upload failed: {reply_line(self._redact(str(exc)), 80)})"
         return [str(media.media_id_string)], ""
 
     def _text(self, exc) -> str:  # noqa: ANN001 - a tweepy.HTTPException
@@ -153,7 +153,7 @@ class XNetwork:
             except ValueError:
                 text = ""
         text = text or exc.response.text or exc.response.reason or ""
-        return one_line(self._redact(text))
+        return reply_line(self._redact(text))
 
     def _redact(self, text: str) -> str:
         return redact(text, self._secrets)
