@@ -1,0 +1,124 @@
+"""The tables of the SQLite store, and the migration that brings an older store up to date.
+
+`Store` runs `migrate(conn)` on every open: CREATE ... IF NOT EXISTS for new stores, ALTER TABLE for
+columns added since a store was created.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS articles (
+    id TEXT PRIMARY KEY,
+    link TEXT NOT NULL,
+    title TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    summary_html TEXT NOT NULL DEFAULT '',
+    published TEXT NOT NULL,          -- ISO 8601, UTC
+    source TEXT NOT NULL DEFAULT '',
+    image TEXT,
+    author TEXT,
+    categories TEXT NOT NULL DEFAULT '[]',
+    content_hash TEXT NOT NULL,
+    first_seen TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS articles_published ON articles(published);
+CREATE UNIQUE INDEX IF NOT EXISTS articles_link ON articles(link);
+
+CREATE TABLE IF NOT EXISTS feed_state (
+    source TEXT PRIMARY KEY,
+    etag TEXT,
+    last_modified TEXT,
+    last_fetch TEXT,
+    last_result TEXT,                 -- one line: "12 new, 3 updated, ..." or the error
+    ok INTEGER NOT NULL DEFAULT 1
+);
+
+CREATE TABLE IF NOT EXISTS editions (
+    campaign TEXT NOT NULL,
+    edition_id TEXT NOT NULL,
+    status TEXT NOT NULL,             -- frozen | skipped
+    reason TEXT,                      -- why it was skipped
+    content_hash TEXT,
+    rendered TEXT,                    -- JSON of the frozen RenderedEdition
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (campaign, edition_id)
+);
+
+CREATE TABLE IF NOT EXISTS subscribers (
+    id INTEGER PRIMARY KEY,
+    email TEXT NOT NULL UNIQUE,       -- normalised: domain lower-cased
+    name TEXT NOT NULL DEFAULT '',
+    locale TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS subscriptions (
+    subscriber_id INTEGER NOT NULL REFERENCES subscribers(id) ON DELETE CASCADE,
+    list TEXT NOT NULL,               -- a campaign's list name or a series name
+    PRIMARY KEY (subscriber_id, list)
+);
+CREATE INDEX IF NOT EXISTS subscriptions_list ON subscriptions(list);
+CREATE TABLE IF NOT EXISTS suppression (
+    email TEXT PRIMARY KEY,
+    reason TEXT NOT NULL,             -- unsubscribed | hard-bounce | complaint | manual
+    detail TEXT,
+    created_at TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS deliveries (
+    edition_key TEXT NOT NULL,        -- "campaign/2026-W47"
+    channel TEXT NOT NULL,            -- "email", "x", "outbox:email", ...
+    target TEXT NOT NULL,             -- email address or "post:N"
+    state TEXT NOT NULL,              -- planned | sending | sent | failed | unknown
+    remote_id TEXT,
+    reply TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    not_before TEXT,                  -- retry after (4xx backoff, 429 reset)
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (edition_key, channel, target)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries(edition_key, channel, state);
+
+CREATE TABLE IF NOT EXISTS runs (
+    edition_key TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    outcome TEXT,                     -- ok | stopped | disabled: why | error: why | crashed: why
+    seconds REAL,                     -- measured on a monotonic clock (right even under --now)
+    summary TEXT,                     -- the channel's report line
+    PRIMARY KEY (edition_key, channel, started_at)
+);
+
+CREATE TABLE IF NOT EXISTS scheduler_state (
+    name TEXT PRIMARY KEY,            -- "last_tick", "last_error", ...
+    value TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS leases (
+    name TEXT PRIMARY KEY,            -- "send:endurance/2026-W47", "scheduler"
+    holder TEXT NOT NULL,             -- "pid 1234 on host"
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    acquired_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+);
+"""
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Create missing tables and indexes, and add columns newer versions introduced."""
+    conn.executescript(SCHEMA)
+    _add_missing_columns(conn, "runs", {"outcome": "TEXT", "seconds": "REAL", "summary": "TEXT"})
+
+
+def _add_missing_columns(conn: sqlite3.Connection, table: str, columns: dict[str, str]) -> None:
+    """Stores created by an older version get the newer columns (all nullable)."""
+    have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+    for name, kind in columns.items():
+        if name not in have:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
