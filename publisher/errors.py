@@ -5,11 +5,13 @@
     ├── FeedError                  exit 3   a source that could not be fetched or yielded no entries
     ├── InputError                 exit 2   a user-supplied file (CSV, ...) that cannot be read at all
     ├── DeliveryError              exit 4   mail server or social API refused or failed; ledger says what is left
+    │   └── DiskFullError          exit 4   the disk of the store or wire journal is full; a send stops cleanly
     ├── LockedError                exit 5   another process holds the edition or the scheduler lease
     └── LintError                  exit 6   `preview --strict` found lint problems
 
 Library exceptions (httpx, smtplib, tweepy, Mastodon.py, atproto, sqlite3) are translated into these
-at the one place each library is called; nothing above that seam sees them.
+at the one place each library is called; nothing above that seam sees them. A full disk (ENOSPC, a
+full SQLite database) becomes DiskFullError wherever it is met.
 """
 
 from __future__ import annotations
@@ -49,3 +51,7 @@ class LockedError(PublisherError):
 
 class LintError(PublisherError):
     exit_code = 6
+
+
+class DiskFullError(DeliveryError):
+    """The disk holding the store or the wire journal is full: nothing more is sent, what is known is recorded."""

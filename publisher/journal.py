@@ -44,10 +44,16 @@ class Journal:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
     def wire(self, target: str) -> None:
-        os.write(self._fd, f"W\t{_clean(target)}\n".encode("utf-8"))
+        self._write(f"W\t{_clean(target)}\n".encode("utf-8"))
 
     def result(self, target: str, outcome: str, remote_id: str | None, reply: str) -> None:
-        os.write(self._fd, f"R\t{_clean(target)}\t{outcome}\t{_clean(remote_id or '')}\t{_clean(reply)}\n".encode("utf-8"))
+        self._write(f"R\t{_clean(target)}\t{outcome}\t{_clean(remote_id or '')}\t{_clean(reply)}\n".encode("utf-8"))
+
+    def _write(self, line: bytes) -> None:
+        try:
+            os.write(self._fd, line)
+        except OSError as exc:  # ENOSPC and friends: say which file
+            raise OSError(exc.errno, exc.strerror, str(self.path)) from None
 
     def read(self, targets: Iterable[str]) -> dict[str, Entry]:
         """The last word on each of `targets` (rows found in `sending`); streamed, holds only those."""

@@ -72,21 +72,6 @@ class Ledger:
                              " AND state='unknown'", (iso(self.clock()), edition_key, channel))
             return cur.rowcount
 
-    def claim(self, edition_key: str, channel: str, limit: int, now: datetime | None = None) -> list[str]:
-        """Move up to `limit` due `planned` rows to `sending` in one transaction; returns their targets."""
-        due = iso(now or self.clock())
-        with self.store.transaction() as db:
-            rows = [r[0] for r in db.execute(
-                "SELECT target FROM deliveries WHERE edition_key=? AND channel=? AND state='planned'"
-                " AND (not_before IS NULL OR not_before <= ?) ORDER BY target LIMIT ?",
-                (edition_key, channel, due, limit))]
-            if rows:
-                stamp = iso(self.clock())
-                db.executemany("UPDATE deliveries SET state='sending', attempts=attempts+1, updated_at=?"
-                               " WHERE edition_key=? AND channel=? AND target=?",
-                               [(stamp, edition_key, channel, t) for t in rows])
-        return rows
-
     def claim_one(self, edition_key: str, channel: str, target: str) -> bool:
         """Move one specific row planned -> sending; False if it is in any other state."""
         with self.store.transaction() as db:
@@ -96,45 +81,49 @@ class Ledger:
             return cur.rowcount == 1
 
     def finish(self, edition_key: str, channel: str,
-               results: Sequence[tuple[str, State, str | None, str | None]]) -> None:
-        """Record outcomes: (target, state, remote_id, reply) for rows this process holds in `sending`."""
-        stamp = iso(self.clock())
-        with self.store.transaction() as db:
-            db.executemany("UPDATE deliveries SET state=?, remote_id=coalesce(?, remote_id), reply=?, updated_at=?"
-                           " WHERE edition_key=? AND channel=? AND target=?",
-                           [(s.value, rid, reply, stamp, edition_key, channel, t) for t, s, rid, reply in results])
+               results: Sequence[tuple[str, State, str | None, str | None]], *, count_attempt: bool = False) -> None:
+        """Record outcomes: (target, state, remote_id, reply) for rows this process holds in `sending`.
 
-    def retry_later(self, edition_key: str, channel: str, targets: Sequence[tuple[str, datetime, str]]) -> None:
-        """Put rows back to `planned` with a not-before time (4xx, 429, connection dropped before acceptance)."""
-        stamp = iso(self.clock())
+        `count_attempt`: the relay answered for these targets, so each used up an attempt (email; a
+        social post counts its attempt when it is claimed)."""
+        stamp, bump = iso(self.clock()), int(count_attempt)
         with self.store.transaction() as db:
-            db.executemany("UPDATE deliveries SET state='planned', not_before=?, reply=?, updated_at=?"
-                           " WHERE edition_key=? AND channel=? AND target=?",
-                           [(iso(when), reply, stamp, edition_key, channel, t) for t, when, reply in targets])
+            db.executemany("UPDATE deliveries SET state=?, remote_id=coalesce(?, remote_id), reply=?, updated_at=?,"
+                           " attempts=attempts+? WHERE edition_key=? AND channel=? AND target=?",
+                           [(s.value, rid, reply, stamp, bump, edition_key, channel, t) for t, s, rid, reply in results])
+
+    def retry_later(self, edition_key: str, channel: str, targets: Sequence[tuple[str, datetime, str]], *,
+                    count_attempt: bool = False) -> None:
+        """Put rows back to `planned` with a not-before time (4xx, 429, connection dropped before acceptance).
+
+        `count_attempt` only when the server answered for the target (a 4xx to RCPT): a refused connection
+        or a 421 says nothing about the recipient and must not use up its attempts."""
+        stamp, bump = iso(self.clock()), int(count_attempt)
+        with self.store.transaction() as db:
+            db.executemany("UPDATE deliveries SET state='planned', not_before=?, reply=?, updated_at=?,"
+                           " attempts=attempts+? WHERE edition_key=? AND channel=? AND target=?",
+                           [(iso(when), reply, stamp, bump, edition_key, channel, t) for t, when, reply in targets])
 
     def claim_range(self, edition_key: str, channel: str, limit: int, after: str, now: datetime) -> list[tuple[str, int]]:
-        """Like `claim`, but the next due `planned` rows after `after` in target order: (target, attempts).
+        """The next due `planned` rows after `after` in target order, moved to `sending`: (target, attempts so far).
 
         Walking the primary key from a cursor keeps every claim cheap on a 100,000-row edition (`claim`
-        sorts all planned rows each time). The unary + keeps SQLite on the primary key.
+        sorts all planned rows each time). The unary + keeps SQLite on the primary key. Claiming counts
+        no attempt: `finish`/`retry_later` count one when the relay answered for the target.
         """
         due = iso(now)
         with self.store.transaction() as db:
-            rows = [(r[0], r[1] + 1) for r in db.execute(
-                "SELECT target, attempts FROM deliveries WHERE edition_key=? AND channel=? AND target > ?"
-                " AND +state='planned' AND (not_before IS NULL OR not_before <= ?) ORDER BY target LIMIT ?",
-                (edition_key, channel, after, due, limit))]
-            if rows:
-                stamp = iso(self.clock())
-                db.executemany("UPDATE deliveries SET state='sending', attempts=attempts+1, updated_at=?"
-                               " WHERE edition_key=? AND channel=? AND target=?",
-                               [(stamp, edition_key, channel, t) for t, _ in rows])
-        return rows
+            rows = db.execute(
+                "UPDATE deliveries SET state='sending', updated_at=? WHERE edition_key=? AND channel=? AND target IN"
+                " (SELECT target FROM deliveries WHERE edition_key=? AND channel=? AND target > ? AND +state='planned'"
+                " AND (not_before IS NULL OR not_before <= ?) ORDER BY target LIMIT ?) RETURNING target, attempts",
+                (iso(self.clock()), edition_key, channel, edition_key, channel, after, due, limit)).fetchall()
+        return sorted((r[0], r[1]) for r in rows)
 
     def release(self, edition_key: str, channel: str, targets: Sequence[str]) -> None:
-        """Rows claimed but never started (stop, login refused) go back to `planned`, attempt not counted."""
+        """Rows claimed but never started (stop, login refused) go back to `planned`, no attempt counted."""
         with self.store.transaction() as db:
-            db.executemany("UPDATE deliveries SET state='planned', attempts=max(attempts-1, 0), updated_at=?"
+            db.executemany("UPDATE deliveries SET state='planned', updated_at=?"
                            " WHERE edition_key=? AND channel=? AND target=? AND state='sending'",
                            [(iso(self.clock()), edition_key, channel, t) for t in targets])
 
@@ -154,7 +143,7 @@ class Ledger:
         replan: list[str] = []
         for t in sending:
             e = entries.get(t)
-            if e is None or e.outcome == "retry":
+            if e is None or e.outcome in ("retry", "defer"):
                 replan.append(t)
             elif e.outcome == "wire":
                 unknown.append(t)
@@ -164,7 +153,7 @@ class Ledger:
                 if state is State.UNKNOWN:
                     unknown.append(t)
                 results.append((t, state, e.remote_id, e.reply))
-        self.finish(edition_key, channel, results)
+        self.finish(edition_key, channel, results, count_attempt=True)
         self.release(edition_key, channel, replan)
         return unknown, len(replan)
 

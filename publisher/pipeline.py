@@ -150,7 +150,7 @@ def dispatch(ctx: Context, campaign: Campaign, rendered: RenderedEdition, channe
             raise DeliveryError(f"campaign {campaign.name} does not use channel {name!r} (it uses {', '.join(campaign.channels)})",
                                 hint=f"add it to channels in {campaign.source}, or drop --channel {name}")
     lease = f"send:{key}"
-    ctx.store.acquire_lease(lease, ctx.clock(), ttl_seconds=600)
+    ctx.store.acquire_lease(lease, ctx.clock())  # held until we return or die, whatever the clocks say
     outbox = ctx.settings.path(ctx.settings.publisher.outbox) if ctx.settings.publisher.delivery == "outbox" else None
     dctx = DispatchContext(settings=ctx.settings, ledger=ctx.ledger(), now=ctx.now, progress=ctx.progress,
                            stop=ctx.stop, outbox=outbox, resend_unknown=resend_unknown)
@@ -182,7 +182,6 @@ def dispatch(ctx: Context, campaign: Campaign, rendered: RenderedEdition, channe
                 outcome = f"error: {exc}"
             finally:
                 ctx.store.finish_run(run, ctx.clock(), time.monotonic() - started, outcome, r.line() if r else "")
-            ctx.store.renew_lease(lease, ctx.clock(), ttl_seconds=600)
     finally:
         ctx.store.release_lease(lease)
     return reports
@@ -251,7 +250,9 @@ def command_send(ctx: Context, args) -> int:
             print(r.line())
         for m in r.messages:
             print(m)
-        trouble |= bool(r.failed or r.unknown or r.pending)
+        if r.error:
+            print(f"publisher: error: {r.error}", file=sys.stderr)
+        trouble |= r.trouble
     if trouble:
         rerun = f"publisher send {' '.join(args.campaigns)}".strip()
         print(f"some deliveries are not done; see 'publisher status' and rerun '{rerun}' (sent items are skipped)")

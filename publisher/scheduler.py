@@ -5,8 +5,8 @@ store says (editions frozen or skipped, ledger rows still open, dispatch runs, t
 `schedule` library only provides the wake-ups of the long-running loop; it never decides what is due,
 so a restart, a sleeping laptop or a DST change cannot make it send twice or in the wrong week.
 
-Only one scheduler runs per store: it holds the "scheduler" lease in SQLite, renewed by a heartbeat
-thread on its own connection. SIGTERM/SIGINT set `ctx.stop`: the channels finish the message or post
+Only one scheduler runs per store: it holds the "scheduler" lease, an OS lock beside the SQLite file
+that lives exactly as long as the process (no heartbeat, no expiry a clock could fake). SIGTERM/SIGINT set `ctx.stop`: the channels finish the message or post
 in flight and leave the rest `planned` (pending), and the process exits 0.
 """
 
@@ -30,8 +30,6 @@ from publisher.store import Store, from_iso, iso
 log = logging.getLogger("publisher")
 
 LEASE = "scheduler"
-LEASE_TTL = 120.0  # seconds; a scheduler on another host is taken over this long after it stopped renewing
-HEARTBEAT = 20.0  # seconds between lease renewals, independent of how long a send takes
 MIN_SLEEP = 0.1  # the loop never spins faster than this, whatever the tick or the clock say
 MAX_BACKOFF = timedelta(hours=1)
 
@@ -231,7 +229,9 @@ class Runner:
             self.emit(r.line())
             for m in r.messages:
                 self.emit(m)
-            if r.failed or r.unknown or r.pending:
+            if r.error:
+                self.emit(f"error: {r.error}")
+            if r.trouble:
                 result.delivery_trouble += 1
         for name in action.channels:
             runs = ctx.store.runs(action.key, name)
@@ -250,45 +250,22 @@ class Runner:
 
 
 @contextmanager
-def scheduler_lease(ctx: Context, ttl: float = LEASE_TTL, every: float = HEARTBEAT) -> Iterator[None]:
-    """Hold the "scheduler" lease while the block runs; a second scheduler gets LockedError (exit 5)."""
+def scheduler_lease(ctx: Context) -> Iterator[None]:
+    """Hold the "scheduler" lease while the block runs; a second scheduler gets LockedError (exit 5).
+
+    The lease is an OS lock held by this process (Store.acquire_lease): it ends when the process ends,
+    killed or not, and no clock, --now included, can make another scheduler take it while we live."""
     try:
-        ctx.store.acquire_lease(LEASE, ctx.clock(), ttl_seconds=ttl)
+        ctx.store.acquire_lease(LEASE, ctx.clock())
     except LockedError:
         row = ctx.store.lease(LEASE)
         holder = f"{row['holder']} since {row['acquired_at']}" if row else "another process"
         raise LockedError(f"another scheduler is running on {ctx.settings.store_path.name}: {holder}",
-                          hint=f"stop it first (e.g. 'systemctl stop publisher'); if it was killed on another host, "
-                               f"its lease expires at {row['expires_at'] if row else 'soon'}") from None
-    done = threading.Event()
-    lost = threading.Event()
-
-    def beat() -> None:
-        store = Store(ctx.settings.store_path)  # its own connection: the main one may be inside a transaction
-        try:
-            while not done.wait(every):
-                try:
-                    store.renew_lease(LEASE, ctx.clock(), ttl_seconds=ttl)
-                    row = store.lease(LEASE)
-                    if row is None or row["pid"] != os.getpid():
-                        log.error("lost the scheduler lease to %s; stopping", row["holder"] if row else "nobody")
-                        lost.set()
-                        ctx.stop.set()
-                        return
-                except Exception as exc:  # noqa: BLE001 - a busy store is retried at the next beat
-                    log.warning("could not renew the scheduler lease: %s", exc)
-        finally:
-            store.close()
-
-    thread = threading.Thread(target=beat, name="publisher-lease", daemon=True)
-    thread.start()
+                          hint="stop it first (e.g. 'systemctl stop publisher'); its lease ends with that process") from None
     try:
         yield
     finally:
-        done.set()
-        thread.join(timeout=5)
-        if not lost.is_set():
-            ctx.store.release_lease(LEASE)
+        ctx.store.release_lease(LEASE)
 
 
 @contextmanager

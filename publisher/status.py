@@ -52,10 +52,8 @@ def scheduler_lines(ctx: Context, now: datetime) -> list[str]:
     lease = store.lease(LEASE)
     tick = last_tick(store)
     last = f"last wake-up {_t(tick)}" if tick else "never woke up on this store"
-    if lease and from_iso(lease["expires_at"]) > now:
+    if lease:  # the store only returns a lease that a live process holds
         lines = [f"scheduler: running, {lease['holder']} since {_t(from_iso(lease['acquired_at']))} ({last})"]
-    elif lease:
-        lines = [f"scheduler: not running (lease of {lease['holder']} expired {_t(from_iso(lease['expires_at']))}; {last})"]
     else:
         lines = [f"scheduler: not running ({last})"]
     error = store.get_state("last_error")

@@ -6,9 +6,11 @@ second process (a send, the scheduler, `publisher serve`) waits briefly instead 
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import json
 import os
+import re
 import socket
 import sqlite3
 import time
@@ -18,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from publisher.errors import ConfigError, LockedError
+from publisher.errors import ConfigError, DiskFullError, LockedError, PublisherError
 from publisher.models import Article
 from publisher.tables import migrate
 
@@ -53,6 +55,7 @@ class Store:
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"store {self.path}: cannot open ({exc})", hint="check [publisher].store in settings.toml") from None
         self.conn.row_factory = sqlite3.Row
+        self._locks: dict[str, int] = {}  # lease name -> the descriptor holding its flock
         self._set_up()
 
     def _set_up(self) -> None:
@@ -83,18 +86,29 @@ class Store:
                                        " aside and rerun 'publisher fetch' to start a new store") from None
 
     def close(self) -> None:
+        for name in list(self._locks):
+            self.release_lease(name)
         self.conn.close()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT; rolled back on any exception."""
-        self.conn.execute("BEGIN IMMEDIATE")
+        """BEGIN IMMEDIATE ... COMMIT; rolled back on any exception. A full disk raises DiskFullError."""
         try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            if "full" in str(exc) or "disk I/O error" in str(exc):  # SQLITE_FULL; SQLITE_IOERR from a failed write
+                raise DiskFullError(f"disk full: cannot write the store {self.path} ({exc})",
+                                    hint="free space on that disk, then rerun the same command") from None
             raise
-        self.conn.execute("COMMIT")
 
     # -- articles -------------------------------------------------------------------------------
 
@@ -187,35 +201,85 @@ class Store:
         return self.conn.execute(q + " ORDER BY campaign, edition_id", args).fetchall()
 
     # -- leases ---------------------------------------------------------------------------------
+    #
+    # A lease is an flock() on a file beside the store, held for as long as the holding process lives:
+    # the kernel drops it when the process exits or is killed, and no clock (an NTP step, a VM resume,
+    # a catch-up run with --now) can make it expire. The `leases` row only says who holds it, for
+    # messages and `publisher status`.
 
-    def acquire_lease(self, name: str, now: datetime, ttl_seconds: float) -> None:
-        """Take the named lease or raise LockedError naming its holder; an expired lease is taken over."""
-        pid, host = os.getpid(), socket.gethostname()
-        holder = f"pid {pid} on {host}"
-        expires = datetime.fromtimestamp(now.timestamp() + ttl_seconds, timezone.utc)
-        with self.transaction() as db:
-            row = db.execute("SELECT * FROM leases WHERE name = ?", (name,)).fetchone()
-            if row and not (row["pid"] == pid and row["host"] == host) and from_iso(row["expires_at"]) > now \
-                    and not _dead_local_process(row["pid"], row["host"], host):
-                raise LockedError(f"{name} is held by {row['holder']} since {row['acquired_at']}",
-                                  hint=f"wait for it to finish, or stop that process; the lease expires at {row['expires_at']}")
-            db.execute("INSERT INTO leases (name, holder, pid, host, acquired_at, expires_at) VALUES (?,?,?,?,?,?)"
-                       " ON CONFLICT(name) DO UPDATE SET holder=excluded.holder, pid=excluded.pid, host=excluded.host,"
-                       " acquired_at=excluded.acquired_at, expires_at=excluded.expires_at",
-                       (name, holder, pid, host, iso(now), iso(expires)))
+    def _lock_file(self, name: str) -> Path:
+        return self.path.parent / f"{self.path.name}.locks" / (re.sub(r"[^A-Za-z0-9._-]", "_", name) + ".lock")
 
-    def renew_lease(self, name: str, now: datetime, ttl_seconds: float) -> None:
-        expires = datetime.fromtimestamp(now.timestamp() + ttl_seconds, timezone.utc)
-        with self.transaction() as db:
-            db.execute("UPDATE leases SET expires_at = ? WHERE name = ? AND pid = ?", (iso(expires), name, os.getpid()))
+    def acquire_lease(self, name: str, now: datetime) -> None:
+        """Take the named lease or raise LockedError naming its holder; a dead holder's lease is free."""
+        path = self._lock_file(name)
+        while True:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as exc:
+                raise ConfigError(f"store {self.path}: cannot create the lock file {path} ({exc.strerror or exc})",
+                                  hint="check the permissions of the store's folder") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                row = self.lease(name)
+                who = f"{row['holder']} since {row['acquired_at']}" if row else "another process"
+                raise LockedError(f"{name} is held by {who}",
+                                  hint="wait for it to finish, or stop that process (its lease ends with it)") from None
+            # the holder we waited for may have removed the file as it let go: lock the file that is there
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        holder = f"pid {os.getpid()} on {socket.gethostname()}"
+        try:
+            with self.transaction() as db:
+                db.execute("INSERT INTO leases (name, holder, pid, host, acquired_at, expires_at) VALUES (?,?,?,?,?,'')"
+                           " ON CONFLICT(name) DO UPDATE SET holder=excluded.holder, pid=excluded.pid, host=excluded.host,"
+                           " acquired_at=excluded.acquired_at, expires_at=''",
+                           (name, holder, os.getpid(), socket.gethostname(), iso(now)))
+        except BaseException:
+            os.close(fd)
+            raise
+        self._locks[name] = fd
 
     def release_lease(self, name: str) -> None:
-        with self.transaction() as db:
-            db.execute("DELETE FROM leases WHERE name = ? AND pid = ? AND host = ?", (name, os.getpid(), socket.gethostname()))
+        fd = self._locks.pop(name, None)
+        if fd is None:
+            return
+        try:
+            with self.transaction() as db:
+                db.execute("DELETE FROM leases WHERE name = ? AND pid = ? AND host = ?", (name, os.getpid(), socket.gethostname()))
+        except PublisherError:
+            pass  # a full disk: the row says who held it last; the lock itself goes with the descriptor
+        finally:
+            try:
+                self._lock_file(name).unlink()  # while still locked: a waiter re-checks which file it locked
+            except OSError:
+                pass
+            os.close(fd)
 
     def lease(self, name: str) -> sqlite3.Row | None:
-        return self.conn.execute("SELECT * FROM leases WHERE name = ?", (name,)).fetchone()
-
+        """Who holds the named lease, or None when nobody does (a row left by a dead holder is not a lease)."""
+        row = self.conn.execute("SELECT * FROM leases WHERE name = ?", (name,)).fetchone()
+        if row is None or name in self._locks:
+            return row
+        try:
+            fd = os.open(self._lock_file(name), os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return row  # held: the row names its holder
+        finally:
+            os.close(fd)  # also drops the shared lock we may just have taken
+        return None
 
     # -- dispatch runs and scheduler state ---------------------------------------------------------
 
@@ -262,6 +326,12 @@ class Store:
             " GROUP BY channel", (iso(now), edition_key)).fetchall()
         return {r[0]: (r[1], r[2] or 0) for r in rows}
 
+    def suppress(self, rows: Iterable[tuple[str, str]], reason: str, now: datetime) -> None:
+        """Add (address, detail) pairs to the suppression list; an address already there keeps its first reason."""
+        with self.transaction() as db:
+            db.executemany("INSERT OR IGNORE INTO suppression (email, reason, detail, created_at) VALUES (?,?,?,?)",
+                           [(email, reason, detail, iso(now)) for email, detail in rows])
+
     def get_state(self, name: str) -> str | None:
         row = self.conn.execute("SELECT value FROM scheduler_state WHERE name = ?", (name,)).fetchone()
         return row[0] if row else None
@@ -279,19 +349,6 @@ def _categories_json(categories: tuple[str, ...]) -> str:
 
 def _like_prefix(campaign: str) -> str:
     return campaign.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
-
-
-def _dead_local_process(pid: int, lease_host: str, this_host: str) -> bool:
-    """A lease left by a killed process on this machine is free at once; elsewhere we wait for expiry."""
-    if lease_host != this_host:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 def _article(r: sqlite3.Row) -> Article:

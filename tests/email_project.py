@@ -73,6 +73,19 @@ def ledger(project) -> dict[str, tuple[str, str | None]]:
         db.close()
 
 
+def attempts(project) -> dict[str, int]:
+    """target -> attempts counted in the ledger (email rows of every edition), read straight from SQLite."""
+    return dict(_query(project, "SELECT target, attempts FROM deliveries WHERE channel='email'"))
+
+
+def _query(project, sql: str, args: tuple = ()) -> list[tuple]:
+    db = sqlite3.connect(store_path(project))
+    try:
+        return db.execute(sql, args).fetchall()
+    finally:
+        db.close()
+
+
 def suppressed(project) -> dict[str, str]:
     """email -> reason of the suppression list, read straight from SQLite."""
     db = sqlite3.connect(store_path(project))

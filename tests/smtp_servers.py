@@ -7,9 +7,10 @@ one address get 421, 450, 451 or 550, or have the connection dropped before or a
               "b@example.org": ["data 550 5.1.1 No such user"],
               "c@example.org": ["drop-rcpt", "ok"], "d@example.org": ["drop-data"]}
 
-Actions: "ok"; "mail|rcpt|data <reply>" answers that step with the reply; "drop-rcpt" closes the
+Actions: "ok"; "rcpt|data <reply>" answers that step with the reply; "drop-rcpt" closes the
 connection at RCPT; "drop-data" reads the whole message and closes without answering (the client
-cannot know if it was accepted; nothing is recorded). A list's last action repeats.
+cannot know if it was accepted; nothing is recorded). A list's last action repeats. The server offers
+PIPELINING unless `pipelining=False`; `srv.handler.mail_reply = "553 ..."` answers every MAIL FROM with it.
 
 TLS and login, for real: `make_certs(folder)` writes a throw-away CA and server certificates (for
 127.0.0.1 and localhost) at test time; `SmtpServer(starttls=certs.server)` requires STARTTLS,
@@ -56,6 +57,9 @@ class _Handler:
     attempts: collections.Counter = field(default_factory=collections.Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
     delay: float = 0.0  # seconds before answering each DATA: a slow server keeps a send running
+    pipelining: bool = True  # offer PIPELINING (RFC 2920) in EHLO, as Postfix, Exim and the ESPs do
+    sessions: int = 0  # SMTP sessions opened (EHLO/HELO seen)
+    mail_reply: str | None = None  # answer every MAIL FROM with this (e.g. "553 5.7.1 Sender address rejected")
 
     def _action(self, rcpt: str, bump: bool) -> str:
         script = self.faults.get(rcpt)
@@ -79,7 +83,17 @@ class _Handler:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        with self.lock:
+            self.sessions += 1
+        if self.pipelining:  # aiosmtpd reads commands one by one, so pipelined input just works
+            responses.insert(1, "250-PIPELINING")
+        return responses
+
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.mail_reply:
+            return self.mail_reply
         envelope.mail_from = address
         return "250 OK"
 
@@ -144,8 +158,8 @@ class SmtpServer:
 
     def __init__(self, faults: dict[str, list[str]] | None = None, delay: float = 0.0, *,
                  starttls: ssl.SSLContext | None = None, smtps: ssl.SSLContext | None = None,
-                 accounts: dict[str, str] | None = None):
-        self.handler = _Handler(faults=dict(faults or {}), delay=delay)
+                 accounts: dict[str, str] | None = None, pipelining: bool = True):
+        self.handler = _Handler(faults=dict(faults or {}), delay=delay, pipelining=pipelining)
         self.auth = _Accounts(accounts or {})
         kwargs: dict = {}
         if starttls is not None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from email_project import ENV, ledger, prepared, send_args, suppressed
 from smtp_servers import SmtpServer
 
@@ -44,7 +46,8 @@ def test_subscriber_of_several_series_gets_one_email_and_suppressed_gets_none(pr
         assert len(counts) == 4
 
 
-def test_faults_retry_fail_suppress_and_unknown(project):
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelining", "one-command-at-a-time"])
+def test_faults_retry_fail_suppress_and_unknown(project, pipelining):
     faults = {
         "lecteur00000@example.org": ["rcpt 450 4.2.1 Mailbox busy", "ok"],
         "lecteur00001@example.org": ["data 451 4.3.0 Local error", "ok"],
@@ -52,10 +55,10 @@ def test_faults_retry_fail_suppress_and_unknown(project):
         "lecteur00003@example.org": ["rcpt 552 5.2.2 Mailbox full"],
         "lecteur00004@example.org": ["drop-rcpt", "ok"],
         "lecteur00005@example.org": ["drop-data"],
-        "lecteur00006@example.org": ["mail 421 4.7.0 Too many connections, try again in 1 seconds", "ok"],
+        "lecteur00006@example.org": ["rcpt 421 4.7.0 Too many connections, try again in 1 seconds", "ok"],
         "lecteur00007@example.org": ["rcpt 553 5.1.3 Bad address syntax"],
     }
-    with SmtpServer(faults) as srv:
+    with SmtpServer(faults, pipelining=pipelining) as srv:
         addrs = prepared(project, srv.port, 20, retry_backoff=0.05, connections=3)
         proc = project.cli(*send_args(), env=ENV)
         assert proc.returncode == 4, proc.stdout + proc.stderr  # failed and unknown rows are trouble

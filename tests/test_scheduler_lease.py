@@ -1,4 +1,5 @@
-"""Only one scheduler per store: real processes race for the SQLite lease; a killed holder is taken over."""
+"""Only one scheduler per store: real processes race for the lease (an OS lock); a killed holder is taken over
+at once, and no clock, however far ahead, takes it from a live one."""
 
 from __future__ import annotations
 
@@ -50,24 +51,31 @@ def test_a_lease_left_by_a_killed_scheduler_is_taken_over(project):
         b.kill()
 
 
-def test_a_lease_from_another_host_is_honoured_until_it_expires(project):
-    project.cli("status", check=True)  # creates the store
-    now = datetime.now(timezone.utc)
+def test_a_clock_ahead_never_takes_a_live_schedulers_lease_and_a_stale_row_blocks_nobody(project):
+    a = Proc(project, "schedule", name="a")
+    try:
+        wait_for(lambda: lease_holder(project) == a.pid, what="the lease", procs=(a,))
+        # a catch-up run 30 minutes, a day or a year ahead: the holder lives, so the lease is its own
+        now = datetime.now(timezone.utc)
+        for ahead in (timedelta(minutes=30), timedelta(days=1), timedelta(days=365)):
+            proc = project.cli("--now", (now + ahead).isoformat(), "run")
+            assert proc.returncode == 5, proc.stdout + proc.stderr
+            assert f"another scheduler is running" in proc.stderr and f"pid {a.pid}" in proc.stderr
+            assert "Traceback" not in proc.stderr
+        assert a.poll() is None and lease_holder(project) == a.pid
+        assert a.terminate() == 0, a.stderr
+    finally:
+        a.kill()
 
-    def hold(expires: datetime) -> None:
-        db = sqlite3.connect(store_path(project))
-        with db:
-            db.execute("INSERT OR REPLACE INTO leases (name, holder, pid, host, acquired_at, expires_at)"
-                       " VALUES ('scheduler', 'pid 4242 on elsewhere', 4242, 'elsewhere', ?, ?)",
-                       ((now - timedelta(hours=1)).isoformat(), expires.isoformat()))
-        db.close()
-
-    hold(now + timedelta(hours=1))
-    proc = project.cli("run")
-    assert proc.returncode == 5
-    assert "another scheduler is running" in proc.stderr and "pid 4242 on elsewhere" in proc.stderr
-    assert "expires at" in proc.stderr
-    hold(now - timedelta(seconds=1))  # it stopped renewing: expired
+    # a row naming a holder that holds nothing (another host's leftovers, a restored backup) is no lease
+    db = sqlite3.connect(store_path(project))
+    with db:
+        db.execute("INSERT OR REPLACE INTO leases (name, holder, pid, host, acquired_at, expires_at)"
+                   " VALUES ('scheduler', 'pid 4242 on elsewhere', 4242, 'elsewhere', ?, ?)",
+                   (now.isoformat(), (now + timedelta(hours=1)).isoformat()))
+    db.close()
+    status = project.cli("status", check=True)
+    assert "scheduler: not running" in status.stdout
     proc = project.cli("run")
     assert proc.returncode != 5, proc.stderr
     assert query(project, "SELECT count(*) FROM leases WHERE name='scheduler'") == [(0,)]  # released after the run

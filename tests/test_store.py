@@ -1,4 +1,4 @@
-"""The SQLite store: articles updated in place, leases that name their holder and expire."""
+"""The SQLite store: articles updated in place, leases that name their holder and live as long as it does."""
 
 from __future__ import annotations
 
@@ -40,25 +40,34 @@ def test_upsert_counts_and_updates_in_place(tmp_path):
     assert got["guid-1"].published == datetime(2026, 11, 20, 9, tzinfo=timezone.utc)
 
 
-def test_lease_names_the_holder_and_is_taken_over_when_dead_or_expired(tmp_path):
-    store = Store(tmp_path / "s.sqlite3")
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+_HOLDER = """
+import sys, time
+from datetime import datetime, timezone
+from publisher.store import Store
+Store(sys.argv[1]).acquire_lease("scheduler", datetime(2026, 11, 22, 10, 0, tzinfo=timezone.utc))
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_live_holder_keeps_its_lease_whatever_the_clock_and_a_killed_one_frees_it_at_once(tmp_path):
+    path = tmp_path / "s.sqlite3"
+    store = Store(path)
+    other = subprocess.Popen([sys.executable, "-c", _HOLDER, str(path)], stdout=subprocess.PIPE, text=True)
     try:
+        assert other.stdout.readline().strip() == "held"
         host = socket.gethostname()
-        store.conn.execute("INSERT INTO leases VALUES (?,?,?,?,?,?)",
-                           ("scheduler", f"pid {other.pid} on {host}", other.pid, host, iso(NOW), iso(NOW + timedelta(minutes=5))))
-        with pytest.raises(LockedError, match=rf"scheduler is held by pid {other.pid} on {host}"):
-            store.acquire_lease("scheduler", NOW, 60)
-        # after its expiry the lease is free even though the holder still runs
-        store.acquire_lease("scheduler", NOW + timedelta(minutes=6), 60)
-        assert store.lease("scheduler")["pid"] == os.getpid()
+        # a clock stepped a day or a year ahead (NTP, VM resume, --now) changes nothing while it lives
+        for now in (NOW, NOW + timedelta(minutes=30), NOW + timedelta(days=365)):
+            with pytest.raises(LockedError, match=rf"scheduler is held by pid {other.pid} on {host} since"):
+                store.acquire_lease("scheduler", now)
+        assert store.lease("scheduler")["pid"] == other.pid
     finally:
-        other.kill()
+        other.kill()  # SIGKILL: no clean-up, its row stays behind
         other.wait()
-    # a lease left by a killed local process is taken over at once
-    store.conn.execute("UPDATE leases SET pid=?, holder=?, expires_at=? WHERE name='scheduler'",
-                       (other.pid, f"pid {other.pid} on {host}", iso(NOW + timedelta(hours=1))))
-    store.acquire_lease("scheduler", NOW, 60)
+    assert store.conn.execute("SELECT pid FROM leases WHERE name='scheduler'").fetchone()[0] == other.pid
+    assert store.lease("scheduler") is None  # a row without a live holder is not a lease
+    store.acquire_lease("scheduler", NOW - timedelta(days=1))  # taken over at once, even with a clock behind
     assert store.lease("scheduler")["pid"] == os.getpid()
     store.release_lease("scheduler")
     assert store.lease("scheduler") is None

@@ -56,6 +56,12 @@ class DispatchReport:
     unknown: int = 0
     pending: int = 0  # left for a later run (stopped, rate limited, daily cap)
     messages: list[str] = field(default_factory=list)  # one line each, for the user
+    error: str | None = None  # what stopped the channel early (a full disk), one line for the user
+
+    @property
+    def trouble(self) -> bool:
+        """Something the user must look at: failed, unknown or pending deliveries, or an error."""
+        return bool(self.failed or self.unknown or self.pending or self.error)
 
     def line(self) -> str:
         parts = [f"{self.sent} sent", f"{self.skipped} already sent"]

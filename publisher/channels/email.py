@@ -15,7 +15,7 @@ A live send, in one process holding the edition's lease:
 
 from __future__ import annotations
 
-import queue
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -27,7 +27,8 @@ from publisher.config import Campaign, EmailSettings, Settings
 from publisher.journal import Journal
 from publisher.message import MessageTemplate, Recipient, build, unsubscribe_link
 from publisher.models import RenderedEdition, State
-from publisher.smtp import Job, Outcome, Pool, Reply, password_for, send_one
+from publisher.errors import DeliveryError, DiskFullError
+from publisher.smtp import DISK_FULL, Job, Outcome, Pool, Reply, password_for, send_one
 from publisher.store import iso
 from publisher.subscribers import normalise_address, plan_recipients
 from publisher.tokens import Signer, signer_from_env
@@ -35,7 +36,6 @@ from publisher.tokens import Signer, signer_from_env
 BATCH = 256  # rows claimed, and outcomes recorded, per transaction
 FLUSH_SECONDS = 0.25
 LISTED = 20  # unknown addresses named in the report before "and N more"
-LEASE_RENEW = 60.0  # seconds between renewals of pipeline.dispatch's 600 s lease on the edition
 
 
 def _slug(text: str) -> str:
@@ -93,6 +93,7 @@ class EmailChannel:
 
     def _close_report(self, key: str, campaign: Campaign, report: DispatchReport) -> DispatchReport:
         counts = self.ctx.ledger.counts(key, self.ledger_channel)
+        report.failed = counts["failed"]  # this run's and earlier ones': a rerun that finds them still says so
         report.unknown = counts["unknown"]
         report.pending = counts["planned"] + counts["sending"]
         if report.unknown:
@@ -133,7 +134,7 @@ class EmailChannel:
                     tmp.write_bytes(data)
                     tmp.replace(path)
                     done.append((target, State.SENT, mid, f"written to {path}"))
-                ctx.ledger.finish(key, ch, done)
+                ctx.ledger.finish(key, ch, done, count_attempt=True)
                 report.sent += len(done)
                 task.advance(len(done))
         if report.sent:
@@ -144,19 +145,37 @@ class EmailChannel:
 
     def _dispatch_live(self, rendered: RenderedEdition, campaign: Campaign, report: DispatchReport) -> DispatchReport:
         ctx, key, ch, smtp = self.ctx, rendered.edition.key, self.ledger_channel, self.settings.smtp
-        journal = Journal(self.settings.store_path.parent / "journal" / f"{_slug(key)}.{_slug(ch)}.log")
+        folder = self.settings.store_path.parent
+        journal = Journal(folder / "journal" / f"{_slug(key)}.{_slug(ch)}.log")
         ed = self._prepare(rendered, campaign, journal, report)
-        journal.open()
-        run = _Run(self, ed, journal, report)
+        reserve = Reserve(folder / "journal" / "reserve")
+        run = _Run(self, ed, journal, report, reserve)
         try:
+            reserve.take()  # before anything goes out: a disk already full stops here, with nothing sent
+            journal.open()
             run.go(ctx.ledger.counts(key, ch)["planned"])
-            if ctx.ledger.counts(key, ch)["sending"] == 0:
-                journal.clear()  # every outcome is in the ledger now
+        except DiskFullError as exc:
+            run.disk_full = run.disk_full or exc
         finally:
             journal.close()
+        if run.disk_full is not None:
+            reserve.release()  # the room to record what is known, at once
+        try:
+            # rows still in `sending` (a disk-full stop): settled now from the journal, as a restart would
+            unknown, _ = ctx.ledger.recover_journal(key, ch, journal)
+            if ctx.ledger.counts(key, ch)["sending"] == 0:
+                journal.clear()  # every outcome is in the ledger now
+        except (DiskFullError, OSError) as exc:
+            run.disk_full = run.disk_full or (exc if isinstance(exc, DiskFullError) else DiskFullError(f"disk full: {exc}"))
+            unknown = []
+        reserve.release()
         counts = ctx.ledger.counts(key, ch)  # report.pending is only filled in by _close_report
         pending = counts["planned"] + counts["sending"]
-        if run.pool_fatal is not None:
+        if run.disk_full is not None:
+            report.error = (f"email {key}: {run.disk_full.message}; {report.sent} sent, {counts['unknown']} unknown, {pending} left for a"
+                            f" later run; free space on the disk of {folder}, then rerun"
+                            f" 'publisher send {campaign.name}' (sent mail is skipped)")
+        elif run.pool_fatal is not None:
             report.messages.append(str(run.pool_fatal))
         elif pending and not ctx.stop.is_set():
             # say why: a refused connection otherwise shows as a bare "14 pending"
@@ -171,20 +190,56 @@ class EmailChannel:
         return self._close_report(key, campaign, report)
 
 
+class Reserve:
+    """Room kept on the store's disk while a send runs, freed when the disk fills so outcomes can be recorded.
+
+    When the disk fills up, the journal's next line or the ledger's next commit fails; the messages on
+    the wire still get their answers, and recording them needs a little room: this file gives it back."""
+
+    SIZE = 4 << 20
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def take(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, self.SIZE)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            self.release()
+            if exc.errno in DISK_FULL:
+                raise DiskFullError(f"disk full: cannot keep {self.SIZE >> 20} MB free beside the store"
+                                    f" ({self.path}: {exc.strerror}); nothing was sent") from None
+            raise DeliveryError(f"email: cannot write beside the store ({self.path}: {exc.strerror or exc})",
+                                hint="check the permissions of the store's folder, then rerun the same command") from None
+
+    def release(self) -> None:
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
 class _Run:
     """One live send: the claim/submit/record loop of the main thread."""
 
-    def __init__(self, channel: EmailChannel, ed: _Edition, journal: Journal, report: DispatchReport):
-        self.c, self.ed, self.journal, self.report = channel, ed, journal, report
+    def __init__(self, channel: EmailChannel, ed: _Edition, journal: Journal, report: DispatchReport, reserve: Reserve):
+        self.c, self.ed, self.journal, self.report, self.reserve = channel, ed, journal, report, reserve
         self.ctx, self.ledger, self.key, self.ch = channel.ctx, channel.ctx.ledger, ed.key, channel.ledger_channel
         self.smtp = channel.settings.smtp
         self.t0 = time.monotonic()
         self.finished: list[tuple[str, State, str | None, str | None]] = []
-        self.retries: list[tuple[str, datetime, str]] = []
+        self.retries: list[tuple[str, datetime, str]] = []  # counted: the relay answered 4xx for the recipient
+        self.deferred: list[tuple[str, datetime, str]] = []  # not counted: nothing was said about the recipient
         self.released: list[str] = []
         self.bounced: list[tuple[str, str]] = []
         self.last_flush = time.monotonic()
-        self.pool_fatal = None
+        self.pool_fatal: DeliveryError | None = None
+        self.disk_full: DiskFullError | None = None
         self.last_retry: str | None = None  # the last 4xx or connection failure, for the report
         self.task = None
 
@@ -201,21 +256,20 @@ class _Run:
         with ctx.progress.task(f"email {self.key}", total=total) as self.task:
             pool.start()
             try:
-                renewed = time.monotonic()
                 while True:
-                    if time.monotonic() - renewed > LEASE_RENEW:  # a 100,000-recipient send outlasts the lease
-                        self.ledger.store.renew_lease(f"send:{self.key}", self.ledger.clock(), ttl_seconds=600)
-                        renewed = time.monotonic()
                     in_flight -= self._collect(pool, wait=in_flight >= 2 * BATCH)
-                    if ctx.stop.is_set() or pool.fatal is not None:
+                    if ctx.stop.is_set() or pool.fatal is not None or self.disk_full is not None:
+                        break
+                    if in_flight and self._unreachable(pool):
+                        pool.give_up()
+                        self.last_retry = pool.last_trouble
                         break
                     if in_flight < BATCH:
                         rows = self.ledger.claim_range(self.key, self.ch, BATCH, cursor, self.now())
                         if rows:
                             cursor = rows[-1][0]
                             names = self.c._names([t for t, _ in rows])
-                            for target, attempts in rows:
-                                pool.submit(Job(target, names.get(target, ""), attempts))
+                            pool.submit([Job(target, names.get(target, ""), attempts) for target, attempts in rows])
                             in_flight += len(rows)
                             continue
                         if cursor:  # end of the pass: start over for retries that came due
@@ -232,29 +286,44 @@ class _Run:
                     if delay > self.smtp.retry_wait:
                         break
                     ctx.stop.wait(min(max(delay, 0.01), 1.0))
+            except DiskFullError as exc:  # a claim could not be written: stop, and record what is known
+                self.disk_full = self.disk_full or exc
             finally:
-                pool.close()  # workers finish the message they hold; queued jobs come back unstarted
-                while True:
-                    got = self._collect(pool, wait=False)
-                    if not got:
-                        break
+                left = pool.close()  # workers finish the message they hold; queued jobs come back unstarted
+                self._collect(pool, wait=False)
+                if pool.fatal is None and not ctx.stop.is_set() and self.disk_full is None:
+                    # given up on a relay that cannot be reached: they wait in the ledger, no attempt counted
+                    until = self.now() + timedelta(seconds=max(self.smtp.retry_backoff, 1.0))
+                    why = pool.last_trouble or "no connection to the SMTP server"
+                    self.deferred += [(j.target, until, why) for j in left]
+                else:
+                    self.released += [j.target for j in left]
+                if isinstance(pool.fatal, DiskFullError):
+                    self.disk_full = self.disk_full or pool.fatal
+                if self.disk_full is not None:
+                    self.reserve.release()  # the room to record what the relay answered
                 self._flush()
-        self.pool_fatal = pool.fatal
+        if not isinstance(pool.fatal, DiskFullError):
+            self.pool_fatal = pool.fatal
+
+    def _unreachable(self, pool: Pool) -> bool:
+        """No connection is open, the last ones failed, and nothing has moved for [smtp].retry_wait seconds."""
+        return pool.ready == 0 and pool.failed_opens > 0 and time.monotonic() - pool.last_progress >= self.smtp.retry_wait
 
     def _build(self, job: Job) -> tuple[bytes, str]:
         return self.ed.message(job.target, job.name)
 
     def _collect(self, pool: Pool, wait: bool) -> int:
+        if wait and not pool.results:
+            pool.result_ready.wait(0.05)
+        pool.result_ready.clear()
         n = 0
-        try:
-            item = pool.results.get(timeout=0.05) if wait else pool.results.get_nowait()
-            while True:
+        while pool.results:
+            for item in pool.results.popleft():
                 self._record(*item)
                 n += 1
-                item = pool.results.get_nowait()
-        except queue.Empty:
-            pass
-        if len(self.finished) + len(self.retries) >= BATCH or time.monotonic() - self.last_flush >= FLUSH_SECONDS:
+        if len(self.finished) + len(self.retries) + len(self.deferred) >= BATCH \
+                or time.monotonic() - self.last_flush >= FLUSH_SECONDS:
             self._flush()
         return n
 
@@ -262,15 +331,21 @@ class _Run:
         if reply is None:
             self.released.append(job.target)
             return
+        if reply.outcome is Outcome.DEFER:  # deferred too often this run: the ledger waits, no attempt counted
+            self.last_retry = reply.line()
+            wait = max(self.smtp.retry_backoff, reply.wait or 0.0)
+            self.deferred.append((job.target, self.now() + timedelta(seconds=wait), reply.line()))
+            return
         if reply.outcome is Outcome.RETRY:
             self.last_retry = reply.line()
-            if job.attempts >= self.smtp.max_attempts:
-                self.finished.append((job.target, State.FAILED, None, f"gave up after {job.attempts} attempts: {reply.line()}"))
+            attempts = job.attempts + 1
+            if attempts >= self.smtp.max_attempts:
+                self.finished.append((job.target, State.FAILED, None, f"gave up after {attempts} attempts: {reply.line()}"))
                 self.report.failed += 1
                 self.task.advance()
             else:
-                backoff = min(self.smtp.retry_backoff * 2 ** (job.attempts - 1), 3600.0)
-                self.retries.append((job.target, self.now() + timedelta(seconds=max(backoff, reply.wait or 0.0)), reply.line()))
+                backoff = min(self.smtp.retry_backoff * 2 ** (attempts - 1), 3600.0)
+                self.retries.append((job.target, self.now() + timedelta(seconds=backoff), reply.line()))
             return
         state = {Outcome.SENT: State.SENT, Outcome.FAILED: State.FAILED, Outcome.UNKNOWN: State.UNKNOWN}[reply.outcome]
         self.finished.append((job.target, state, mid or None, reply.line()))
@@ -283,18 +358,29 @@ class _Run:
         self.task.advance()
 
     def _flush(self) -> None:
+        try:
+            self._write()
+        except DiskFullError as exc:  # the ledger's disk: free the reserve and record what we know
+            self.disk_full = self.disk_full or exc
+            self.reserve.release()
+            self._write()
+
+    def _write(self) -> None:
         if self.finished:
-            self.ledger.finish(self.key, self.ch, self.finished)
+            self.ledger.finish(self.key, self.ch, self.finished, count_attempt=True)
+            self.finished = []
         if self.retries:
-            self.ledger.retry_later(self.key, self.ch, self.retries)
+            self.ledger.retry_later(self.key, self.ch, self.retries, count_attempt=True)
+            self.retries = []
+        if self.deferred:
+            self.ledger.retry_later(self.key, self.ch, self.deferred)
+            self.deferred = []
         if self.released:
             self.ledger.release(self.key, self.ch, self.released)
+            self.released = []
         if self.bounced:
-            stamp = iso(self.ledger.clock())
-            with self.ledger.store.transaction() as db:
-                db.executemany("INSERT OR IGNORE INTO suppression (email, reason, detail, created_at) VALUES (?,?,?,?)",
-                               [(t, "hard-bounce", why, stamp) for t, why in self.bounced])
-        self.finished, self.retries, self.released, self.bounced = [], [], [], []
+            self.ledger.store.suppress(self.bounced, "hard-bounce", self.ledger.clock())
+            self.bounced = []
         self.last_flush = time.monotonic()
 
 
