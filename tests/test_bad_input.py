@@ -16,24 +16,10 @@ from aiosmtpd.smtp import AuthResult
 
 from email_project import ENV, NOW, prepared, send_args
 from smtp_servers import _Controller
+from user_errors import edit, error_line
 from publisher.smtp_security import scrub
 
 FEED = "samples/feeds/endurance-info-2026-w46-w47.xml"
-
-
-def error_line(proc) -> str:
-    """The one `publisher: error:` line of a failed command (and never a traceback)."""
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("publisher: error: ")]
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
-
-
-def edit(path, pattern: str, replacement: str) -> None:
-    text = path.read_text(encoding="utf-8")
-    new, n = re.subn(pattern, replacement, text, count=1, flags=re.M)
-    assert n == 1, pattern
-    path.write_text(new, encoding="utf-8")
 
 
 # -- settings.toml: values a type cannot rule out -------------------------------------------------------
