@@ -152,9 +152,13 @@ class ScheduleSettings:
 class WebSettings:
     host: str = "127.0.0.1"
     port: int = 8025
+    timeout: float = 10.0  # seconds for a whole request to arrive; slower clients are dropped
+    workers: int = 32  # connections served at once; more wait in the listen backlog
 
     def _check(self, where: str) -> None:
         check_port(self.port, f"{where}.port", zero_ok=True)
+        check_range(self, where, 0.1, 300, "timeout", meaning=" (seconds)")
+        check_range(self, where, 1, 256, "workers", meaning=" (threads)")
 
 
 @dataclass(frozen=True)
