@@ -19,8 +19,8 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from publisher.errors import ConfigError
-from publisher.schema import (DOMAIN, check_address, check_at_least, check_port, check_timezone, check_url,
-                              parse_duration, read_table, read_toml)
+from publisher.schema import (DOMAIN, check_address, check_at_least, check_host, check_port, check_range,
+                              check_readable_file, check_timezone, check_url, parse_duration, read_table, read_toml)
 
 
 def secret(name: str) -> str | None:
@@ -91,6 +91,9 @@ class EmailSettings:
             raise ConfigError(f"{where}.list_id_domain must be a domain name like 'example.org', not {self.list_id_domain!r}")
 
 
+MAX_SMTP_CONNECTIONS = 100
+
+
 @dataclass(frozen=True)
 class SmtpSettings:
     host: str = "localhost"
@@ -110,8 +113,14 @@ class SmtpSettings:
     helo_name: str | None = None  # the name we give in EHLO; None: this machine's fully qualified name
 
     def _check(self, where: str) -> None:
+        check_host(self.host, f"{where}.host")
+        if self.helo_name is not None:  # sent as the EHLO argument: a space or line break breaks the session
+            check_host(self.helo_name, f"{where}.helo_name", address_literal=True)
         check_port(self.port, f"{where}.port")
-        check_at_least(self, where, 1, "connections", "max_attempts")
+        # 0 would start no connection and wait forever; hundreds are a typo a relay reads as an attack
+        # (Postfix lets one client open 50 at a time) and cost a thread and a socket each
+        check_range(self, where, 1, MAX_SMTP_CONNECTIONS, "connections", meaning=" (parallel SMTP connections)")
+        check_at_least(self, where, 1, "max_attempts")
         check_at_least(self, where, 0, "rate_per_second", "rate_per_hour", meaning=" (0 = no limit)")
         check_at_least(self, where, 0, "retry_backoff", "retry_wait", meaning=" (seconds)")
         check_at_least(self, where, 0.1, "timeout", meaning=" (seconds)")
@@ -143,9 +152,13 @@ class ScheduleSettings:
 class WebSettings:
     host: str = "127.0.0.1"
     port: int = 8025
+    timeout: float = 10.0  # seconds for a whole request to arrive; slower clients are dropped
+    workers: int = 32  # connections served at once; more wait in the listen backlog
 
     def _check(self, where: str) -> None:
         check_port(self.port, f"{where}.port", zero_ok=True)
+        check_range(self, where, 0.1, 300, "timeout", meaning=" (seconds)")
+        check_range(self, where, 1, 256, "workers", meaning=" (threads)")
 
 
 @dataclass(frozen=True)
@@ -219,7 +232,10 @@ def load_settings(path: str | Path = "settings.toml") -> Settings:
         channels.setdefault(name, read_table(registry.get(name).settings_cls, {}, f"{shown}: [{name}]"))
     root = path.resolve().parent
     if "smtp" in values and values["smtp"].ca_file:  # resolved here: the SMTP code only sees [smtp]
-        values["smtp"] = dataclasses.replace(values["smtp"], ca_file=str(root / Path(values["smtp"].ca_file).expanduser()))
+        ca_file = root / Path(values["smtp"].ca_file).expanduser()
+        check_readable_file(ca_file, f"{shown}: [smtp].ca_file", hint=f"relative paths start from the folder of {shown};"
+                            " point it at the relay's CA certificate (PEM), or remove the key to use the system trust store")
+        values["smtp"] = dataclasses.replace(values["smtp"], ca_file=str(ca_file))
     return Settings(root=root, source=shown, channels=channels, **values)
 
 
@@ -247,6 +263,8 @@ class SocialSettings:
     daily_cap: int = 0  # posts per account per day, 0 = no cap
 
     def _check(self, where: str) -> None:
+        if self.web_version_url is not None:  # unchecked, a typo would silently send the lead article's link
+            check_url(self.web_version_url, f"{where}.web_version_url", "https://example.org/newsletter/{campaign}/{edition}")
         parse_duration(self.spacing, f"{where}.spacing")
         check_at_least(self, where, 0, "thread_top")
         check_at_least(self, where, 0, "daily_cap", meaning=" (0 = no cap)")

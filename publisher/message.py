@@ -3,7 +3,7 @@
 Rebuilding an EmailMessage per recipient costs 10-100x more than the send itself, so `build()` makes
 the finished bytes once (headers, multipart/alternative, quoted-printable bodies) with slots where
 the personal parts go, and `MessageTemplate.personalise()` joins those bytes with each recipient's
-values. Three details keep that safe:
+values. Four details keep that safe:
 
 - Quoted-printable could cut a `%%TOKEN%%` across a soft line break, so every slot is put on a line
   of its own (soft breaks around it) and its value is QP-encoded by itself, in the same way.
@@ -11,16 +11,20 @@ values. Three details keep that safe:
   the wire as they are.
 - Header values never come from a feed without `one_line` (no CR/LF can add a header), personal
   header values are checked for CR/LF, and `List-Unsubscribe-Post` is written by hand on one line.
+- A subscriber's name in To is shown exactly as typed: a name that looks like an encoded word
+  (`=?utf-8?q?Admin?=`) is itself encoded, so no decoder turns it into other text or an address.
 """
 
 from __future__ import annotations
 
+import base64
 import binascii
 import hashlib
 import html
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from email.charset import Charset
 from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
 
@@ -95,22 +99,99 @@ class MessageTemplate:
 
 def _encode_slot(slot: _Slot, r: Recipient) -> bytes:
     if slot.field == "to":
-        raw = formataddr((_header_safe(r.name), r.email), charset="utf-8")
-    elif slot.field == "message_id":
-        raw = r.message_id
+        _no_line_break(r.email, "email")
+        return mailbox(r.name, r.email).encode("ascii")  # folded by us; an address that is not ASCII is a bug
+    if slot.field == "name":
+        raw = one_line(r.name)[:MAX_NAME]  # the same text the To header shows
     else:
-        raw = getattr(r, slot.field)
-    if _CRLF.search(raw):
-        raise ValueError(f"personal value for {slot.field} contains a line break")
+        raw = _no_line_break(r.message_id if slot.field == "message_id" else getattr(r, slot.field), slot.field)
     if slot.encoding == "header":
-        return raw.encode("ascii")  # formataddr and our URLs are ASCII; a non-ASCII value here is a bug
+        return raw.encode("ascii")  # our URLs and ids are ASCII; a non-ASCII value here is a bug
     if slot.encoding == "qp-html":
         raw = html.escape(raw, quote=True)
     return _qp_value(raw)
 
 
-def _header_safe(text: str) -> str:
-    return one_line(text)[:100]
+def _no_line_break(value: str, field: str) -> str:
+    if _CRLF.search(value):
+        raise ValueError(f"personal value for {field} contains a line break")
+    return value
+
+
+MAX_NAME = 200  # as many characters as `subscribers import` keeps
+_UTF8 = Charset("utf-8")
+_PLAIN_WORD = re.compile(r"[A-Za-z0-9!#$%&'*+/^_`{|}~-]+")  # atext without "=" and "?": never part of "=?"
+_LONGEST_WORD = 600  # UTF-8 bytes in one encoded word: 812 characters, a header line stays under 998
+
+
+def mailbox(name: str, address: str) -> str:
+    """`Name <address>` for the To header, where a decoder shows exactly the name the subscriber typed.
+
+    A plain ASCII name is written as it is, in quotes when it holds specials (`,` `<` `"` ...), as
+    formataddr does. A name that is not ASCII, or that holds `=?` anywhere, is RFC 2047-encoded:
+    otherwise `=?utf-8?q?Admin?=` would be shown as "Admin" (decoders read encoded words even inside
+    quotes), and `=?utf-8?q?=3Cceo=40evil=2Eexample=3E?=` as an address. A short name is one encoded
+    word; a long one is a phrase of plain words and encoded words, folded between them (see `_phrase`).
+    """
+    name = one_line(name)[:MAX_NAME]
+    if not name:
+        return address
+    if name.isascii() and "=?" not in name:
+        return formataddr((name, address))
+    word = _UTF8.header_encode(name)  # q or b, whichever is shorter
+    if len(word) <= 75:  # RFC 2047's longest encoded word
+        return f"{word} <{address}>"
+    return _fold([*_phrase(name), f"<{address}>"], used=len("To: "))
+
+
+def _phrase(name: str) -> list[str]:
+    """The words of a long display name: plain words as they are, each run of other words as one encoded word.
+
+    Decoders disagree on the space between two encoded words: RFC 2047 drops it, Python's parser keeps it.
+    Next to a plain word every decoder keeps it, so a run of words that need encoding is never split
+    into several encoded words (even past 75 characters, which decoders accept), except a run longer
+    than _LONGEST_WORD bytes, which is split where RFC 2047 decoders read it exactly.
+    """
+    pieces: list[str] = []
+    run: list[str] = []
+    for word in [*name.split(" "), None]:
+        if word is not None and not _PLAIN_WORD.fullmatch(word):
+            run.append(word)
+            continue
+        if run:
+            text = " ".join(run)
+            pieces += ([_UTF8.header_encode(text)] if len(text.encode("utf-8")) <= _LONGEST_WORD else _b_words(text))
+            run = []
+        if word is not None:
+            pieces.append(word)
+    return pieces
+
+
+def _b_words(text: str) -> list[str]:
+    """`text` as base64 encoded words of at most _LONGEST_WORD bytes each, never splitting a character."""
+    chunks, chunk, size = [], "", 0
+    for ch in text:
+        n = len(ch.encode("utf-8"))
+        if size + n > _LONGEST_WORD:
+            chunks.append(chunk)
+            chunk, size = "", 0
+        chunk += ch
+        size += n
+    chunks.append(chunk)
+    return [f"=?utf-8?b?{base64.b64encode(c.encode('utf-8')).decode('ascii')}?=" for c in chunks]
+
+
+def _fold(pieces: list[str], used: int) -> str:
+    """`pieces` joined by spaces, folded before a piece that would take a line past 78 characters."""
+    out, width = "", used
+    for piece in pieces:
+        if out:
+            fold = width + 1 + len(piece) > 78
+            out += "\r\n " if fold else " "
+            width = 1 if fold else width + 1
+        out += piece
+        width += len(piece)
+    return out
 
 
 def _qp(data: bytes) -> bytes:

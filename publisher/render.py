@@ -12,6 +12,12 @@ campaign's subject/preheader strings are plain text (escaping `&` in a text part
 every feed string reaching them is made one line. `StrictUndefined` everywhere: a typo in a template
 is an error, not an empty string.
 
+Every template (files and the campaign's subject/preheader strings) runs in Jinja's immutable sandbox:
+a campaign file or a template override is text anyone with access to the folder may edit, and without
+the sandbox `{{ cycler.__init__.__globals__.os.environ }}` would put the SMTP password in a subject.
+An attribute starting with `_`, Python internals (frames, code, `mro`) and calls that change a list or
+dict given to the template are refused with a `SecurityError`, which becomes one error line.
+
 premailer inlines the CSS once per edition. Rules it cannot inline (`@media`) stay in a <style> block
 with their `!important`, and it never fetches remote CSS (`allow_network=False`).
 """
@@ -29,6 +35,7 @@ from typing import Iterator
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import jinja2
+import jinja2.sandbox
 from babel.dates import format_date
 
 from publisher.config import Campaign, Settings
@@ -59,6 +66,18 @@ def template_folders(settings: Settings, campaign: Campaign | None = None) -> li
     return folders
 
 
+class _Sandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox, refusing at once rather than handing back an undefined value.
+
+    Jinja returns an undefined for an unsafe attribute, so `{{ x.__class__ | default("") }}` or an
+    `is defined` test would pass quietly; here any attempt stops the render with its reason.
+    """
+
+    def unsafe_undefined(self, obj: object, attribute: str) -> jinja2.Undefined:
+        owner = f"class {obj.__name__!r}" if isinstance(obj, type) else f"a {type(obj).__name__!r} object"
+        raise jinja2.sandbox.SecurityError(f"access to attribute {attribute!r} of {owner}")
+
+
 def make_environment(folders: list[Path]) -> jinja2.Environment:
     """A Jinja environment over the given layers plus the `default:` prefix for the stock layer.
 
@@ -75,7 +94,7 @@ def _environment(folders: tuple[str, ...]) -> jinja2.Environment:
         jinja2.FileSystemLoader(list(folders)),
         jinja2.PrefixLoader({"default": stock}, delimiter=":"),
     ])
-    env = jinja2.Environment(
+    env = _Sandbox(
         loader=loader,
         # HTML is escaped; text templates and subject strings are not (they are not HTML).
         autoescape=jinja2.select_autoescape(enabled_extensions=("html", "htm", "xml"),
@@ -324,6 +343,9 @@ def _template_line(exc: Exception, name: str) -> str:
 
 def _describe(exc: Exception) -> str:
     text = one_line(str(exc))
+    if isinstance(exc, jinja2.sandbox.SecurityError):
+        return (f"refused by the template sandbox: {text.rstrip('.')} (templates cannot reach attributes"
+                f" starting with '_', Python internals or the environment)")
     if isinstance(exc, jinja2.TemplateError):
         return text or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -8,6 +8,7 @@ integer, not 'abc'`); a dataclass may add its own `_check(where)` and `_toml_nam
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 import tomllib
 import types
@@ -156,12 +157,39 @@ def check_address(value: str, where: str) -> None:
                           hint=_FIX)
 
 
-def check_url(value: str, where: str) -> None:
-    """An absolute http(s) URL with a host and no spaces."""
+def check_url(value: str, where: str, example: str = "https://example.org/...") -> None:
+    """An absolute http(s) URL with a host and no spaces ("mastodon.social" alone is not one)."""
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in value):
-        raise ConfigError(f"{where} must be an http(s) URL like 'https://example.org/...', not {value!r}",
-                          hint=_FIX)
+        raise ConfigError(f"{where} must be an http(s) URL like {example!r}, not {value!r}", hint=_FIX)
+
+
+_HOST_NAME = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?$")
+
+
+def check_host(value: str, where: str, *, address_literal: bool = False) -> None:
+    """A host name or an IP address, without scheme, port, path or spaces (each has its own key).
+
+    `address_literal` also accepts RFC 5321's bracketed forms, "[192.0.2.1]" and "[IPv6:2001:db8::1]", as an
+    EHLO name may be."""
+    bare = value[1:-1].removeprefix("IPv6:") if address_literal and value.startswith("[") and value.endswith("]") else value
+    try:
+        ipaddress.ip_address(bare)
+        return
+    except ValueError:
+        pass
+    if bare != value or len(value) > 253 or not _HOST_NAME.match(value):
+        raise ConfigError(f"{where} must be a host name or IP address like 'smtp.example.org' (no scheme, port or path),"
+                          f" not {value!r}", hint=_FIX)
+
+
+def check_readable_file(path: Path, where: str, hint: str) -> None:
+    """`path` (already resolved, and named so in the message) is a file this process can read."""
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{where} {path} cannot be read ({exc.strerror or exc})", hint=hint) from None
 
 
 def check_timezone(name: str, where: str) -> ZoneInfo:
@@ -191,13 +219,19 @@ def read_toml(path: Path, shown: str) -> dict[str, Any]:
 def check_at_least(obj: Any, where: str, minimum: float, *names: str, meaning: str = "") -> None:
     """Fail with `where.name must be at least N` when a numeric field is below `minimum`.
 
-    Types are checked by read_table; this is for values a type cannot rule out (`connections = 0`
-    would start no SMTP connection and wait forever, `timeout = 0` fails every request)."""
+    Types are checked by read_table; this is for values a type cannot rule out (`timeout = 0` fails
+    every request)."""
+    check_range(obj, where, minimum, None, *names, meaning=meaning)
+
+
+def check_range(obj: Any, where: str, low: float, high: float | None, *names: str, meaning: str = "") -> None:
+    """Fail with `where.name must be from LOW to HIGH` (or `at least LOW` when `high` is None)."""
     for name in names:
         value = getattr(obj, name)
-        if value is not None and value < minimum:
-            raise ConfigError(f"{_key_where(where, name)} must be at least {minimum:g}{meaning}, not {value!r}",
-                              hint=_FIX)
+        if value is None or (value >= low and (high is None or value <= high)):
+            continue
+        bound = f"at least {low:g}" if high is None else f"from {low:g} to {high:g}"
+        raise ConfigError(f"{_key_where(where, name)} must be {bound}{meaning}, not {value!r}", hint=_FIX)
 
 
 def check_port(value: int, where: str, *, zero_ok: bool = False) -> None:

@@ -9,16 +9,24 @@
 The path is the one of [email].unsubscribe_url; a reverse proxy forwards the public https URL to this
 server. Every token that does not verify (forged, altered, another subscriber's, garbage, missing)
 gets the very same 400 response, so the endpoint says nothing about why.
+
+The server faces the internet, so nobody can make it hold more than it chose to: `[web].workers`
+threads each serve one connection at a time (more connections wait in the listen backlog, not in new
+threads), each request must arrive whole within `[web].timeout` seconds of the connection (a client that
+sends nothing, or trickles a byte at a time, is dropped), and a POST body over MAX_BODY bytes gets 413.
 """
 
 from __future__ import annotations
 
 import html
+import io
 import logging
+import re
 import signal
 import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 from publisher.config import Settings
@@ -29,7 +37,8 @@ from publisher.subscribers import lists_of, set_lists, suppress, suppression_rea
 from publisher.tokens import Signer, signer_from_env
 
 log = logging.getLogger("publisher")
-MAX_BODY = 16_384
+MAX_BODY = 16_384  # a one-click body is 26 bytes, a preferences form a few hundred
+_TOKEN_IN_LOG = re.compile(r"([?&]t=)[^&\s'\"]*")
 
 _PAGE = """<!doctype html>
 <html lang="fr"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -64,13 +73,39 @@ class App:
         return list(out.items())
 
 
+class _DeadlineReader(io.RawIOBase):
+    """A connection's bytes, each read given only the time left until one deadline for the whole request.
+
+    A socket timeout alone is per read: a client sending a byte every few seconds would keep a worker
+    for ever."""
+
+    def __init__(self, sock: socket.socket, deadline: float):
+        self.sock, self.deadline = sock, deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # noqa: ANN001 - a writable buffer
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request did not arrive in time")  # http.server drops the connection
+        self.sock.settimeout(left)
+        return self.sock.recv_into(buffer)
+
+
 class Handler(BaseHTTPRequestHandler):
     server_version = "publisher"
     sys_version = ""
     app: App  # set on the subclass made by make_server
+    timeout: float  # [web].timeout, set on the same subclass
 
-    def log_message(self, fmt, *args) -> None:  # the query holds tokens: log the path only
-        log.debug("serve: %s %s", self.command, urlsplit(self.path).path)
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()  # the plain makefile() reader: ours reads the same socket against the deadline
+        self.rfile = io.BufferedReader(_DeadlineReader(self.connection, time.monotonic() + self.timeout))
+
+    def log_message(self, fmt, *args) -> None:  # the query holds tokens: never log one
+        log.debug("serve: %s", _TOKEN_IN_LOG.sub(r"\1...", fmt % args))
 
     # -- responses -------------------------------------------------------------------------------
 
@@ -84,6 +119,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("X-Robots-Tag", "noindex")
         self.send_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
         self.end_headers()
+        self.connection.settimeout(self.timeout)  # reads may have left only a sliver of the request's time
         if self.command != "HEAD":
             self.wfile.write(data)
 
@@ -107,12 +143,15 @@ class Handler(BaseHTTPRequestHandler):
     def _prefs_path(self) -> str:
         return f"{self.app.path.rstrip('/')}/preferences"
 
-    def _body(self) -> dict[str, list[str]]:
+    def _length(self) -> int:
         try:
-            n = int(self.headers.get("Content-Length") or 0)
+            return max(0, int(self.headers.get("Content-Length") or 0))
         except ValueError:
-            n = 0
-        raw = self.rfile.read(min(max(n, 0), MAX_BODY)) if n > 0 else b""
+            return 0
+
+    def _body(self) -> dict[str, list[str]]:
+        n = self._length()
+        raw = self.rfile.read(n) if n else b""
         return parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
 
     # -- methods ---------------------------------------------------------------------------------
@@ -150,6 +189,10 @@ class Handler(BaseHTTPRequestHandler):
         if route is None:
             self._send(404, "Page introuvable", "<p>Cette page n'existe pas.</p>")
             return
+        if self._length() > MAX_BODY:  # answered before reading it; the connection is closed after
+            self.close_connection = True
+            self._send(413, "Requête trop grande", "<p>Ce formulaire est trop long.</p>")
+            return
         form = self._body()
         address, token = self._token_address()
         if address is None:
@@ -157,8 +200,9 @@ class Handler(BaseHTTPRequestHandler):
             return
         if route == "preferences":
             keep = form.get("list", [])
+            choosable = [n for n, _ in self.app.choosable()]  # reads the campaign files: not under the store's lock
             with self.app.lock:
-                set_lists(self.app.store, address, keep, [n for n, _ in self.app.choosable()], self.app.clock())
+                set_lists(self.app.store, address, keep, choosable, self.app.clock())
             log.info("serve: preferences saved for %s (%d lists)", address, len(keep))
             self._preferences_page(address, token, saved=True)
             return
@@ -182,13 +226,68 @@ class Handler(BaseHTTPRequestHandler):
                    + f'<form method="post" action="{self._prefs_path()}?t={q}">{boxes}<p><button type="submit">Enregistrer</button></p></form>')
 
 
-def make_server(settings: Settings, store: Store, signer: Signer, host: str, port: int, clock) -> ThreadingHTTPServer:
+class PooledHTTPServer(HTTPServer):
+    """`workers` threads, each accepting and serving one connection at a time, for as long as it runs.
+
+    Unlike ThreadingHTTPServer (a new thread per connection, without limit), a flood of connections
+    costs nothing but places in the kernel's listen backlog; the read deadline frees every worker in
+    bounded time, so a legitimate request waits at most about `timeout` per wave of slow clients.
+    """
+
+    request_queue_size = 128  # the listen backlog (capped by net.core.somaxconn)
+    poll_interval = 0.5  # how often idle workers look for a shutdown (serve_forever's argument)
+
+    def __init__(self, address: tuple[str, int], handler: type[Handler], workers: int):
+        self.workers = workers
+        self._stopping = threading.Event()
+        super().__init__(address, handler)
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """Start the workers and wait for shutdown() or Ctrl-C; return when every worker has finished."""
+        self.poll_interval = poll_interval
+        self.socket.settimeout(poll_interval)  # accepted sockets are blocking again, with the handler's timeout
+        threads = [threading.Thread(target=self._work, name=f"serve-{i}", daemon=True) for i in range(self.workers)]
+        for t in threads:
+            t.start()
+        try:
+            while not self._stopping.wait(poll_interval):
+                pass
+        finally:
+            self._stopping.set()
+            for t in threads:
+                t.join()
+
+    def shutdown(self) -> None:
+        self._stopping.set()
+
+    def _work(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                request, address = self.socket.accept()
+            except TimeoutError:
+                continue
+            except OSError as exc:  # e.g. out of file descriptors: wait rather than spin
+                if not self._stopping.is_set():
+                    log.warning("serve: cannot accept a connection (%s)", exc.strerror or exc)
+                    self._stopping.wait(self.poll_interval)
+                continue
+            try:
+                self.finish_request(request, address)
+            except Exception:
+                self.handle_error(request, address)
+            finally:
+                self.shutdown_request(request)
+
+    def handle_error(self, request, client_address) -> None:  # noqa: ANN001 - socketserver's signature
+        """A request that failed (a client that went away, ...) is one log line, not a traceback on stderr."""
+        log.warning("serve: a request from %s failed", client_address[0], exc_info=log.isEnabledFor(logging.DEBUG))
+
+
+def make_server(settings: Settings, store: Store, signer: Signer, host: str, port: int, clock) -> PooledHTTPServer:
     """The HTTP server, bound (port 0 picks a free port); call serve_forever()."""
     app = App(settings, store, signer, clock)
-    handler = type("BoundHandler", (Handler,), {"app": app})
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
-    return server
+    handler = type("BoundHandler", (Handler,), {"app": app, "timeout": settings.web.timeout})
+    return PooledHTTPServer((host, port), handler, settings.web.workers)
 
 
 def command_serve(ctx, args) -> int:

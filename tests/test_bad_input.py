@@ -16,39 +16,39 @@ from aiosmtpd.smtp import AuthResult
 
 from email_project import ENV, NOW, prepared, send_args
 from smtp_servers import _Controller
+from user_errors import edit, error_line
 from publisher.smtp_security import scrub
 
 FEED = "samples/feeds/endurance-info-2026-w46-w47.xml"
-
-
-def error_line(proc) -> str:
-    """The one `publisher: error:` line of a failed command (and never a traceback)."""
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("publisher: error: ")]
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
-
-
-def edit(path, pattern: str, replacement: str) -> None:
-    text = path.read_text(encoding="utf-8")
-    new, n = re.subn(pattern, replacement, text, count=1, flags=re.M)
-    assert n == 1, pattern
-    path.write_text(new, encoding="utf-8")
 
 
 # -- settings.toml: values a type cannot rule out -------------------------------------------------------
 
 
 @pytest.mark.parametrize(("pattern", "replacement", "expected"), [
-    (r"^connections = 4$", "connections = 0", "[smtp].connections must be at least 1, not 0"),
+    (r"^connections = 4$", "connections = 0", "[smtp].connections must be from 1 to 100 (parallel SMTP connections), not 0"),
+    (r"^connections = 4$", "connections = 101", "[smtp].connections must be from 1 to 100 (parallel SMTP connections), not 101"),
+    (r"^connections = 4$", "connections = 4\nmax_attempts = 0", "[smtp].max_attempts must be at least 1, not 0"),
     (r"^connections = 4$", "connections = 4\nrate_per_second = -5", "[smtp].rate_per_second must be at least 0 (0 = no limit), not -5.0"),
     (r"^connections = 4$", "connections = 4\ntimeout = 0", "[smtp].timeout must be at least 0.1 (seconds), not 0.0"),
     (r"^port = 587$", "port = 70000", "[smtp].port must be a port number from 1 to 65535, not 70000"),
     (r"^max_bytes = .*$", "max_bytes = 0", "[feeds].max_bytes must be at least 1024"),
     (r"^timeout = 20$", "timeout = -1", "[feeds].timeout must be at least 0.1 (seconds), not -1.0"),
     (r"^port = 8025$", "port = -1", "[web].port must be a port number from 0 to 65535, not -1"),
+    (r"^port = 8025$", "port = 8025\ntimeout = 0", "[web].timeout must be from 0.1 to 300 (seconds), not 0.0"),
+    (r"^port = 8025$", "port = 8025\nworkers = 10000", "[web].workers must be from 1 to 256 (threads), not 10000"),
     (r'^tick = .*$', 'tick = "0s"', "[schedule].tick must be longer than 0s, not '0s'"),
     (r"\Z", "\n[mastodon]\ntimeout = 0\n", "[mastodon].timeout must be at least 0.1 (seconds), not 0.0"),
+    # a URL without its scheme, a host with one: refused when read, not at the first post or message
+    (r"\Z", '\n[mastodon]\ninstance_url = "mastodon.social"\n',
+     "[mastodon].instance_url must be an http(s) URL like 'https://piaille.fr', not 'mastodon.social'"),
+    (r"\Z", '\n[x]\napi_url = "api.twitter.com"\n', "[x].api_url must be an http(s) URL like 'https://api.twitter.com'"),
+    (r"\Z", '\n[x]\nupload_url = "ftp://upload.twitter.com"\n', "[x].upload_url must be an http(s) URL"),
+    (r"\Z", '\n[bluesky]\nservice_url = "bsky.social"\n', "[bluesky].service_url must be an http(s) URL like 'https://bsky.social'"),
+    (r'^host = "localhost"$', 'host = "smtp://mail.example.org"',
+     "[smtp].host must be a host name or IP address like 'smtp.example.org' (no scheme, port or path), not 'smtp://mail.example.org'"),
+    (r'^host = "localhost"$', 'host = "mail.example.org:2525"', "[smtp].host must be a host name or IP address"),
+    (r"^connections = 4$", r'connections = 4\nhelo_name = "news.example.org\\r\\nRSET"', "[smtp].helo_name must be a host name or IP address"),
 ])
 def test_out_of_range_setting_names_file_and_key(project, pattern, replacement, expected):
     edit(project.settings, pattern, replacement)
@@ -57,6 +57,29 @@ def test_out_of_range_setting_names_file_and_key(project, pattern, replacement, 
     line = error_line(proc)
     assert f"settings.toml: {expected}" in line
     assert "rerun the same command" in line or "[schedule]" in expected
+
+
+@pytest.mark.parametrize(("host", "helo_name"), [("mail.example.org", "news.example.org"), ("localhost", "localhost"),
+                                               ("127.0.0.1", "[192.0.2.1]"), ("::1", "[IPv6:2001:db8::1]"),
+                                               ("relay_1.internal", "mx1")])
+def test_host_names_and_addresses_are_accepted(project, host, helo_name):
+    edit(project.settings, r'^host = "localhost"$', f'host = "{host}"')
+    edit(project.settings, r"^connections = 4$", f'connections = 100\nhelo_name = "{helo_name}"')
+    proc = project.cli("status")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_missing_ca_file_names_the_resolved_path(project, tmp_path):
+    edit(project.settings, r"^connections = 4$", 'connections = 4\nca_file = "certs/relay-ca.pem"')
+    proc = project.cli("status", env={"HOME": str(tmp_path)})
+    assert proc.returncode == 2
+    line = error_line(proc)
+    assert (f"settings.toml: [smtp].ca_file {project.root / 'certs' / 'relay-ca.pem'} cannot be read (No such file or directory);"
+            f" relative paths start from the folder of {project.settings}") in line
+    (project.root / "certs" / "relay-ca.pem").mkdir(parents=True)  # a folder where the file should be
+    assert f"{project.root / 'certs' / 'relay-ca.pem'} cannot be read (Is a directory)" in error_line(project.cli("status"))
+    edit(project.settings, r"^ca_file = .*$", 'ca_file = "~/ca.pem"')  # `~` is the user's home, as in a shell
+    assert f"[smtp].ca_file {tmp_path / 'ca.pem'} cannot be read" in error_line(project.cli("status", env={"HOME": str(tmp_path)}))
 
 
 def test_settings_not_utf8_and_settings_folder(project):
@@ -111,6 +134,8 @@ def test_missing_campaigns_folder_is_an_error_not_nothing_due(project):
     (r"^max_articles = 12$", "max_articles = 0", "max_articles must be at least 1 and at least min_articles (2), not 0"),
     (r"^thread_top = 3$", "thread_top = -2", "social.thread_top must be at least 0, not -2"),
     (r"^title = ", 'templates = "does/not/exist"\ntitle = ', "templates: folder 'does/not/exist' not found"),
+    (r"^thread_top = 3$", 'thread_top = 3\nweb_version_url = "www.endurance-info.com/newsletter/{campaign}"',
+     "social.web_version_url must be an http(s) URL like 'https://example.org/newsletter/{campaign}/{edition}'"),
 ])
 def test_bad_campaign_value(project, pattern, replacement, expected):
     edit(project.root / "campaigns" / "endurance.toml", pattern, replacement)

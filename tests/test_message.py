@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 from email import policy
+from email.header import decode_header, make_header
 from email.parser import BytesParser
 
 import pytest
@@ -107,3 +108,91 @@ def test_copies_differ_only_in_personal_parts(setup):
     b = t.personalise(Recipient("b@example.org", "B", "https://e.example/unsub?t=zzz", "m9@x")).split(b"\r\n")
     differing = {i for i, (x, y) in enumerate(zip(a, b)) if x != y}
     assert len(a) == len(b) and 0 < len(differing) <= 12
+
+
+# -- display names a subscriber typed: shown as typed, never decoded as markup, never another address ----------
+
+HOSTILE_NAMES = [
+    "=?utf-8?q?Admin?=",
+    "=?UTF-8?B?QWRtaW4=?=",
+    "=?utf-8?q?Admin?= <boss@evil.example>",
+    "Support =?utf-8?q?=3Cceo=40evil=2Eexample=3E=2C_x=40evil=2Eexample?=",
+    "Zoé =?iso-8859-1?q?=E9?= Ünïcode",
+    "x=?y?z?=",
+    'Jean "JJ" Dupont',
+    "Dupont, Jean",
+    "Jean <jean@evil.example>, other@evil.example",
+    "back\\slash \"quote\" (comment) ; colon: [x]",
+    "Jean\r\nBcc: victim@example.com",
+    "Léa\rTo: second@evil.example\nX: y",
+    "Élodie d'Ornano",
+    "山田太郎 🏎️ " * 14,
+    "é" * 150 + " =?utf-8?q?x?=",
+    "A" * 120 + ', "b@evil.example" <c@evil.example>',
+    "Ἀλέξανδρος, Ελλάδα\u2028Bcc: z@evil.example",
+]
+
+
+def _expected(name: str) -> str:
+    from publisher.sanitize import one_line
+
+    return one_line(name)[:200]  # what the import keeps: one line, at most 200 characters
+
+
+def _check_to(msg, address: str, name: str) -> None:
+    to = msg["To"]
+    assert len(msg.get_all("To")) == 1 and msg["Bcc"] is None and msg["X"] is None
+    assert not to.defects, to.defects
+    assert [a.addr_spec for a in to.addresses] == [address]
+    assert to.addresses[0].display_name == _expected(name)
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES, ids=range(len(HOSTILE_NAMES)))
+def test_to_header_shows_the_name_as_typed(setup, name):
+    settings, campaign, rendered = setup
+    raw = build(rendered, campaign, settings, NOW).personalise(Recipient("a@example.org", name, "https://e.example/u", "m@x"))
+    head = raw.split(b"\r\n\r\n")[0].decode("ascii")
+    assert all(len(line) <= 998 for line in head.split("\r\n"))
+    _check_to(_parse(raw), "a@example.org", name)
+    # RFC 2047 decoders (which drop the space between two encoded words, unlike Python's parser) agree
+    value = re.search(r"\r\nTo: (.*?)\r\n(?! )", head, re.S).group(1).replace("\r\n", "")
+    phrase = value.removesuffix("<a@example.org>").rstrip()
+    if "=?" in phrase and not phrase.startswith('"'):
+        assert str(make_header(decode_header(phrase))) == _expected(name)
+
+
+def test_hostile_names_arrive_as_typed_through_a_real_relay(project):
+    """The whole path: CSV import, `publisher send`, aiosmtpd, the stdlib parser on what the relay received."""
+    import csv
+
+    from email_project import ENV, prepared, send_args
+    from smtp_servers import SmtpServer
+
+    people = {f"nom{i:02d}@example.org": name for i, name in enumerate(HOSTILE_NAMES)}
+    with SmtpServer() as srv:
+        prepared(project, srv.port, 1)
+        with (project.root / "names.csv").open("w", encoding="utf-8", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["email", "name", "series"])
+            writer.writerows([address, name, "wec"] for address, name in people.items())
+        project.cli("subscribers", "import", "names.csv", check=True)
+        proc = project.cli(*send_args(), env=ENV)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    received = {r.rcpt: r for r in srv.received}
+    assert set(people) <= set(received)
+    for address, name in people.items():
+        _check_to(received[address].message(), address, name)
+
+
+def test_a_name_too_long_for_one_encoded_word_keeps_lines_short_and_one_address(setup):
+    """200 four-byte characters with no space: the one case split into two encoded words mid-run."""
+    settings, campaign, rendered = setup
+    name = "🏎" * 200
+    raw = build(rendered, campaign, settings, NOW).personalise(Recipient("a@example.org", name, "https://e.example/u", "m@x"))
+    head = raw.split(b"\r\n\r\n")[0].decode("ascii")
+    assert max(len(line) for line in head.split("\r\n")) <= 998
+    to = _parse(raw)["To"]
+    assert [a.addr_spec for a in to.addresses] == ["a@example.org"] and not to.defects
+    assert to.addresses[0].display_name.replace(" ", "") == name  # Python's parser adds a space between the words
+    value = re.search(r"\r\nTo: (.*?)\r\n(?! )", head, re.S).group(1).replace("\r\n", "")
+    assert str(make_header(decode_header(value.removesuffix("<a@example.org>").rstrip()))) == name  # RFC 2047: exact

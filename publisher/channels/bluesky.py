@@ -23,7 +23,7 @@ from publisher.channels.transport import fetch_image, httpx_not_sent, redact, re
 from publisher.config import parse_duration, secret
 from publisher.errors import DeliveryError
 from publisher.models import Delivery, Post
-from publisher.schema import check_at_least
+from publisher.schema import check_at_least, check_url
 
 if TYPE_CHECKING:
     from atproto import models
@@ -47,6 +47,7 @@ class BlueskySettings:
     max_wait: str = "5m"  # longest 429/spacing wait inside one run (under the 10-min send lease); longer: pending
 
     def _check(self, where: str) -> None:
+        check_url(self.service_url, f"{where}.service_url", "https://bsky.social")
         parse_duration(self.max_wait, f"{where}.max_wait")
         check_at_least(self, where, 0.1, "timeout", meaning=" (seconds)")
 

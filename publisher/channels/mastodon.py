@@ -18,7 +18,7 @@ from publisher.channels.social import Outcome, PostKey, SocialChannel, Thread, o
 from publisher.channels.transport import fetch_image, redact, reply_line, requests_not_sent, reset_time
 from publisher.config import parse_duration, secret
 from publisher.models import Delivery, Post
-from publisher.schema import check_at_least
+from publisher.schema import check_at_least, check_url
 
 if TYPE_CHECKING:
     from publisher.config import Campaign
@@ -40,6 +40,8 @@ class MastodonSettings:
     max_wait: str = "5m"  # longest 429/spacing wait inside one run (under the 10-min send lease); longer: pending
 
     def _check(self, where: str) -> None:
+        if self.instance_url:  # "mastodon.social" alone is not a URL; say so here, not at the first post
+            check_url(self.instance_url, f"{where}.instance_url", "https://piaille.fr")
         parse_duration(self.max_wait, f"{where}.max_wait")
         check_at_least(self, where, 0.1, "timeout", meaning=" (seconds)")
         if self.max_characters < 0:

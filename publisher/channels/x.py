@@ -23,7 +23,7 @@ from publisher.channels.social import Outcome, PostKey, SocialChannel, Thread, o
 from publisher.channels.transport import fetch_image, redact, reply_line, requests_not_sent, reset_time
 from publisher.config import parse_duration, secret
 from publisher.models import Delivery, Post
-from publisher.schema import check_at_least
+from publisher.schema import check_at_least, check_url
 
 CREDENTIALS = ("PUBLISHER_X_CONSUMER_KEY", "PUBLISHER_X_CONSUMER_SECRET",
                "PUBLISHER_X_ACCESS_TOKEN", "PUBLISHER_X_ACCESS_TOKEN_SECRET")
@@ -40,6 +40,8 @@ class XSettings:
     max_wait: str = "5m"  # longest 429/spacing wait inside one run (under the 10-min send lease); longer: pending
 
     def _check(self, where: str) -> None:
+        check_url(self.api_url, f"{where}.api_url", "https://api.twitter.com")
+        check_url(self.upload_url, f"{where}.upload_url", "https://upload.twitter.com")
         parse_duration(self.max_wait, f"{where}.max_wait")
         check_at_least(self, where, 0.1, "timeout", meaning=" (seconds)")
 
