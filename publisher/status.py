@@ -145,7 +145,7 @@ def channel_lines(ctx: Context, c: Campaign, edition_id: str, name: str) -> list
              f" failed {counts['failed']}, unknown {counts['unknown']}{took}"]
     failures = ledger.failures(key, ledger_names, REASON_LIMIT, LIST_LIMIT)
     for reply, n, targets in failures:
-        lines.append(f"      failed ({n}): {_one_line(reply or 'no reason recorded')}: {_cap(targets, n)}")
+        lines.append(f"      failed ({n}): {_one_line('no reason recorded' if reply is None else reply)}: {_cap(targets, n)}")
     other = counts["failed"] - sum(n for _, n, _ in failures)
     if other:
         lines.append(f"      failed ({other}): other reasons, less frequent than these {REASON_LIMIT}")

@@ -73,18 +73,22 @@ def test_status_queries_of_a_large_edition_read_index_ranges(tmp_path):
                                  for i, t in enumerate(targets[:190])])
     ledger.recover(key, "email")  # 10 rows left in sending become unknown
     ledger.retry_later(key, "email", [(t, NOW + timedelta(hours=1), "451 later") for t in targets[200:230]])
+    assert ledger.claim_one(key, "outbox:email", targets[0])
+    ledger.finish(key, "outbox:email", [(targets[0], State.FAILED, None, None)])  # no reply recorded
 
     with captured(store.conn) as statements:
         counts = ledger.counts(key)
         failures = ledger.failures(key, ["email", "outbox:email"], 2, 3)
+        no_reply = ledger.failures(key, ["outbox:email"], 5, 3)
         unknown = ledger.first_targets(key, ["email", "outbox:email"], State.UNKNOWN, 4)
         open_rows = store.open_deliveries(key, NOW)
         channels = store.delivery_channels(key)
-    assert counts == {"planned": 105, "sending": 0, "sent": 171, "failed": 19, "unknown": 10}
+    assert counts == {"planned": 104, "sending": 0, "sent": 171, "failed": 20, "unknown": 10}
     assert failures == [("550 reason 0", 7, ["r00000@example.org", "r00030@example.org", "r00060@example.org"]),
                         ("550 reason 1", 6, ["r00010@example.org", "r00040@example.org", "r00070@example.org"])]
+    assert no_reply == [(None, 1, ["r00000@example.org"])]
     assert unknown == ["r00190@example.org", "r00191@example.org", "r00192@example.org", "r00193@example.org"]
-    assert open_rows == {"email": (100, 70), "outbox:email": (5, 5)}
+    assert open_rows == {"email": (100, 70), "outbox:email": (4, 4)}
     assert channels == ["email", "outbox:email"]
 
     steps = deliveries_steps(store.conn, statements)
