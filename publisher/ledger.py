@@ -19,6 +19,11 @@ if TYPE_CHECKING:
 
 Clock = Callable[[], datetime]
 
+_ANY = object()  # first_targets: any reply
+# one row: the count of each state, each a range of the deliveries_state index
+_COUNTS = "SELECT " + ", ".join(f"(SELECT count(*) FROM deliveries WHERE edition_key=?1 AND channel=?2 AND state='{s.value}')"
+                                for s in State)
+
 
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
@@ -179,20 +184,44 @@ class Ledger:
         return [_delivery(r) for r in self.db.execute(q + " ORDER BY channel, target", args)]
 
     def counts(self, edition_key: str, channel: str | None = None) -> dict[str, int]:
-        q, args = "SELECT state, count(*) FROM deliveries WHERE edition_key=?", [edition_key]
-        if channel:
-            q += " AND channel=?"
-            args.append(channel)
+        """Rows per state of one edition, on one channel or all: a count of an index range per state."""
         out = {s.value: 0 for s in State}
-        for state, n in self.db.execute(q + " GROUP BY state", args):
-            out[state] = n
+        for ch in [channel] if channel else self.store.delivery_channels(edition_key):
+            for s, n in zip(State, self.db.execute(_COUNTS, (edition_key, ch)).fetchone()):
+                out[s.value] += n
         return out
+
+    def failures(self, edition_key: str, channels: Sequence[str], limit: int,
+                 targets: int) -> list[tuple[str | None, int, list[str]]]:
+        """The `limit` most frequent failure replies over these channels, most rows first:
+        (reply, rows, the first `targets` addresses). Read from the deliveries_failed index alone."""
+        if not channels:
+            return []
+        one = "SELECT reply, count(*) AS n FROM deliveries WHERE edition_key=? AND channel=? AND state='failed' GROUP BY reply"
+        rows = self.db.execute(f"SELECT reply, sum(n) FROM ({' UNION ALL '.join([one] * len(channels))})"
+                               " GROUP BY reply ORDER BY 2 DESC, 1 LIMIT ?",
+                               (*[a for ch in channels for a in (edition_key, ch)], limit)).fetchall()
+        return [(reply, n, self.first_targets(edition_key, channels, State.FAILED, targets, reply=reply)) for reply, n in rows]
+
+    def first_targets(self, edition_key: str, channels: Sequence[str], state: State, limit: int,
+                      *, reply: str | None | object = _ANY) -> list[str]:
+        """The first `limit` targets in address order of rows in `state` (and with this reply) over these channels."""
+        q, extra = "SELECT target FROM deliveries WHERE edition_key=? AND channel=? AND state=?", ()
+        if reply is not _ANY:
+            q, extra = q + " AND reply IS ?", (reply,)
+        found: list[str] = []
+        for ch in channels:
+            found += [r[0] for r in self.db.execute(q + " ORDER BY target LIMIT ?", (edition_key, ch, state.value, *extra, limit))]
+        return sorted(found)[:limit]
 
     def not_before(self, edition_key: str, channel: str, target: str) -> datetime | None:
         """The earliest time one row may be tried again, if one was set (429 reset, spacing, daily cap)."""
         r = self.db.execute("SELECT not_before FROM deliveries WHERE edition_key=? AND channel=? AND target=?",
                             (edition_key, channel, target)).fetchone()
         return from_iso(r[0]) if r and r[0] else None
+
+    # last_sent_at and sent_times read the deliveries_sent index (channel, 'sent', updated_at): a few steps
+    # whatever the ledger's history, where the table itself holds millions of old email rows.
 
     def sent_times(self, channel: str, since: datetime) -> list[datetime]:
         """When rows of `channel` (any edition) were sent, at or after `since`, oldest first (daily caps)."""

@@ -14,12 +14,14 @@ from zoneinfo import ZoneInfo
 
 from publisher.config import Campaign, load_campaigns
 from publisher.editions import next_fetch, next_slot, parse_edition_id
+from publisher.models import State
 from publisher.pipeline import Context
 from publisher.scheduler import LEASE, decide, last_fetch, last_tick
 from publisher.store import from_iso
 
 UTC = timezone.utc
 LIST_LIMIT = 10  # addresses listed per reason before "and N more"
+REASON_LIMIT = 10  # failure reasons listed, most frequent first; the rest are counted on one line
 
 
 def command_status(ctx: Context, args) -> int:
@@ -121,32 +123,33 @@ def campaign_lines(ctx: Context, c: Campaign, now: datetime, actions, edition: s
 
 
 def channel_lines(ctx: Context, c: Campaign, edition_id: str, name: str) -> list[str]:
-    """One channel's ledger counts for one edition, the failures by reason, the unknown rows, the duration."""
+    """One channel's ledger counts for one edition, the failures by reason, the unknown rows, the duration.
+
+    Every figure comes from an index (see publisher/tables.py) and every list is cut short, so a
+    million-row edition is reported as fast as a small one.
+    """
     key = f"{c.name}/{edition_id}"
-    db = ctx.store.conn
+    ledger = ctx.ledger()
     # ledger rows may be kept under "outbox:email" while the campaign names "email"
-    ledger_names = [r[0] for r in db.execute("SELECT DISTINCT channel FROM deliveries WHERE edition_key = ?", (key,))
-                    if r[0] == name or r[0].endswith(":" + name)]
+    ledger_names = [ch for ch in ctx.store.delivery_channels(key) if ch == name or ch.endswith(":" + name)]
     counts = {"planned": 0, "sending": 0, "sent": 0, "failed": 0, "unknown": 0}
     for ln in ledger_names:
-        for state, n in db.execute("SELECT state, count(*) FROM deliveries WHERE edition_key=? AND channel=?"
-                                   " GROUP BY state", (key, ln)):
-            counts[state] = counts.get(state, 0) + n
+        for state, n in ledger.counts(key, ln).items():
+            counts[state] += n
     runs = ctx.store.runs(key, name)
     took = _duration(runs)
     shown = f"{name} ({', '.join(ledger_names)})" if ledger_names and ledger_names != [name] else name
     lines = [f"    {shown} {edition_id}: sent {counts['sent']}, pending {counts['planned'] + counts['sending']},"
              f" failed {counts['failed']}, unknown {counts['unknown']}{took}"]
-    marks = ",".join("?" * len(ledger_names)) or "NULL"
-    for reply, n, targets in db.execute(
-            f"SELECT coalesce(reply, 'no reason recorded'), count(*), group_concat(target, ', ') FROM"
-            f" (SELECT reply, target FROM deliveries WHERE edition_key=? AND channel IN ({marks}) AND state='failed'"
-            f" ORDER BY target) GROUP BY 1 ORDER BY 2 DESC", (key, *ledger_names)):
-        lines.append(f"      failed ({n}): {_one_line(reply)}: {_cap(targets.split(', '))}")
-    unknown = [r[0] for r in db.execute(f"SELECT target FROM deliveries WHERE edition_key=? AND channel IN ({marks})"
-                                        f" AND state='unknown' ORDER BY target", (key, *ledger_names))]
-    if unknown:
-        lines.append(f"      unknown ({len(unknown)}): {_cap(unknown)}; resend only with"
+    failures = ledger.failures(key, ledger_names, REASON_LIMIT, LIST_LIMIT)
+    for reply, n, targets in failures:
+        lines.append(f"      failed ({n}): {_one_line('no reason recorded' if reply is None else reply)}: {_cap(targets, n)}")
+    other = counts["failed"] - sum(n for _, n, _ in failures)
+    if other:
+        lines.append(f"      failed ({other}): other reasons, less frequent than these {REASON_LIMIT}")
+    if counts["unknown"]:
+        unknown = ledger.first_targets(key, ledger_names, State.UNKNOWN, LIST_LIMIT)
+        lines.append(f"      unknown ({counts['unknown']}): {_cap(unknown, counts['unknown'])}; resend only with"
                      f" 'publisher send {c.name} --edition {edition_id} --channel {name} --resend-unknown'")
     if runs and runs[-1]["outcome"] and runs[-1]["outcome"] not in ("ok", "stopped"):
         lines.append(f"      last run: {_one_line(runs[-1]['outcome'])}")
@@ -194,6 +197,6 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())[:200]
 
 
-def _cap(items: list[str]) -> str:
-    shown = ", ".join(items[:LIST_LIMIT])
-    return shown + (f" and {len(items) - LIST_LIMIT} more" if len(items) > LIST_LIMIT else "")
+def _cap(first: list[str], total: int) -> str:
+    """The first addresses of a list of `total`, and how many more."""
+    return ", ".join(first) + (f" and {total - len(first)} more" if total > len(first) else "")

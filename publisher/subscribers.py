@@ -8,7 +8,9 @@ over everything: no send plans a suppressed address, and an import never takes o
 from __future__ import annotations
 
 import csv
-import io
+import functools
+import itertools
+import json
 import re
 import sys
 from dataclasses import dataclass, field
@@ -17,8 +19,10 @@ from pathlib import Path
 from typing import Iterable, Iterator, TextIO
 
 from publisher.errors import ConfigError, InputError
+from publisher.progress import Progress
 from publisher.sanitize import one_line
 from publisher.store import Store, iso
+from publisher.subscriber_file import records, sniff
 
 SUPPRESSION_REASONS = ("unsubscribed", "hard-bounce", "complaint", "manual")
 
@@ -26,6 +30,8 @@ SUPPRESSION_REASONS = ("unsubscribed", "hard-bounce", "complaint", "manual")
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LOCAL = re.compile(rf"^{_ATEXT}(?:\.{_ATEXT})*$")
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_SPACE = re.compile(r"\s")  # the same characters as str.isspace
+_LIST_SEPARATORS = re.compile(r"[;|,\s]+")
 
 
 def normalise_address(text: str) -> str:
@@ -37,7 +43,7 @@ def normalise_address(text: str) -> str:
     addr = text.strip().strip("<>").strip()
     if not addr:
         raise ValueError("empty address")
-    if any(c.isspace() for c in addr):
+    if _SPACE.search(addr):
         raise ValueError(f"{addr!r} contains spaces")
     if addr.count("@") != 1:
         raise ValueError(f"{addr!r} is not an address (needs exactly one @)")
@@ -48,13 +54,8 @@ def normalise_address(text: str) -> str:
         raise ValueError(f"{addr!r}: the part before the @ has characters or dots that are not allowed")
     if not domain:
         raise ValueError(f"{addr!r} has nothing after the @")
-    domain = domain.rstrip(".")
-    try:
-        domain = domain.encode("idna").decode("ascii").lower()
-    except UnicodeError:
-        raise ValueError(f"{addr!r}: the domain is not valid") from None
-    labels = domain.split(".")
-    if len(labels) < 2 or not all(_LABEL.match(lab) for lab in labels) or labels[-1].isdigit():
+    domain = _ascii_domain(domain)
+    if domain is None:
         raise ValueError(f"{addr!r}: the domain is not valid")
     result = f"{local.lower()}@{domain}"
     if len(result) > 254 or len(local) > 64:
@@ -62,10 +63,24 @@ def normalise_address(text: str) -> str:
     return result
 
 
+@functools.lru_cache(maxsize=4096)  # an import of a million rows has a few hundred domains
+def _ascii_domain(domain: str) -> str | None:
+    """`Exämple.FR.` -> `xn--exmple-cua.fr`; None if it is not a valid domain."""
+    try:
+        domain = domain.rstrip(".").encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        return None
+    labels = domain.split(".")
+    if len(labels) < 2 or not all(_LABEL.match(lab) for lab in labels) or labels[-1].isdigit():
+        return None
+    return domain
+
+
 def _split_lists(text: str) -> list[str]:
-    return [p.lower() for p in re.split(r"[;|,\s]+", text or "") if p]
+    return [p.lower() for p in _LIST_SEPARATORS.split(text or "") if p]
 
 
+@functools.lru_cache(maxsize=256)  # a handful of locales, parsed once each
 def _normalise_locale(text: str) -> str:
     text = (text or "").strip().replace("-", "_")
     if not text:
@@ -86,62 +101,90 @@ class SubscriberRow:
     locale: str = ""
 
 
+MAX_KEPT_REJECTS = 100  # rejected rows kept (and printed) with line and reason; the rest are only counted
+
+
 @dataclass
 class ImportReport:
     new: int = 0
     updated: int = 0
     unchanged: int = 0
     suppressed: int = 0  # stored, but on the suppression list: they stay unsubscribed
-    rejected: list[tuple[int, str]] = field(default_factory=list)  # (line, reason)
+    rejected: list[tuple[int, str]] = field(default_factory=list)  # (line, reason), the first MAX_KEPT_REJECTS
+    rejected_count: int = 0  # all of them: a file of garbage must not fill the memory with reasons
+
+    def reject(self, line: int, reason: str) -> None:
+        """Count a bad row; keep its line and reason if it is among the first MAX_KEPT_REJECTS."""
+        self.rejected_count += 1
+        if len(self.rejected) < MAX_KEPT_REJECTS:
+            self.rejected.append((line, reason))
 
     def line(self, source: str) -> str:
         return (f"{source}: {self.new} new, {self.updated} updated, {self.unchanged} unchanged, "
-                f"{len(self.rejected)} rejected" + (f", {self.suppressed} suppressed (kept unsubscribed)" if self.suppressed else ""))
+                f"{self.rejected_count} rejected" + (f", {self.suppressed} suppressed (kept unsubscribed)" if self.suppressed else ""))
 
 
 # -- store operations --------------------------------------------------------------------------
 
 
-def upsert(store: Store, rows: Iterable[SubscriberRow], now: datetime, batch: int = 2000, report: ImportReport | None = None) -> ImportReport:
-    """Add or update subscribers; names and locales are only replaced by non-empty values, lists only added."""
+def upsert(store: Store, rows: Iterable[SubscriberRow], now: datetime, batch: int = 5000, report: ImportReport | None = None) -> ImportReport:
+    """Add or update subscribers; names and locales are only replaced by non-empty values, lists only added.
+
+    One transaction per `batch` rows, with a handful of statements each: what the batch's addresses
+    already have is read in three queries, the rows are applied in file order in Python (a later row for
+    the same address updates the earlier one), and the writes go out with executemany.
+    """
     report = report or ImportReport()
-    stamp = iso(now)
     chunk: list[SubscriberRow] = []
-
-    def flush() -> None:
-        with store.transaction() as db:
-            for r in chunk:
-                old = db.execute("SELECT id, name, locale FROM subscribers WHERE email=?", (r.email,)).fetchone()
-                if old is None:
-                    sid = db.execute("INSERT INTO subscribers (email, name, locale, created_at, updated_at) VALUES (?,?,?,?,?)",
-                                     (r.email, r.name, r.locale, stamp, stamp)).lastrowid
-                    changed, is_new = True, True
-                else:
-                    sid, is_new = old["id"], False
-                    name, locale = r.name or old["name"], r.locale or old["locale"]
-                    changed = (name, locale) != (old["name"], old["locale"])
-                    if changed:
-                        db.execute("UPDATE subscribers SET name=?, locale=?, updated_at=? WHERE id=?", (name, locale, stamp, sid))
-                before = db.total_changes
-                db.executemany("INSERT OR IGNORE INTO subscriptions (subscriber_id, list) VALUES (?,?)", [(sid, lst) for lst in r.lists])
-                changed |= db.total_changes != before
-                if is_new:
-                    report.new += 1
-                elif changed:
-                    report.updated += 1
-                else:
-                    report.unchanged += 1
-                if db.execute("SELECT 1 FROM suppression WHERE email=?", (r.email,)).fetchone():
-                    report.suppressed += 1
-        chunk.clear()
-
     for r in rows:
         chunk.append(r)
         if len(chunk) >= batch:
-            flush()
+            _upsert_batch(store, chunk, iso(now), report)
+            chunk.clear()
     if chunk:
-        flush()
+        _upsert_batch(store, chunk, iso(now), report)
     return report
+
+
+def _upsert_batch(store: Store, chunk: list[SubscriberRow], stamp: str, report: ImportReport) -> None:
+    emails = json.dumps(list({r.email: None for r in chunk}))
+    with store.transaction() as db:
+        people = {r[0]: [r[1], r[2], False] for r in db.execute(  # email -> [name, locale, changed]
+            "SELECT s.email, s.name, s.locale FROM json_each(?) j JOIN subscribers s ON s.email = j.value", (emails,))}
+        lists = {(r[0], r[1]) for r in db.execute("SELECT s.email, x.list FROM json_each(?) j JOIN subscribers s"
+                                                  " ON s.email = j.value JOIN subscriptions x ON x.subscriber_id = s.id",
+                                                  (emails,))}
+        suppressed = {r[0] for r in db.execute("SELECT p.email FROM json_each(?) j JOIN suppression p ON p.email = j.value",
+                                               (emails,))}
+        new: dict[str, None] = {}
+        added: list[tuple[str, str]] = []
+        for r in chunk:
+            person = people.get(r.email)
+            if person is None:
+                people[r.email] = [r.name, r.locale, False]
+                new[r.email] = None
+            else:
+                name, locale = r.name or person[0], r.locale or person[1]
+                changed = (name, locale) != (person[0], person[1])
+                if changed:
+                    person[:] = [name, locale, True]
+            fresh = [(r.email, lst) for lst in r.lists if (r.email, lst) not in lists]
+            lists.update(fresh)
+            added += fresh
+            if person is None:
+                report.new += 1
+            elif changed or fresh:
+                report.updated += 1
+            else:
+                report.unchanged += 1
+            if r.email in suppressed:
+                report.suppressed += 1
+        db.executemany("INSERT INTO subscribers (email, name, locale, created_at, updated_at) VALUES (?,?,?,?,?)",
+                       [(e, *people[e][:2], stamp, stamp) for e in new])
+        db.executemany("UPDATE subscribers SET name=?, locale=?, updated_at=? WHERE email=?",
+                       [(p[0], p[1], stamp, e) for e, p in people.items() if p[2] and e not in new])
+        db.executemany("INSERT OR IGNORE INTO subscriptions (subscriber_id, list) SELECT id, ? FROM subscribers WHERE email=?",
+                       [(lst, e) for e, lst in added])
 
 
 def suppress(store: Store, email: str, reason: str, now: datetime, detail: str | None = None) -> bool:
@@ -223,82 +266,61 @@ def iter_subscribers(store: Store, list_name: str | None = None, *, include_supp
 
 # -- CSV -------------------------------------------------------------------------------------
 
-_COLUMNS = {"email": "email", "e-mail": "email", "mail": "email", "adresse": "email", "address": "email",
-            "name": "name", "nom": "name", "series": "lists", "séries": "lists", "lists": "lists", "list": "lists",
-            "listes": "lists", "locale": "locale", "langue": "locale", "language": "locale"}
 
+def read_csv(path: Path, *, extra_list: str | None, known_lists: set[str] | None,
+             encoding: str | None = None) -> Iterator[tuple[int, SubscriberRow | str]]:
+    """(line, row) for each good row and (line, reason) for each bad one; a file that cannot be read at all raises.
 
-def _decode(path: Path) -> str:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror})",
-                         hint="check the path, then rerun 'publisher subscribers import FILE.csv'") from None
-    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):  # Excel's "Unicode text" export: UTF-16 with a BOM
-        return data.decode("utf-16", errors="replace")
-    if b"\0" in data[:65536]:  # a spreadsheet (.xlsx, .ods), a zip, an image: never CSV text
-        raise InputError(f"{path}: not a CSV text file (it holds binary data; a spreadsheet file?)",
-                         hint=f"export it as CSV (UTF-8) with a header row email,name,series,locale, then rerun"
-                              f" 'publisher subscribers import {path}'")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return data.decode("cp1252", errors="replace")  # spreadsheet exports on Windows
-
-
-def read_csv(path: Path, *, extra_list: str | None, known_lists: set[str] | None) -> Iterator[tuple[int, SubscriberRow | str]]:
-    """(line, row) for each good row and (line, reason) for each bad one; a file that cannot be read at all raises."""
-    text = _decode(path)
-    first = text.split("\n", 1)[0]
-    delimiter = max((",", ";", "\t"), key=first.count)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise InputError(f"{path}: empty file", hint="the first row must be a header: email,name,series,locale") from None
-    cols = [_COLUMNS.get(h.strip().lower()) for h in header]
-    if "email" not in cols:
-        raise InputError(f"{path}: line 1: no 'email' column in the header ({one_line(', '.join(header))[:120]})",
-                         hint="the first row must be a header: email,name,series,locale")
-    for values in reader:
-        line = reader.line_num
-        if not any(v.strip() for v in values):
-            continue
-        rec = {c: v for c, v in zip(cols, values) if c}
+    The file is streamed, one row in memory at a time; `encoding` is `sniff`'s if the caller has it.
+    """
+    for line, rec in records(path, encoding or sniff(path)[0]):
         try:
-            email = normalise_address(rec.get("email", ""))
-            lists = _split_lists(rec.get("lists", ""))
-            if extra_list:
-                lists.append(extra_list.lower())
-            if known_lists is not None:
-                unknown = [lst for lst in lists if lst not in known_lists]
-                if unknown:
-                    raise ValueError(f"unknown series or list {unknown[0]!r} (known: {', '.join(sorted(known_lists))})")
-            if not lists:
-                raise ValueError("no series or list (fill the series column, or use --list NAME)")
-            row = SubscriberRow(email=email, name=one_line(rec.get("name", ""))[:200], lists=tuple(dict.fromkeys(lists)),
-                                locale=_normalise_locale(rec.get("locale", "")))
+            yield line, _row(rec, extra_list, known_lists)
         except ValueError as exc:
             yield line, str(exc)
-            continue
-        yield line, row
+
+
+def _row(rec: dict[str, str], extra_list: str | None, known_lists: set[str] | None) -> SubscriberRow:
+    """One CSV record as a subscriber; ValueError says what is wrong with it."""
+    email = normalise_address(rec.get("email", ""))
+    lists = _split_lists(rec.get("lists", ""))
+    if extra_list:
+        lists.append(extra_list.lower())
+    if known_lists is not None:
+        unknown = [lst for lst in lists if lst not in known_lists]
+        if unknown:
+            raise ValueError(f"unknown series or list {unknown[0]!r} (known: {', '.join(sorted(known_lists))})")
+    if not lists:
+        raise ValueError("no series or list (fill the series column, or use --list NAME)")
+    return SubscriberRow(email=email, name=one_line(rec.get("name", ""))[:200], lists=tuple(dict.fromkeys(lists)),
+                         locale=_normalise_locale(rec.get("locale", "")))
 
 
 def import_csv(store: Store, path: Path, now: datetime, *, extra_list: str | None = None,
-               known_lists: set[str] | None = None, on_reject=None) -> ImportReport:
-    """Import good rows, report bad ones (line, reason) without stopping; nothing stored is removed."""
+               known_lists: set[str] | None = None, progress: Progress | None = None) -> ImportReport:
+    """Import good rows, report bad ones (line, reason) without stopping; nothing stored is removed.
+
+    Memory stays flat whatever the file's size: rows stream from the file to the store in batches, and
+    the report keeps the first MAX_KEPT_REJECTS bad rows and counts the others.
+    """
     report = ImportReport()
+    encoding, lines = sniff(path)
+    rows = read_csv(path, extra_list=extra_list, known_lists=known_lists, encoding=encoding)
+    first = next(rows, None)  # a file without a usable header fails here, before the progress starts
+    with (progress or Progress(quiet=True)).task(f"import {path}", total=max(lines - 1, 0)) as task:
 
-    def good() -> Iterator[SubscriberRow]:
-        for line, item in read_csv(path, extra_list=extra_list, known_lists=known_lists):
-            if isinstance(item, str):
-                report.rejected.append((line, item))
-                if on_reject:
-                    on_reject(line, item)
-            else:
-                yield item
+        def good() -> Iterator[SubscriberRow]:
+            done = 1  # the header
+            for line, item in itertools.chain([first] if first else [], rows):
+                task.advance(line - done)
+                done = line
+                if isinstance(item, str):
+                    report.reject(line, item)
+                else:
+                    yield item
+            task.advance(max(lines - done, 0))  # blank lines at the end
 
-    return upsert(store, good(), now, report=report)
+        return upsert(store, good(), now, report=report)
 
 
 def write_csv(rows: Iterable[SubscriberRow], out: TextIO) -> int:
@@ -334,13 +356,17 @@ def command_subscribers(ctx, args) -> int:
         known = _known_lists(ctx)
         if args.list_name:
             known.add(args.list_name.lower())
-        report = import_csv(store, path, ctx.now, extra_list=args.list_name, known_lists=known,
-                            on_reject=lambda line, reason: print(f"{path}: line {line}: {reason}", file=sys.stderr))
+        report = import_csv(store, path, ctx.now, extra_list=args.list_name, known_lists=known, progress=ctx.progress)
+        for line, reason in report.rejected:  # after the progress bar, not through it
+            print(f"{path}: line {line}: {reason}", file=sys.stderr)
+        if report.rejected_count > len(report.rejected):
+            print(f"{path}: {report.rejected_count - len(report.rejected)} more rejected row(s) not listed"
+                  f" (only the first {len(report.rejected)} are)", file=sys.stderr)
         print(report.line(str(path)))
-        if not (report.new or report.updated or report.unchanged or report.suppressed or report.rejected):
+        if not (report.new or report.updated or report.unchanged or report.suppressed or report.rejected_count):
             print(f"{path}: no subscriber rows after the header; nothing was imported", file=sys.stderr)
-        if report.rejected:
-            print(f"{len(report.rejected)} row(s) rejected and not imported; fix them and rerun "
+        if report.rejected_count:
+            print(f"{report.rejected_count} row(s) rejected and not imported; fix them and rerun "
                   f"'publisher subscribers import {path}' (rows already imported are updated, not duplicated)", file=sys.stderr)
             return 2
         return 0

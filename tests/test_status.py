@@ -12,7 +12,8 @@ from publisher.config import load_campaigns, load_settings
 from publisher.models import State
 from publisher.pipeline import Context
 from publisher.scheduler import scheduler_lease
-from publisher.status import report
+from publisher.status import REASON_LIMIT, report
+from query_plans import captured, deliveries_steps, unbounded
 
 UTC = timezone.utc
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)  # Monday 11:00 in Paris
@@ -114,3 +115,34 @@ def test_status_rejects_unknown_campaign_and_bad_edition_in_one_line(project):
     assert "Traceback" not in proc.stderr
     proc = project.cli("status", "--edition", "2026-47")
     assert proc.returncode == 2 and "not an ISO week like 2026-W47" in proc.stderr
+
+
+def test_status_lists_are_cut_short_and_read_no_whole_table(ctx):
+    """A large failed edition: the top reasons with their first addresses and how many more, one line for
+    the other reasons, the first unknown addresses; every ledger query of the report reads an index range."""
+    seed(ctx)
+    led = ctx.ledger()
+    bulk = [f"bulk{i:03d}@example.org" for i in range(160)]
+    led.plan(KEY, "email", bulk)
+    assert len(led.claim(KEY, "email", 1000, NOW)) == 161  # g@ was still planned
+    # 12 more reasons: reason k has 12 - k rows; the last two and seed's 2 "No such user" get one line
+    results = []
+    for k in range(12):
+        results += [(bulk[len(results) + j], State.FAILED, None, f"550 5.7.1 rejected ({k:02d})") for j in range(12 - k)]
+    led.finish(KEY, "email", results)
+    led.recover(KEY, "email")  # 82 bulk rows and g@ were on the wire: unknown, with f@ from seed
+    with captured(ctx.store.conn) as statements:
+        text = "\n".join(report(ctx, load_campaigns(ctx.settings, ["endurance"]), NOW))
+    assert "email 2026-W47: sent 3, pending 0, failed 80, unknown 84" in text
+    failed = [line.strip() for line in text.splitlines() if line.strip().startswith("failed (")]
+    assert failed[0] == ("failed (12): 550 5.7.1 rejected (00): bulk000@example.org, bulk001@example.org, bulk002@example.org,"
+                         " bulk003@example.org, bulk004@example.org, bulk005@example.org, bulk006@example.org,"
+                         " bulk007@example.org, bulk008@example.org, bulk009@example.org and 2 more")
+    assert failed[9] == "failed (3): 550 5.7.1 rejected (09): bulk072@example.org, bulk073@example.org, bulk074@example.org"
+    assert failed[10:] == ["failed (5): other reasons, less frequent than these 10"]
+    unknown = next(line for line in text.splitlines() if "unknown (" in line).strip()
+    assert unknown.startswith("unknown (84): bulk078@example.org, bulk079@example.org,")
+    assert ", bulk087@example.org and 74 more; resend only with 'publisher send endurance --edition 2026-W47" in unknown
+    steps = deliveries_steps(ctx.store.conn, statements)
+    assert len(steps) >= 10  # channels, counts, failures, unknown, open rows: all of them checked
+    assert not unbounded(steps), unbounded(steps)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import io
+import re
 from datetime import datetime, timezone
 
 import pytest
 
 from publisher.cli import main
+from publisher.progress import Progress
 from publisher.store import Store
-from publisher.subscribers import import_csv, iter_subscribers, normalise_address, plan_recipients, suppress
+from publisher.subscribers import (MAX_KEPT_REJECTS, SubscriberRow, import_csv, iter_subscribers, normalise_address,
+                                   plan_recipients, suppress, upsert)
 from publisher.tokens import Signer
 
 NOW = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
@@ -123,3 +127,78 @@ def test_tokens_verify_only_their_own_address():
     assert s.verify(f"{Signer(b'k' * 32).token('b@example.org').split('.')[0]}.{mac}") is None
     assert s.verify(t[:-1]) is None and s.verify("") is None and s.verify("...") is None
     assert Signer(b"z" * 32).verify(t) is None
+
+
+def test_bad_rows_beyond_the_first_hundred_are_counted_not_kept(project, capsys, tmp_path):
+    lines = ["email,name,series"]
+    for i in range(400):
+        lines.append(f"ok{i}@example.org,Ok,wec" if i % 2 else f"nope{i},X,wec")
+    path = _csv(tmp_path, "\n".join(lines) + "\n")
+    report = import_csv(Store(tmp_path / "s.sqlite3"), path, NOW)
+    assert report.rejected_count == 200 and len(report.rejected) == MAX_KEPT_REJECTS == 100
+    assert report.rejected[0] == (2, "'nope0' is not an address (needs exactly one @)")
+    assert report.rejected[-1][0] == 200  # the first hundred, in file order
+    assert report.new == 200
+    assert main(["--settings", str(project.settings), "subscribers", "import", str(path)]) == 2
+    out = capsys.readouterr()
+    shown = [line for line in out.err.splitlines() if ": line " in line]
+    assert len(shown) == 100 and shown[-1].endswith("line 200: 'nope198' is not an address (needs exactly one @)")
+    assert f"{path}: 100 more rejected row(s) not listed (only the first 100 are)" in out.err
+    assert "200 row(s) rejected and not imported; fix them and rerun" in out.err
+    assert f"{path}: 200 new, 0 updated, 0 unchanged, 200 rejected" in out.out
+
+
+@pytest.mark.parametrize("encoding,name", [("utf-8", "Cécile Ñuñez"), ("utf-8-sig", "Cécile Ñuñez"),
+                                           ("cp1252", "Cécile Œuvré"), ("utf-16", "Zoé 𝒵 Ōtsuka")])
+def test_encoding_is_read_over_the_whole_file_not_its_first_chunk(tmp_path, encoding, name):
+    """Files larger than the reader's 1 MB chunk: the accented row's first non-ASCII byte is the chunk's
+    last byte (a UTF-8 character cut in two is still UTF-8), and 5,000 rows follow it."""
+    chunk = 1 << 20
+    head = "email,name,series\n"
+    row = "r{:06d}@example.org,R,wec\n"
+    before = head + "".join(row.format(i) for i in range((chunk - 200) // (len(row.format(0)) * (2 if encoding == "utf-16" else 1))))
+    lead = len((before + "zz@example.org," + name[0]).encode(encoding))  # the bytes before the first accent
+    pad = "y" * ((chunk - 1 - lead) // (2 if encoding == "utf-16" else 1))
+    text = before + f"zz@example.org,{pad}{name},wec\n" + "".join(row.format(i) for i in range(900_000, 905_000))
+    path = _csv(tmp_path, text, encoding=encoding)
+    if encoding != "utf-16":
+        assert path.read_bytes()[chunk - 1] >= 0x80  # the accent straddles (or, cp1252, ends) the first chunk
+    store = Store(tmp_path / "s.sqlite3")
+    report = import_csv(store, path, NOW)
+    assert (report.new, report.rejected_count) == (text.count("\n") - 1, 0)
+    assert store.conn.execute("SELECT name FROM subscribers WHERE email = 'zz@example.org'").fetchone()[0] == pad + name
+
+
+def test_a_later_row_for_the_same_address_updates_the_earlier_whatever_the_batch(tmp_path):
+    """Rows of one address in one batch or across batches: the same counts and the same result."""
+    rows = [SubscriberRow("a@example.org", "", ("wec",)), SubscriberRow("b@example.org", "Bruno", ("gt",), "fr_FR"),
+            SubscriberRow("a@example.org", "Anne", ("wec",)), SubscriberRow("a@example.org", "", ("elms", "wec")),
+            SubscriberRow("b@example.org", "Bruno", ("gt",)), SubscriberRow("c@example.org", "", ("gt",))]
+    outcomes = set()
+    for batch in (1, 2, 4, 5000):
+        store = Store(tmp_path / f"s{batch}.sqlite3")
+        suppress(store, "c@example.org", "complaint", NOW)
+        r = upsert(store, rows, NOW, batch=batch)
+        subs = tuple((s.email, s.name, s.lists, s.locale) for s in iter_subscribers(store, include_suppressed=True))
+        outcomes.add(((r.new, r.updated, r.unchanged, r.suppressed), subs))
+    assert outcomes == {((3, 2, 1, 1), (("a@example.org", "Anne", ("elms", "wec"), ""),
+                                        ("b@example.org", "Bruno", ("gt",), "fr_FR"),
+                                        ("c@example.org", "", ("gt",), "")))}
+
+
+def test_import_shows_progress_as_a_bar_on_a_terminal(tmp_path):
+    path = _csv(tmp_path, "email,series\n" + "".join(f"p{i}@example.org,wec\n" for i in range(30)) + "bad,wec")  # no last newline
+    out = io.StringIO()
+    import_csv(Store(tmp_path / "s.sqlite3"), path, NOW, progress=Progress(stream=out, interactive=True))
+    assert out.getvalue().startswith(f"\rimport {path} [")
+    assert "[" + "#" * 30 + "] 31/31" in out.getvalue() and out.getvalue().endswith("s)\n")
+
+
+def test_import_logs_progress_lines_without_a_terminal(project):
+    (project.root / "list.csv").write_text("email,series\n" + "".join(f"p{i}@example.org,wec\n" for i in range(12)),
+                                           encoding="utf-8")
+    proc = project.cli("subscribers", "import", "list.csv")
+    assert proc.returncode == 0, proc.stderr
+    assert "import list.csv: started (12 to do)" in proc.stderr
+    assert re.search(r"import list\.csv: finished, 12/12 in \d+\.\ds", proc.stderr)
+    assert "\r" not in proc.stderr
