@@ -177,9 +177,11 @@ def write_cost(tmp: Path, rows: int, rounds: int) -> tuple[float, float]:
         targets = [f"w{i:06d}@example.org" for i in range(rows)]
         t = time.perf_counter()
         ledger.plan(KEY, "email", targets)
-        while claimed := ledger.claim(KEY, "email", 500, NOW):
+        cursor = ""
+        while claimed := ledger.claim_range(KEY, "email", 500, cursor, NOW):
+            cursor = claimed[-1][0]
             ledger.finish(KEY, "email", [(c, State.FAILED if i % 100 == 0 else State.SENT, f"<{c}>", "250 ok")
-                                         for i, c in enumerate(claimed)])
+                                         for i, (c, _) in enumerate(claimed)], count_attempt=True)
         results[with_indexes].append(time.perf_counter() - t)
         store.close()
         for suffix in ("", "-wal", "-shm"):

@@ -10,7 +10,9 @@ found in `sending` after a crash, what really happened to it:
 A `sending` row with an R line takes that outcome; with only a W line it is `unknown` (it may have
 been delivered); with neither it never left, and goes back to `planned`. One write() to a file opened
 with O_APPEND is in the kernel when it returns, so a kill -9 loses none of it; each thread holds at
-most one message between its W and R lines, hence at most one `unknown` per connection.
+most one message between its W and R lines, hence at most one `unknown` per connection. A pipelining
+connection writes a message's R line together with the next message's W line, one write() for both,
+just before that next message leaves.
 """
 
 from __future__ import annotations
@@ -43,15 +45,24 @@ class Journal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
+    @staticmethod
+    def wire_line(target: str) -> bytes:
+        return f"W\t{_clean(target)}\n".encode("utf-8")
+
+    @staticmethod
+    def result_line(target: str, outcome: str, remote_id: str | None, reply: str) -> bytes:
+        return f"R\t{_clean(target)}\t{outcome}\t{_clean(remote_id or '')}\t{_clean(reply)}\n".encode("utf-8")
+
     def wire(self, target: str) -> None:
-        self._write(f"W\t{_clean(target)}\n".encode("utf-8"))
+        self.write(self.wire_line(target))
 
     def result(self, target: str, outcome: str, remote_id: str | None, reply: str) -> None:
-        self._write(f"R\t{_clean(target)}\t{outcome}\t{_clean(remote_id or '')}\t{_clean(reply)}\n".encode("utf-8"))
+        self.write(self.result_line(target, outcome, remote_id, reply))
 
-    def _write(self, line: bytes) -> None:
+    def write(self, lines: bytes) -> None:
+        """Lines in one write(): in the kernel when it returns, whole or not at all for the reader."""
         try:
-            os.write(self._fd, line)
+            os.write(self._fd, lines)
         except OSError as exc:  # ENOSPC and friends: say which file
             raise OSError(exc.errno, exc.strerror, str(self.path)) from None
 

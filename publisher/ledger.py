@@ -93,9 +93,14 @@ class Ledger:
         social post counts its attempt when it is claimed)."""
         stamp, bump = iso(self.clock()), int(count_attempt)
         with self.store.transaction() as db:
-            db.executemany("UPDATE deliveries SET state=?, remote_id=coalesce(?, remote_id), reply=?, updated_at=?,"
-                           " attempts=attempts+? WHERE edition_key=? AND channel=? AND target=?",
-                           [(s.value, rid, reply, stamp, bump, edition_key, channel, t) for t, s, rid, reply in results])
+            for chunk in _chunks(results):
+                # one statement for the batch: executemany steps (and hands the GIL over) once per row
+                db.execute("UPDATE deliveries SET state=v.column2, remote_id=coalesce(v.column3, remote_id),"
+                           " reply=v.column4, updated_at=?, attempts=attempts+? FROM (VALUES "
+                           + ",".join(["(?,?,?,?)"] * len(chunk)) + ") AS v"
+                           " WHERE edition_key=? AND channel=? AND target=v.column1",
+                           [stamp, bump, *(x for t, st, rid, reply in chunk for x in (t, st.value, rid, reply)),
+                            edition_key, channel])
 
     def retry_later(self, edition_key: str, channel: str, targets: Sequence[tuple[str, datetime, str]], *,
                     count_attempt: bool = False) -> None:
@@ -105,9 +110,11 @@ class Ledger:
         or a 421 says nothing about the recipient and must not use up its attempts."""
         stamp, bump = iso(self.clock()), int(count_attempt)
         with self.store.transaction() as db:
-            db.executemany("UPDATE deliveries SET state='planned', not_before=?, reply=?, updated_at=?,"
-                           " attempts=attempts+? WHERE edition_key=? AND channel=? AND target=?",
-                           [(iso(when), reply, stamp, bump, edition_key, channel, t) for t, when, reply in targets])
+            for chunk in _chunks(targets):
+                db.execute("UPDATE deliveries SET state='planned', not_before=v.column2, reply=v.column3, updated_at=?,"
+                           " attempts=attempts+? FROM (VALUES " + ",".join(["(?,?,?)"] * len(chunk)) + ") AS v"
+                           " WHERE edition_key=? AND channel=? AND target=v.column1",
+                           [stamp, bump, *(x for t, when, reply in chunk for x in (t, iso(when), reply)), edition_key, channel])
 
     def claim_range(self, edition_key: str, channel: str, limit: int, after: str, now: datetime) -> list[tuple[str, int]]:
         """The next due `planned` rows after `after` in target order, moved to `sending`: (target, attempts so far).
@@ -238,6 +245,12 @@ class Ledger:
         r = self.db.execute("SELECT min(not_before) FROM deliveries WHERE edition_key=? AND channel=? AND state='planned'",
                             (edition_key, channel)).fetchone()
         return from_iso(r[0]) if r and r[0] else None
+
+
+def _chunks(rows: Sequence, size: int = 400) -> Iterable[Sequence]:
+    """Slices small enough for SQLite's limit on bound parameters."""
+    for i in range(0, len(rows), size):
+        yield rows[i:i + size]
 
 
 def _delivery(r) -> Delivery:

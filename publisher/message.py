@@ -24,7 +24,8 @@ import html
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from email.charset import Charset
+import email.base64mime
+import email.quoprimime
 from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
 
@@ -70,34 +71,36 @@ class MessageTemplate:
                 merged[-1] += p
             elif p != b"":
                 merged.append(p)
-        self.parts = tuple(merged)
+        # each distinct slot is encoded once per recipient; the parts refer to it by its index
+        self.slots = tuple(dict.fromkeys(p for p in merged if isinstance(p, _Slot)))
+        where = {slot: i for i, slot in enumerate(self.slots)}
+        self.parts = tuple(where[p] if isinstance(p, _Slot) else p for p in merged)
         self.sender = sender  # bare envelope address
         self.domain = message_id_domain
         self.edition_key = edition_key
         self._salt = hashlib.sha256(edition_key.encode()).digest()[:8]
+        self._slug = re.sub(r"[^A-Za-z0-9.-]", ".", edition_key)
 
     def message_id(self, email: str) -> str:
         """A Message-ID on the sender's domain, stable per (edition, recipient): a resend reuses it."""
         digest = hashlib.blake2b(email.encode("utf-8"), digest_size=12, key=self._salt).hexdigest()
-        slug = re.sub(r"[^A-Za-z0-9.-]", ".", self.edition_key)
-        return f"{slug}.{digest}@{self.domain}"
+        return f"{self._slug}.{digest}@{self.domain}"
 
     def personalise(self, r: Recipient) -> bytes:
         """The message bytes for one recipient (CRLF lines, dot-safe, ending in CRLF)."""
-        cache: dict[_Slot, bytes] = {}
-        out: list[bytes] = []
-        for p in self.parts:
-            if isinstance(p, bytes):
-                out.append(p)
-                continue
-            value = cache.get(p)
-            if value is None:
-                value = cache[p] = _encode_slot(p, r)
-            out.append(value)
-        return b"".join(out)
+        done: dict[tuple[str, str], bytes] = {}
+        values = [_encode_slot(slot, r, done) for slot in self.slots]
+        return b"".join([p if p.__class__ is bytes else values[p] for p in self.parts])
 
 
-def _encode_slot(slot: _Slot, r: Recipient) -> bytes:
+def _encode_slot(slot: _Slot, r: Recipient, done: dict[tuple[str, str], bytes]) -> bytes:
+    if slot.encoding == "qp-html" and (slot.field, "qp-text") in done and not _HTML_SPECIAL.search(getattr(r, slot.field)):
+        return done[(slot.field, "qp-text")]  # nothing to escape: the same bytes as in the text part
+    value = done[(slot.field, slot.encoding)] = _encode_value(slot, r)
+    return value
+
+
+def _encode_value(slot: _Slot, r: Recipient) -> bytes:
     if slot.field == "to":
         _no_line_break(r.email, "email")
         return mailbox(r.name, r.email).encode("ascii")  # folded by us; an address that is not ASCII is a bug
@@ -118,8 +121,18 @@ def _no_line_break(value: str, field: str) -> str:
     return value
 
 
+_HTML_SPECIAL = re.compile(r"[&<>\"']")
 MAX_NAME = 200  # as many characters as `subscribers import` keeps
-_UTF8 = Charset("utf-8")
+_Q_PLAIN = bytes(i for i, enc in enumerate(email.quoprimime._QUOPRI_HEADER_MAP) if len(enc) == 1)
+
+
+def _encoded_word(text: str) -> str:
+    """`Charset("utf-8").header_encode(text)`: the shorter of Q and B, the same bytes, counted in C."""
+    raw = text.encode("utf-8")
+    q_length = len(raw) + 2 * len(raw.translate(None, _Q_PLAIN))  # each other octet takes "=XX"
+    if email.base64mime.header_length(raw) < q_length:
+        return email.base64mime.header_encode(raw, "utf-8")
+    return email.quoprimime.header_encode(raw, "utf-8")
 _PLAIN_WORD = re.compile(r"[A-Za-z0-9!#$%&'*+/^_`{|}~-]+")  # atext without "=" and "?": never part of "=?"
 _LONGEST_WORD = 600  # UTF-8 bytes in one encoded word: 812 characters, a header line stays under 998
 
@@ -138,7 +151,7 @@ def mailbox(name: str, address: str) -> str:
         return address
     if name.isascii() and "=?" not in name:
         return formataddr((name, address))
-    word = _UTF8.header_encode(name)  # q or b, whichever is shorter
+    word = _encoded_word(name)  # q or b, whichever is shorter
     if len(word) <= 75:  # RFC 2047's longest encoded word
         return f"{word} <{address}>"
     return _fold([*_phrase(name), f"<{address}>"], used=len("To: "))
@@ -160,7 +173,7 @@ def _phrase(name: str) -> list[str]:
             continue
         if run:
             text = " ".join(run)
-            pieces += ([_UTF8.header_encode(text)] if len(text.encode("utf-8")) <= _LONGEST_WORD else _b_words(text))
+            pieces += ([_encoded_word(text)] if len(text.encode("utf-8")) <= _LONGEST_WORD else _b_words(text))
             run = []
         if word is not None:
             pieces.append(word)

@@ -6,7 +6,9 @@ misbehaves the way real relays do, from a seeded random generator:
 - `rcpt_4xx`: the share of RCPT answered "450 4.2.0 try later" (greylisting, rate limits per domain);
 - `busy_every`: every Nth session is refused at once with a "421 too busy" greeting (a burst of them
   follows each other, `busy_burst` long);
-- `close_after`: a session is closed with "421 closing" after this many messages (connection caps).
+- `close_after`: a session is closed with "421 closing" after this many messages (connection caps);
+- `stall`: recipients whose message is read in full and never answered, the session left open (a relay
+  that hangs mid-transaction: the client must give up after its timeout, and cannot know the outcome).
 
 For each recipient it counts `answers`: how many times the relay said something about that recipient
 (a reply to its RCPT or to its message). That is what an attempt is: a test compares it with the
@@ -28,6 +30,7 @@ class _Session(asyncio.Protocol):
         self.in_data = False
         self.rcpts: list[str] = []
         self.messages = 0
+        self.stalled = False
 
     def connection_made(self, transport):
         self.t = transport
@@ -44,7 +47,7 @@ class _Session(asyncio.Protocol):
         transport.write(b"220 chaos ESMTP\r\n")
 
     def data_received(self, data):
-        if self.t.is_closing():
+        if self.t.is_closing() or self.stalled:
             return
         self.buf += data
         out: list[bytes] = []
@@ -56,7 +59,10 @@ class _Session(asyncio.Protocol):
                 body = bytes(self.buf[:i + 2])
                 del self.buf[:i + 5]
                 self.in_data = False
-                out.append(self._message(body))
+                reply = self._message(body)
+                if self.stalled:
+                    break
+                out.append(reply)
                 continue
             i = self.buf.find(b"\r\n")
             if i < 0:
@@ -109,6 +115,9 @@ class _Session(asyncio.Protocol):
     def _message(self, body: bytes) -> bytes:
         srv = self.srv
         self.messages += 1
+        if any(r in srv.stall for r in self.rcpts):
+            self.stalled = True  # read everything, answer nothing, ever
+            return b""
         with srv.lock:
             for r in self.rcpts:
                 srv.received.append((r, body))
@@ -120,7 +129,8 @@ class ChaosSmtp:
     """`with ChaosSmtp(rcpt_4xx=0.1, busy_every=5, seed=1) as srv:` -> srv.port, srv.received, srv.answers."""
 
     def __init__(self, *, rcpt_4xx: float = 0.0, busy_every: int = 0, busy_burst: int = 1, close_after: int = 0,
-                 pipelining: bool = True, seed: int = 0):
+                 pipelining: bool = True, stall: tuple[str, ...] = (), seed: int = 0):
+        self.stall = set(stall)
         self.rcpt_4xx, self.busy_every, self.busy_burst, self.close_after = rcpt_4xx, busy_every, busy_burst, close_after
         self.pipelining = pipelining
         self.rng = random.Random(seed)

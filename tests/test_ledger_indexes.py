@@ -68,7 +68,7 @@ def test_status_queries_of_a_large_edition_read_index_ranges(tmp_path):
     targets = [f"r{i:05d}@example.org" for i in range(300)]
     ledger.plan(key, "email", targets)
     ledger.plan(key, "outbox:email", targets[:5])
-    assert len(ledger.claim(key, "email", 200, NOW)) == 200
+    assert len(ledger.claim_range(key, "email", 200, "", NOW)) == 200
     ledger.finish(key, "email", [(t, State.FAILED if i % 10 == 0 else State.SENT, None, f"550 reason {i % 3}")
                                  for i, t in enumerate(targets[:190])])
     ledger.recover(key, "email")  # 10 rows left in sending become unknown

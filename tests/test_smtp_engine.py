@@ -91,3 +91,28 @@ def test_a_second_sender_with_its_clock_30_minutes_ahead_cannot_take_the_lease(p
         out, err = first.communicate(timeout=120)
         assert first.returncode == 0, out + err
         assert srv.counts() == {a: 1 for a in addrs}  # nobody got a second copy
+
+
+def test_a_relay_that_stops_answering_mid_message_costs_one_unknown_and_never_hangs_the_send(project):
+    stuck = "lecteur00007@example.org"
+    with ChaosSmtp(stall=(stuck,), seed=1) as srv:
+        addrs = prepared(project, srv.port, 40, connections=2, timeout=1)
+        proc = project.cli(*send_args(), env=ENV, timeout=120)
+        assert proc.returncode == 4, proc.stdout + proc.stderr  # the unknown one is reported
+        rows = ledger(project)
+        assert rows[stuck][0] == "unknown"
+        assert "no reply within [smtp].timeout = 1s" in rows[stuck][1] and "outcome unknown" in rows[stuck][1]
+        assert "lecteur00007@example.org" in proc.stdout and "--resend-unknown" in proc.stdout
+        others = [a for a in addrs if a != stuck]
+        assert all(rows[a][0] == "sent" for a in others)
+        assert srv.counts() == {a: 1 for a in others}
+        assert "Traceback" not in proc.stderr
+
+
+def test_one_command_at_a_time_to_a_relay_without_pipelining(project):
+    with ChaosSmtp(rcpt_4xx=0.2, close_after=4, pipelining=False, seed=5) as srv:
+        addrs = prepared(project, srv.port, 60, connections=3, retry_backoff=0.02)
+        proc = project.cli(*send_args(), env=ENV, timeout=120)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert srv.counts() == {a: 1 for a in addrs}
+        assert attempts(project) == {a: srv.answers[a] for a in addrs}

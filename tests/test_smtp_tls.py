@@ -17,7 +17,8 @@ import pytest
 from email_project import ENV, ledger, prepared, send_args, store_path
 from publisher.config import SmtpSettings, load_settings
 from publisher.errors import ConfigError, DeliveryError
-from publisher.smtp import password_for, send_one, tls_context
+from publisher.smtp import password_for, tls_context
+from publisher.smtp_pool import send_one
 from smtp_servers import SmtpServer, make_certs
 
 USER = "relay-user"

@@ -28,7 +28,8 @@ from publisher.journal import Journal
 from publisher.message import MessageTemplate, Recipient, build, unsubscribe_link
 from publisher.models import RenderedEdition, State
 from publisher.errors import DeliveryError, DiskFullError
-from publisher.smtp import DISK_FULL, Job, Outcome, Pool, Reply, password_for, send_one
+from publisher.smtp import Outcome, Reply, password_for
+from publisher.smtp_pool import DISK_FULL, Job, Pool, Result, send_one
 from publisher.store import iso
 from publisher.subscribers import normalise_address, plan_recipients
 from publisher.tokens import Signer, signer_from_env
@@ -248,16 +249,13 @@ class _Run:
         return self.ctx.now + timedelta(seconds=time.monotonic() - self.t0)
 
     def go(self, total: int) -> None:
+        """Claim due rows, hand them to the pool, record what comes back; the pool's sockets run in this thread."""
         ctx = self.ctx
-        pool = Pool(self.smtp, self.c.password, self.ed.template.sender, self._build, stop=ctx.stop,
-                    on_wire=self.journal.wire,
-                    on_reply=lambda job, r, mid: self.journal.result(job.target, r.outcome.value, mid, r.line()))
+        pool = Pool(self.smtp, self.c.password, self.ed.template.sender, self._build, stop=ctx.stop, journal=self.journal)
         in_flight, cursor = 0, ""
         with ctx.progress.task(f"email {self.key}", total=total) as self.task:
-            pool.start()
             try:
                 while True:
-                    in_flight -= self._collect(pool, wait=in_flight >= 2 * BATCH)
                     if ctx.stop.is_set() or pool.fatal is not None or self.disk_full is not None:
                         break
                     if in_flight and self._unreachable(pool):
@@ -276,7 +274,7 @@ class _Run:
                             cursor = ""
                             continue
                     if in_flight:
-                        in_flight -= self._collect(pool, wait=True)
+                        in_flight -= self._take(pool.step(0.25))
                         continue
                     self._flush()
                     nb = self.ledger.next_not_before(self.key, self.ch)
@@ -289,10 +287,11 @@ class _Run:
             except DiskFullError as exc:  # a claim could not be written: stop, and record what is known
                 self.disk_full = self.disk_full or exc
             finally:
-                left = pool.close()  # workers finish the message they hold; queued jobs come back unstarted
-                self._collect(pool, wait=False)
-                if pool.fatal is None and not ctx.stop.is_set() and self.disk_full is None:
-                    # given up on a relay that cannot be reached: they wait in the ledger, no attempt counted
+                given_up = pool.halted() and pool.fatal is None and not ctx.stop.is_set() and self.disk_full is None
+                left = pool.close()  # the messages on the wire are finished; the rest never started
+                self._take(pool.drain())
+                if given_up:
+                    # a relay that cannot be reached: they wait in the ledger, no attempt counted
                     until = self.now() + timedelta(seconds=max(self.smtp.retry_backoff, 1.0))
                     why = pool.last_trouble or "no connection to the SMTP server"
                     self.deferred += [(j.target, until, why) for j in left]
@@ -313,24 +312,16 @@ class _Run:
     def _build(self, job: Job) -> tuple[bytes, str]:
         return self.ed.message(job.target, job.name)
 
-    def _collect(self, pool: Pool, wait: bool) -> int:
-        if wait and not pool.results:
-            pool.result_ready.wait(0.05)
-        pool.result_ready.clear()
-        n = 0
-        while pool.results:
-            for item in pool.results.popleft():
-                self._record(*item)
-                n += 1
+    def _take(self, results: list[Result]) -> int:
+        """Record what the pool returned; flush to the ledger by batch or every FLUSH_SECONDS."""
+        for job, reply, mid in results:
+            self._record(job, reply, mid)
         if len(self.finished) + len(self.retries) + len(self.deferred) >= BATCH \
                 or time.monotonic() - self.last_flush >= FLUSH_SECONDS:
             self._flush()
-        return n
+        return len(results)
 
-    def _record(self, job: Job, reply: Reply | None, mid: str) -> None:
-        if reply is None:
-            self.released.append(job.target)
-            return
+    def _record(self, job: Job, reply: Reply, mid: str) -> None:
         if reply.outcome is Outcome.DEFER:  # deferred too often this run: the ledger waits, no attempt counted
             self.last_retry = reply.line()
             wait = max(self.smtp.retry_backoff, reply.wait or 0.0)
