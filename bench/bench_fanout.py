@@ -20,7 +20,9 @@ list size, in alternating order, each in its own process:
              --mailmerge-count rows: it opens one connection per message.
 
 It prints the median messages/second of the rounds and ours ÷ each other sender. Goal: ours ≥ 0.5×
-rfc2920 for every size and list size. Peak RSS is each child's own high-water mark (VmHWM).
+rfc2920 for every size and list size. Peak RSS is each child's own high-water mark (VmHWM); CPU/msg and
+switches are our process's user+system time and context switches per message (getrusage), the cost
+the machine pays whatever else runs on it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import json
 import multiprocessing as mp
 import os
 import re
+import resource
 import shutil
 import socket
 import statistics
@@ -215,10 +218,15 @@ def child_ours(root: str) -> None:
     ctx.progress = Progress(quiet=True)
     campaign = load_campaigns(ctx.settings, ["endurance"])[0]
     rendered = frozen(ctx, campaign, EDITION)
+    before = resource.getrusage(resource.RUSAGE_SELF)
     t = time.perf_counter()
     (report,) = dispatch(ctx, campaign, rendered, ["email"])
     elapsed = time.perf_counter() - t
-    print(json.dumps({"sent": report.sent, "seconds": elapsed, "messages": report.messages}))
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    switches = (after.ru_nvcsw - before.ru_nvcsw) + (after.ru_nivcsw - before.ru_nivcsw)
+    print(json.dumps({"sent": report.sent, "seconds": elapsed, "messages": report.messages,
+                      "cpu_us": cpu / max(report.sent, 1) * 1e6, "switches": switches / max(report.sent, 1)}))
 
 
 def _shares(count: int, connections: int) -> list[range]:
@@ -402,8 +410,8 @@ def mailmerge_files(root: Path, port: int, count: int, prep: dict) -> list[str]:
 SENDERS = ("ours", "rfc2920", "smtplib")
 
 
-def _one(name: str, sink: Sink, root: Path, fresh: Path, count: int, connections: int, env: dict) -> tuple[float, float]:
-    """One round of one sender: (messages/second, peak RSS MB)."""
+def _one(name: str, sink: Sink, root: Path, fresh: Path, count: int, connections: int, env: dict) -> tuple[float, float, dict]:
+    """One round of one sender: (messages/second, peak RSS MB, what ours says of its CPU)."""
     sink.counter.value = 0
     if name == "ours":
         shutil.copy(fresh, root / "store.sqlite3")  # a fresh ledger every round
@@ -416,7 +424,7 @@ def _one(name: str, sink: Sink, root: Path, fresh: Path, count: int, connections
         info, _, rss = _run_child([sys.executable, __file__, "--child", name, "--port", str(sink.port), "--count", str(count),
                                    "--connections", str(connections), "--eml", str(root / "one.eml")])
     assert sink.counter.value == count, (name, sink.counter.value, count)
-    return count / info["seconds"], rss
+    return count / info["seconds"], rss, info
 
 
 def main() -> None:
@@ -457,12 +465,15 @@ def main() -> None:
                           f" prepared in {time.perf_counter() - t:.1f}s", file=sys.stderr)
                     rates: dict[str, list[float]] = {n: [] for n in SENDERS}
                     peaks: dict[str, float] = {n: 0.0 for n in SENDERS}
+                    cpu: list[tuple[float, float]] = []
                     for r in range(a.rounds):
                         order = SENDERS[r % 3:] + SENDERS[:r % 3]  # alternate who goes first
                         for name in order:
-                            rate, rss = _one(name, sink, root, fresh, count, a.connections, env)
+                            rate, rss, info = _one(name, sink, root, fresh, count, a.connections, env)
                             rates[name].append(rate)
                             peaks[name] = max(peaks[name], rss)
+                            if name == "ours":
+                                cpu.append((info["cpu_us"], info["switches"]))
                             print(f"  round {r + 1} {name:<8} {rate:>9,.0f} msgs/s  {rss:5.0f} MB", file=sys.stderr)
                     mm = None
                     if a.mailmerge:
@@ -471,21 +482,23 @@ def main() -> None:
                         _, wall, rss = _run_child(mailmerge_files(root, sink.port, n, prep))
                         assert sink.counter.value == n
                         mm = n / wall
-                    table.append((size, prep["message"], count, {k: statistics.median(v) for k, v in rates.items()}, peaks, mm))
+                    table.append((size, prep["message"], count, {k: statistics.median(v) for k, v in rates.items()}, peaks, mm,
+                                  statistics.median(c for c, _ in cpu), statistics.median(w for _, w in cpu)))
                 finally:
                     shutil.rmtree(root, ignore_errors=True)
 
     print(f"\nfan-out over {a.connections} connections to a loopback sink offering PIPELINING; median of {a.rounds}"
           f" alternating rounds; messages/second\n")
-    head = f"{'message':>9}{'list':>9}{'ours':>9}{'rfc2920':>9}{'smtplib':>9}{'ours/rfc2920':>14}{'ours/smtplib':>14}{'ours RSS':>10}"
+    head = (f"{'message':>9}{'list':>9}{'ours':>9}{'rfc2920':>9}{'smtplib':>9}{'ours/rfc2920':>14}{'ours/smtplib':>14}"
+            f"{'ours RSS':>10}{'CPU/msg':>10}{'switches':>10}")
     if a.mailmerge:
         head += f"{'mailmerge':>11}{'ours/mm':>9}"
     print(head)
     missed = []
-    for size, msg, count, med, peaks, mm in table:
+    for size, msg, count, med, peaks, mm, cpu_us, switches in table:
         ratio = med["ours"] / med["rfc2920"]
         line = (f"{msg / 1000:>6.1f} KB{count:>9,}{med['ours']:>9,.0f}{med['rfc2920']:>9,.0f}{med['smtplib']:>9,.0f}"
-                f"{ratio:>13.2f}×{med['ours'] / med['smtplib']:>13.2f}×{peaks['ours']:>7.0f} MB")
+                f"{ratio:>13.2f}×{med['ours'] / med['smtplib']:>13.2f}×{peaks['ours']:>7.0f} MB{cpu_us:>7.0f} us{switches:>10.1f}")
         if mm:
             line += f"{mm:>11,.0f}{med['ours'] / mm:>8.1f}×"
         print(line)
