@@ -12,12 +12,14 @@ This is the only module that imports feedparser.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import io
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import feedparser
 
@@ -104,27 +106,28 @@ def parse(data: bytes, *, source: str, now: datetime, headers: dict | None = Non
     seen_ids: set[str] = set()
     seen_links: set[str] = set()
     undated = future = 0
-    for i, entry in enumerate(doc.entries, start=1):
-        try:
-            article, problem = normalise(entry, source=source, base=base, now=now)
-        except Exception as exc:  # one odd entry never costs the others
-            log.debug("%s: entry %d: %s", source, i, exc, exc_info=True)
-            rejected.append(f"entry {i}: cannot be read ({one_line(str(exc)) or type(exc).__name__})")
-            continue
-        if article is None:
-            rejected.append(f"entry {i}: {problem}")
-            continue
-        if article.id in seen_ids or article.link in seen_links:  # keep the first: feeds list newest first
-            warnings.append(f"entry {i}: duplicate of an earlier entry ({_short(article.id)}), kept the first")
-            continue
-        seen_ids.add(article.id)
-        seen_links.add(article.link)
-        if problem == "undated":
-            undated += 1
-        elif problem == "future":
-            future += 1
-            warnings.append(f"entry {i}: date in the future ({_entry_date(entry)}), used the fetch time")
-        articles.append(article)
+    with _collections_paused():
+        for i, entry in enumerate(doc.entries, start=1):
+            try:
+                article, problem = normalise(entry, source=source, base=base, now=now)
+            except Exception as exc:  # one odd entry never costs the others
+                log.debug("%s: entry %d: %s", source, i, exc, exc_info=True)
+                rejected.append(f"entry {i}: cannot be read ({one_line(str(exc)) or type(exc).__name__})")
+                continue
+            if article is None:
+                rejected.append(f"entry {i}: {problem}")
+                continue
+            if article.id in seen_ids or article.link in seen_links:  # keep the first: feeds list newest first
+                warnings.append(f"entry {i}: duplicate of an earlier entry ({_short(article.id)}), kept the first")
+                continue
+            seen_ids.add(article.id)
+            seen_links.add(article.link)
+            if problem == "undated":
+                undated += 1
+            elif problem == "future":
+                future += 1
+                warnings.append(f"entry {i}: date in the future ({_entry_date(entry)}), used the fetch time")
+            articles.append(article)
     if undated:
         warnings.append(f"{undated} entr{'y has' if undated == 1 else 'ies have'} no readable date, used the fetch time")
     title = one_line(html_to_text(feed.get("title", "")))
@@ -134,6 +137,24 @@ def parse(data: bytes, *, source: str, now: datetime, headers: dict | None = Non
     for w in warnings[-1:]:
         log.debug("%s: %s", source, w)
     return ParseResult(articles=articles, rejected=rejected, warnings=warnings, entries=len(doc.entries), title=title)
+
+
+@contextlib.contextmanager
+def _collections_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside the block (the collector's own state is restored after).
+
+    Normalising allocates a few objects an entry, none in a cycle, yet enough to set off full
+    collections, each walking feedparser's whole document, still alive (80 ms for 10,000 entries),
+    for nothing to collect.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _bozo_reason(exc: Any) -> str:
