@@ -117,15 +117,19 @@ def _categories(entry: Any) -> tuple[str, ...]:
     return tuple(seen)
 
 
+_NO_REL = object()
+
+
 def _enclosures(entry: Any) -> list:
     """entry.get("enclosures") without the copies FeedParserDict makes: the links whose rel is enclosure."""
-    links = _get(entry, "links")
-    if links is None:
-        return []
-    try:
-        return [link for link in links if link["rel"] == "enclosure"]
-    except KeyError:  # what FeedParserDict.get does when a link has no rel
-        return []
+    found = []
+    for link in _get(entry, "links") or ():
+        rel = _get(link, "rel", _NO_REL)  # link["rel"] is a plain lookup, through FeedParserDict's slow path
+        if rel is _NO_REL:
+            return []  # what FeedParserDict.get does when a link has no rel
+        if rel == "enclosure":
+            found.append(link)
+    return found
 
 
 _IMG = re.compile(r"<img\b[^>]*>", re.I)

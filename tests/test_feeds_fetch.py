@@ -6,31 +6,16 @@ import io
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import pytest
-
-from feed_server import FeedServer
 from publisher.config import FeedSettings
 from publisher.feeds import fetch_all, read_sources
 from publisher.progress import Progress
-from publisher.store import Store
+
+pytest_plugins = ["feed_server"]  # fixtures server, store
 
 FEEDS = Path(__file__).resolve().parent.parent / "samples" / "feeds"
 BROKEN = FEEDS / "broken"
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)
 SETTINGS = FeedSettings(timeout=1.0, max_bytes=2_000_000, user_agent="publisher-tests/1 (+https://example.org)")
-
-
-@pytest.fixture
-def server():
-    with FeedServer() as s:
-        yield s
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "store.sqlite3")
-    yield s
-    s.close()
 
 
 def quiet() -> Progress:
