@@ -177,7 +177,8 @@ def prepare(root: Path, port: int, count: int, connections: int, size_kb: int) -
     from publisher.config import load_campaigns, load_settings
     from publisher.feeds import parse
     from publisher.message import build
-    from publisher.pipeline import Context, freeze
+    from publisher.app import Context
+    from publisher.pipeline import freeze
 
     (root / "campaigns").mkdir(parents=True)
     (root / "settings.toml").write_text(_settings_text(port, root / "store.sqlite3", connections), encoding="utf-8")
@@ -211,7 +212,8 @@ def prepare(root: Path, port: int, count: int, connections: int, size_kb: int) -
 
 def child_ours(root: str) -> None:
     from publisher.config import load_campaigns
-    from publisher.pipeline import Context, dispatch, frozen
+    from publisher.app import Context
+    from publisher.pipeline import dispatch, frozen
     from publisher.progress import Progress
 
     ctx = Context.open(Path(root) / "settings.toml", now=NOW)

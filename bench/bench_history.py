@@ -38,8 +38,8 @@ sys.path.insert(0, str(REPO))
 from publisher.config import load_campaigns, load_settings  # noqa: E402
 from publisher.ledger import Ledger  # noqa: E402
 from publisher.models import State  # noqa: E402
-from publisher.pipeline import Context  # noqa: E402
-from publisher.status import report  # noqa: E402
+from publisher.app import Context  # noqa: E402
+from publisher.cli.status import report  # noqa: E402
 from publisher.store import Store, iso  # noqa: E402
 from publisher.tables import migrate  # noqa: E402
 

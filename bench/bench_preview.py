@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from publisher import pipeline  # noqa: E402
+from publisher.app import Context  # noqa: E402
 from publisher.config import load_campaigns  # noqa: E402
 from publisher.editions import current_edition  # noqa: E402
 from publisher.preview import Entry, write_bundle  # noqa: E402
@@ -56,7 +57,7 @@ def main() -> int:
             if (REPO / name).exists():
                 shutil.copytree(REPO / name, work / name)
         shutil.copy(REPO / "settings.toml", work / "settings.toml")
-        ctx = pipeline.Context.open(work / "settings.toml", now=NOW, fixed_now=True)
+        ctx = Context.open(work / "settings.toml", now=NOW, fixed_now=True)
         ctx.progress = Progress(quiet=True)
         pipeline.fetch(ctx, [str(work / s) for s in ctx.settings.feeds.sources])
         campaigns = load_campaigns(ctx.settings)

@@ -13,18 +13,16 @@ in flight and leave the rest `planned` (pending), and the process exits 0.
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable, Iterator, Sequence
 
-from publisher.config import Campaign, load_campaigns, parse_duration
-from publisher.editions import Due, EditionState, candidate_editions, due, next_slot
-from publisher.errors import LockedError, PublisherError
-from publisher.pipeline import Context
+from publisher.config import Campaign, parse_duration
+from publisher.editions import Due, EditionState, candidate_editions, due
+from publisher.errors import DeliveryError, LockedError, PublisherError
+from publisher.app import Context
 from publisher.store import Store, from_iso, iso
 
 log = logging.getLogger("publisher")
@@ -148,8 +146,7 @@ class Runner:
 
     def wake(self, now: datetime) -> WakeResult:
         """One wake-up at `now`: decide, then fetch, record missed slots, and send what is due."""
-        ctx = self.ctx
-        ctx.now = now
+        ctx = self.ctx.at(now)  # every job of this wake-up acts at `now`
         result = WakeResult()
         actions = decide(ctx, self.campaigns, now)
         for action in actions:
@@ -169,7 +166,7 @@ class Runner:
                 known = isinstance(exc, PublisherError)
                 line = f"{action.key}: {exc}" if known else f"{action.key}: {type(exc).__name__}: {exc}"
                 result.errors.append(line)
-                result.exit_code = max(result.exit_code, exc.exit_code if known else 1)
+                result.exit_code = max(result.exit_code, exc.exit_code if known else PublisherError.exit_code)
                 log.error("job failed: %s; retrying at the next wake-up", line, exc_info=ctx.verbose > 0)
             self._count(action.key, ok, now)
         if ctx.stop.is_set():
@@ -238,7 +235,7 @@ class Runner:
             outcome = (runs[-1]["outcome"] or "") if runs else ""
             if outcome.startswith(("error", "crashed")):
                 result.errors.append(f"{action.key} {name}: {outcome}")
-                result.exit_code = max(result.exit_code, 4)
+                result.exit_code = max(result.exit_code, DeliveryError.exit_code)
                 ok = False
         if ctx.stop.is_set():
             left = sum(r.pending for r in reports)
@@ -268,33 +265,6 @@ def scheduler_lease(ctx: Context) -> Iterator[None]:
         ctx.store.release_lease(LEASE)
 
 
-@contextmanager
-def stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM/SIGINT set `stop` (finish what is in flight); a second signal acts as the default would."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame) -> None:
-        name = signal.Signals(signum).name
-        if stop.is_set():
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-            return
-        log.info("%s received: finishing the message or post in flight, leaving the rest pending", name)
-        stop.set()
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
-# -- the commands --------------------------------------------------------------------------------
-
-
 def loop(runner: Runner, stop: threading.Event, clock: Callable[[], datetime]) -> int:
     """Wake up now and every tick (via `schedule`) until `stop` is set; returns the number of wake-ups."""
     import schedule
@@ -318,44 +288,3 @@ def loop(runner: Runner, stop: threading.Event, clock: Callable[[], datetime]) -
         idle = jobs.idle_seconds
         stop.wait(min(tick, max(idle if idle is not None else tick, MIN_SLEEP)))
     return wakes
-
-
-def command_schedule(ctx: Context, args) -> int:
-    """`publisher schedule`: hold the lease, wake up every tick, fetch and send what is due, until SIGTERM."""
-    campaigns = load_campaigns(ctx.settings)
-    runner = Runner(ctx, campaigns)
-    s = ctx.settings.schedule
-    with stop_on_signals(ctx.stop), scheduler_lease(ctx):
-        log.info("scheduler started (pid %d): %d campaign(s), wake-up every %s, fetch every %s, lateness %s",
-                 os.getpid(), len(campaigns), s.tick, s.fetch_every, s.lateness)
-        for c in campaigns:
-            eid, at = next_slot(c, ctx.clock())
-            log.info("%s: %s (%s), next edition %s at %s", c.name, c.schedule, c.timezone, eid, f"{at:%Y-%m-%d %H:%M %Z}")
-        loop(runner, ctx.stop, ctx.clock)
-    log.info("scheduler stopped; deliveries not sent are left pending for the next start")
-    return 0
-
-
-def command_run(ctx: Context, args) -> int:
-    """`publisher run`: one wake-up at --now (or the clock): fetch if due, send every due edition, exit."""
-    campaigns = load_campaigns(ctx.settings)
-    runner = Runner(ctx, campaigns, emit=print)
-    with stop_on_signals(ctx.stop), scheduler_lease(ctx):
-        result = runner.wake(ctx.now)
-    if not result.actions:
-        print("nothing due; see 'publisher status' for the next runs")
-    if result.stopped:
-        print("stopped; what was not sent is pending: rerun 'publisher run' to continue (sent items are skipped)")
-        return 0
-    for line in result.errors:
-        print(f"error: {line}")
-    if result.errors:
-        print("some jobs failed; fix the cause and rerun 'publisher run' (sent items are skipped)")
-        return result.exit_code or 1
-    if result.feed_failures:
-        print(f"{result.feed_failures} feed source(s) failed; see 'publisher status'")
-        return 3
-    if result.delivery_trouble:
-        print("some deliveries are not done; see 'publisher status' and rerun 'publisher run' (sent items are skipped)")
-        return 4
-    return 0

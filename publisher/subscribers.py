@@ -12,13 +12,11 @@ import functools
 import itertools
 import json
 import re
-import sys
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Iterable, Iterator, TextIO
 
-from publisher.errors import ConfigError, InputError
 from publisher.progress import Progress
 from publisher.sanitize import one_line
 from publisher.store import Store, iso
@@ -248,6 +246,35 @@ def plan_recipients(store: Store, edition_key: str, channel: str, lists: Iterabl
         return cur.rowcount
 
 
+@dataclass(frozen=True)
+class Counts:
+    """Subscribers per list and in total (suppressed addresses left out), and suppressed addresses per reason."""
+
+    per_list: list[tuple[str, int]]
+    total: int
+    suppressed: list[tuple[str, int]]
+
+
+def counts(store: Store, list_name: str | None = None) -> Counts:
+    """What `publisher subscribers count` reports, for every list or one."""
+    db = store.conn
+    q = ("SELECT x.list, count(*) FROM subscriptions x JOIN subscribers s ON s.id = x.subscriber_id"
+         " WHERE NOT EXISTS (SELECT 1 FROM suppression p WHERE p.email = s.email)")
+    args: tuple = ()
+    if list_name:
+        q += " AND x.list = ?"
+        args = (list_name.lower(),)
+    per_list = [(lst, n) for lst, n in db.execute(q + " GROUP BY x.list ORDER BY x.list", args)]
+    total = db.execute("SELECT count(*) FROM subscribers s WHERE NOT EXISTS"
+                       " (SELECT 1 FROM suppression p WHERE p.email = s.email)").fetchone()[0]
+    return Counts(per_list, total, suppressed_by_reason(store))
+
+
+def suppressed_by_reason(store: Store) -> list[tuple[str, int]]:
+    """(reason, addresses) of the suppression list, by reason."""
+    return [(r, n) for r, n in store.conn.execute("SELECT reason, count(*) FROM suppression GROUP BY reason ORDER BY reason")]
+
+
 def iter_subscribers(store: Store, list_name: str | None = None, *, include_suppressed: bool = False) -> Iterator[SubscriberRow]:
     """Subscribers in address order, streamed."""
     q = ("SELECT s.email, s.name, s.locale, (SELECT group_concat(list, ';') FROM"
@@ -331,86 +358,3 @@ def write_csv(rows: Iterable[SubscriberRow], out: TextIO) -> int:
         w.writerow([r.email, r.name, ";".join(r.lists), r.locale])
         n += 1
     return n
-
-
-# -- CLI -------------------------------------------------------------------------------------
-
-
-def _known_lists(ctx) -> set[str]:
-    from publisher.config import load_campaigns
-
-    known = set(ctx.settings.series)
-    try:
-        for c in load_campaigns(ctx.settings):
-            known.add(c.list.lower())
-    except ConfigError:
-        pass  # a broken campaign file is reported by the commands that need campaigns
-    return known
-
-
-def command_subscribers(ctx, args) -> int:
-    """`publisher subscribers import|export|count|remove`."""
-    store = ctx.store
-    if args.subcommand == "import":
-        path = Path(args.file)
-        known = _known_lists(ctx)
-        if args.list_name:
-            known.add(args.list_name.lower())
-        report = import_csv(store, path, ctx.now, extra_list=args.list_name, known_lists=known, progress=ctx.progress)
-        for line, reason in report.rejected:  # after the progress bar, not through it
-            print(f"{path}: line {line}: {reason}", file=sys.stderr)
-        if report.rejected_count > len(report.rejected):
-            print(f"{path}: {report.rejected_count - len(report.rejected)} more rejected row(s) not listed"
-                  f" (only the first {len(report.rejected)} are)", file=sys.stderr)
-        print(report.line(str(path)))
-        if not (report.new or report.updated or report.unchanged or report.suppressed or report.rejected_count):
-            print(f"{path}: no subscriber rows after the header; nothing was imported", file=sys.stderr)
-        if report.rejected_count:
-            print(f"{report.rejected_count} row(s) rejected and not imported; fix them and rerun "
-                  f"'publisher subscribers import {path}' (rows already imported are updated, not duplicated)", file=sys.stderr)
-            return 2
-        return 0
-    if args.subcommand == "export":
-        rows = iter_subscribers(store, args.list_name)
-        if args.out:
-            try:
-                with open(args.out, "w", encoding="utf-8", newline="") as fh:
-                    n = write_csv(rows, fh)
-            except OSError as exc:
-                raise InputError(f"subscribers export: cannot write {args.out} ({exc.strerror})",
-                                 hint="pass --out with a file path in a folder you can write, or drop --out"
-                                      " to write to standard output") from None
-            print(f"{n} subscribers written to {args.out}", file=sys.stderr)
-        else:
-            write_csv(rows, sys.stdout)
-        return 0
-    if args.subcommand == "count":
-        db = store.conn
-        q = ("SELECT x.list, count(*) FROM subscriptions x JOIN subscribers s ON s.id = x.subscriber_id"
-             " WHERE NOT EXISTS (SELECT 1 FROM suppression p WHERE p.email = s.email)")
-        args_q: tuple = ()
-        if args.list_name:
-            q += " AND x.list = ?"
-            args_q = (args.list_name.lower(),)
-        for lst, n in db.execute(q + " GROUP BY x.list ORDER BY x.list", args_q):
-            print(f"{lst}: {n}")
-        total = db.execute("SELECT count(*) FROM subscribers s WHERE NOT EXISTS"
-                           " (SELECT 1 FROM suppression p WHERE p.email = s.email)").fetchone()[0]
-        by_reason = db.execute("SELECT reason, count(*) FROM suppression GROUP BY reason ORDER BY reason").fetchall()
-        sup = sum(n for _, n in by_reason)
-        detail = ", ".join(f"{n} {r}" for r, n in by_reason)
-        print(f"total: {total} subscribers; {sup} suppressed" + (f" ({detail})" if detail else ""))
-        return 0
-    if args.subcommand == "remove":
-        bad = 0
-        for text in args.addresses:
-            try:
-                email = normalise_address(text)
-            except ValueError as exc:
-                print(f"{text}: {exc}", file=sys.stderr)
-                bad += 1
-                continue
-            deleted = remove(store, email, ctx.now)
-            print(f"{email}: {'removed and suppressed' if deleted else 'not a subscriber; suppressed'}")
-        return 2 if bad else 0
-    raise AssertionError(args.subcommand)

@@ -7,7 +7,8 @@ import sqlite3
 from datetime import datetime
 from pathlib import Path
 
-from publisher.pipeline import Context, fetch
+from publisher.app import Context
+from publisher.pipeline import fetch
 from publisher.subscribers import import_csv
 
 NOW = "2026-11-23T09:00:00+01:00"  # Monday of week 48: the edition 2026-W47 of `endurance` is due

@@ -132,7 +132,8 @@ def test_stop_finishes_messages_in_flight_and_leaves_the_rest_planned(project, m
 
     from email_project import EDITION, NOW, SECRET
     from publisher.config import load_campaigns
-    from publisher.pipeline import Context, send
+    from publisher.app import Context
+    from publisher.pipeline import send
 
     monkeypatch.setenv("PUBLISHER_UNSUBSCRIBE_SECRET", SECRET)
     with SmtpServer(delay=0.01) as srv:

@@ -17,7 +17,7 @@ from publisher.channels import DispatchReport
 from publisher.config import Campaign, ScheduleSettings, load_settings
 from publisher.editions import slot
 from publisher.models import State
-from publisher.pipeline import Context
+from publisher.app import Context
 from publisher.scheduler import Jobs, Runner, decide, edition_state, loop
 
 UTC = timezone.utc

@@ -12,7 +12,8 @@ from social_servers import (CREDS, NOW, BlueskyServer, Harness, MastodonServer, 
 
 from publisher.config import PublisherSettings
 from publisher.models import State
-from publisher.pipeline import Context, dispatch
+from publisher.app import Context
+from publisher.pipeline import dispatch
 
 pytest_plugins = ["social_servers"]  # fixtures creds, xs
 

@@ -10,9 +10,9 @@ import pytest
 
 from publisher.config import load_campaigns, load_settings
 from publisher.models import State
-from publisher.pipeline import Context
+from publisher.app import Context
 from publisher.scheduler import scheduler_lease
-from publisher.status import REASON_LIMIT, report
+from publisher.cli.status import REASON_LIMIT, report
 from query_plans import captured, deliveries_steps, unbounded
 
 UTC = timezone.utc

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from publisher.config import Campaign, load_campaigns
 from publisher.editions import next_fetch, next_slot, parse_edition_id
 from publisher.models import State
-from publisher.pipeline import Context
+from publisher.app import Context
 from publisher.scheduler import LEASE, decide, last_fetch, last_tick
 from publisher.store import from_iso
 

@@ -1,11 +1,13 @@
 """The `publisher` command: argument parsing, logging, and turning errors into one line and an exit code.
 
-Each subcommand's work lives in the module of its noun; this file only parses and dispatches.
+Each subcommand's printing lives in its module of this folder, loaded only when that command runs
+(start-up time: `publisher status` should not import the sending machinery).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
@@ -14,6 +16,7 @@ from datetime import datetime, timezone
 
 from publisher import __version__
 from publisher.errors import ConfigError, PublisherError
+from publisher.app import Context
 
 log = logging.getLogger("publisher")
 
@@ -111,35 +114,33 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _dispatch(args: argparse.Namespace) -> int:
-    from publisher.pipeline import Context
+# command -> "module:function" in this folder; imported only when that command runs (start-up time)
+COMMANDS = {
+    "fetch": "fetch_send:command_fetch",
+    "send": "fetch_send:command_send",
+    "preview": "preview:command_preview",
+    "subscribers": "subscribers:command_subscribers",
+    "serve": "serve:command_serve",
+    "status": "status:command_status",
+    "run": "schedule:command_run",
+    "schedule": "schedule:command_schedule",
+}
+INTERRUPTED = 130  # the shell's code for a process ended by SIGINT
 
+
+def _command(args: argparse.Namespace):
+    name = "run" if args.command == "schedule" and args.once else args.command
+    module, _, function = COMMANDS[name].partition(":")
+    return getattr(importlib.import_module(f"publisher.cli.{module}"), function)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    command = _command(args)
     ctx = Context.open(args.settings, now=_now(args.now), fixed_now=bool(args.now), verbose=args.verbose)
     try:
-        if args.command == "fetch":
-            from publisher.pipeline import command_fetch
-            return command_fetch(ctx, args)
-        if args.command == "preview":
-            from publisher.preview import command_preview
-            return command_preview(ctx, args)
-        if args.command == "send":
-            from publisher.pipeline import command_send
-            return command_send(ctx, args)
-        if args.command == "subscribers":
-            from publisher.subscribers import command_subscribers
-            return command_subscribers(ctx, args)
-        if args.command == "serve":
-            from publisher.web import command_serve
-            return command_serve(ctx, args)
-        if args.command == "status":
-            from publisher.status import command_status
-            return command_status(ctx, args)
-        if args.command in ("run", "schedule"):
-            from publisher.scheduler import command_run, command_schedule
-            return command_run(ctx, args) if args.command == "run" or args.once else command_schedule(ctx, args)
+        return command(ctx, args)
     finally:
         ctx.close()
-    raise AssertionError(args.command)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,4 +157,4 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print("publisher: interrupted; rerun the same command to continue (sent items are skipped)", file=sys.stderr)
-        return 130
+        return INTERRUPTED
