@@ -141,9 +141,9 @@ def _digest(settings, campaign, articles, size_kb: int):
     """The real renderer on sample articles: the edition whose message is closest to `size_kb` KB."""
     from dataclasses import replace
 
-    from publisher.message import build
+    from publisher.channels.email.message import build
     from publisher.models import Edition
-    from publisher.render import Renderer
+    from publisher.render.email import Renderer
 
     renderer = Renderer(settings)
     pool = list(articles)
@@ -164,8 +164,8 @@ def _digest(settings, campaign, articles, size_kb: int):
 
 
 def _sample(settings, template):
-    from publisher.message import Recipient, unsubscribe_link
-    from publisher.tokens import Signer
+    from publisher.channels.email.message import Recipient, unsubscribe_link
+    from publisher.web.tokens import Signer
 
     email = "lecteur000000@example.org"
     return Recipient(email, "Lecteur 0 Éloïse", unsubscribe_link(settings, Signer(SECRET.encode()).token(email)),
@@ -174,9 +174,10 @@ def _sample(settings, template):
 
 def prepare(root: Path, port: int, count: int, connections: int, size_kb: int) -> dict:
     """A project folder with settings, a campaign, the frozen digest of about `size_kb` KB and `count` subscribers."""
-    from publisher.config import load_campaigns, load_settings
+    from publisher.app import load_settings
+    from publisher.config import load_campaigns
     from publisher.feeds import parse
-    from publisher.message import build
+    from publisher.channels.email.message import build
     from publisher.app import Context
     from publisher.pipeline import freeze
 
@@ -382,8 +383,8 @@ def _jinja_literal(text: str) -> str:
 
 
 def mailmerge_files(root: Path, port: int, count: int, prep: dict) -> list[str]:
-    from publisher.message import unsubscribe_link
-    from publisher.tokens import Signer
+    from publisher.channels.email.message import unsubscribe_link
+    from publisher.web.tokens import Signer
 
     rendered, settings = prep["rendered"], prep["settings"]
     (root / "mm_server.conf").write_text(f"[smtp_server]\nhost = 127.0.0.1\nport = {port}\nratelimit = 0\n", encoding="utf-8")

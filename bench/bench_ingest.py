@@ -44,7 +44,7 @@ import httpx  # noqa: E402
 from publisher.config import FeedSettings  # noqa: E402
 from publisher.feeds import fetch_all, parse  # noqa: E402
 from publisher.progress import Progress  # noqa: E402
-from publisher.store import Store  # noqa: E402
+from publisher.store.db import Store  # noqa: E402
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)
 SERIES = ["WEC", "ELMS", "Asian Le Mans Series", "24 Heures du Mans", "IMSA", "GT"]

@@ -32,7 +32,8 @@ from publisher.config import load_campaigns  # noqa: E402
 from publisher.editions import current_edition  # noqa: E402
 from publisher.preview import Entry, write_bundle  # noqa: E402
 from publisher.progress import Progress  # noqa: E402
-from publisher.render import Renderer, edition_label, inline_css  # noqa: E402
+from publisher.render.email import Renderer, inline_css  # noqa: E402
+from publisher.render.templates import edition_label  # noqa: E402
 
 NOW = datetime.fromisoformat("2026-11-23T09:00:00+01:00")
 

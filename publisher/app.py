@@ -16,12 +16,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
-from publisher.config import Settings, load_settings
-from publisher.ledger import Ledger
+from publisher.channels import registry
+from publisher.config import Settings, read_settings
+from publisher.store.ledger import Ledger
 from publisher.progress import Progress
-from publisher.store import Store
+from publisher.store.db import Store
 
 log = logging.getLogger("publisher")
+
+
+def load_settings(path: str | Path = "settings.toml") -> Settings:
+    """settings.toml with every channel's table read by the settings class its channel module declares."""
+    return read_settings(path, {name: registry.get(name).settings_cls for name in registry.names()})
 
 
 def system_clock() -> datetime:

@@ -31,7 +31,7 @@ from publisher.models import Article
 from publisher.progress import Progress
 from publisher.entries import normalise
 from publisher.sanitize import html_to_text, one_line, safe_url
-from publisher.store import Store
+from publisher.store.db import Store
 
 log = logging.getLogger("publisher")
 
@@ -202,8 +202,8 @@ def fetch_all(sources: list[str], store: Store, settings: FeedSettings, *, now: 
 
 def _fetch_one(source: str, store: Store, loader: Loader, *, now: datetime, root: Path | None) -> SourceResult:
     state = store.feed_state(source)
-    etag = state["etag"] if state is not None and state["ok"] else None
-    modified = state["last_modified"] if state is not None and state["ok"] else None
+    etag = state.etag if state is not None and state.ok else None
+    modified = state.last_modified if state is not None and state.ok else None
     try:
         loaded = loader.load(source, etag=etag, last_modified=modified, root=root)
         if loaded.not_modified:

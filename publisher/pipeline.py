@@ -14,9 +14,11 @@ from typing import Iterable, Sequence
 from publisher.app import Context
 from publisher.channels import ChannelDisabled, DispatchContext, DispatchReport, registry
 from publisher.config import Campaign
-from publisher.editions import Plan, latest_slot_edition, plan_edition
+from publisher.editions import Plan, latest_slot_edition, plan_edition, window
 from publisher.errors import DeliveryError, PublisherError
+from publisher.feeds import fetch_all
 from publisher.models import Article, RenderedEdition, rendered_from_dict, rendered_to_dict
+from publisher.render.email import Renderer
 
 log = logging.getLogger("publisher")
 
@@ -26,8 +28,6 @@ log = logging.getLogger("publisher")
 
 def fetch(ctx: Context, sources: Sequence[str] | None = None):
     """Fetch every source (or the given ones) into the store; one bad source never stops the others."""
-    from publisher.feeds import fetch_all
-
     # Configured paths are relative to settings.toml's folder; --feed paths to the working folder.
     root = None if sources else ctx.settings.root
     return fetch_all(list(sources or ctx.settings.feeds.sources), ctx.store, ctx.settings.feeds,
@@ -39,8 +39,6 @@ def fetch(ctx: Context, sources: Sequence[str] | None = None):
 
 def plan(ctx: Context, campaign: Campaign, edition_id: str, articles: Iterable[Article] | None = None) -> Plan:
     """The edition of `campaign` for `edition_id`, from the given articles or the store."""
-    from publisher.editions import window
-
     if articles is None:
         start, end = window(edition_id, campaign.tz)
         articles = ctx.store.articles_between(start, end)
@@ -48,17 +46,16 @@ def plan(ctx: Context, campaign: Campaign, edition_id: str, articles: Iterable[A
 
 
 def render(ctx: Context, campaign: Campaign, p: Plan) -> RenderedEdition:
-    from publisher.render import Renderer
-
+    """The edition rendered with the campaign's templates: what preview shows and send freezes."""
     return Renderer(ctx.settings).render(p.edition, campaign)
 
 
 def frozen(ctx: Context, campaign: Campaign, edition_id: str) -> RenderedEdition | None:
     """The rendering frozen by an earlier send of this edition, if any."""
     row = ctx.store.edition_record(campaign.name, edition_id)
-    if row is None or row["status"] != "frozen" or not row["rendered"]:
+    if row is None or row.status != "frozen" or not row.rendered:
         return None
-    return rendered_from_dict(json.loads(row["rendered"]))
+    return rendered_from_dict(json.loads(row.rendered))
 
 
 def freeze(ctx: Context, rendered: RenderedEdition) -> RenderedEdition:
@@ -66,7 +63,7 @@ def freeze(ctx: Context, rendered: RenderedEdition) -> RenderedEdition:
     e = rendered.edition
     row = ctx.store.freeze_edition(e.campaign, e.id, rendered.content_hash,
                                    json.dumps(rendered_to_dict(rendered), ensure_ascii=False), ctx.now)
-    return rendered_from_dict(json.loads(row["rendered"]))
+    return rendered_from_dict(json.loads(row.rendered))
 
 
 def prepare(ctx: Context, campaign: Campaign, edition_id: str, *, record_skip: bool = True) -> tuple[RenderedEdition | None, str | None]:
@@ -105,7 +102,7 @@ def dispatch(ctx: Context, campaign: Campaign, rendered: RenderedEdition, channe
                 break
             spec = registry.get(name)
             try:
-                channel = spec.factory(ctx.settings, ctx.settings.channels[name], dctx)
+                channel = spec.make(ctx.settings, ctx.settings.channels[name], dctx)
             except ChannelDisabled as exc:
                 r = DispatchReport(channel=name, edition_key=key)
                 r.messages.append(f"{name}: disabled: {exc}")

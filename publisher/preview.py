@@ -25,9 +25,9 @@ import jinja2
 from publisher import pipeline
 from publisher.config import Campaign
 from publisher.editions import current_edition
-from publisher.message import preview_eml
+from publisher.channels.email.message import preview_eml
 from publisher.models import Article, LintIssue, RenderedEdition
-from publisher.render import STOCK_TEMPLATES, edition_label
+from publisher.render.templates import STOCK_TEMPLATES, edition_label
 
 
 @dataclass

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from email_project import ENV, ledger, prepared, send_args, suppressed
-from smtp_servers import SmtpServer
+from support.email_project import ENV, ledger, prepared, send_args, suppressed
+from support.smtp_servers import SmtpServer
 
 
 def test_send_delivers_one_copy_each_and_a_rerun_sends_nothing(project):
@@ -130,7 +130,7 @@ def test_stop_finishes_messages_in_flight_and_leaves_the_rest_planned(project, m
     import time
     from datetime import datetime
 
-    from email_project import EDITION, NOW, SECRET
+    from support.email_project import EDITION, NOW, SECRET
     from publisher.config import load_campaigns
     from publisher.app import Context
     from publisher.pipeline import send

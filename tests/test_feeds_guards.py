@@ -17,14 +17,14 @@ from datetime import datetime, timezone
 
 import pytest
 
-from feed_server import FeedServer, gzip_bomb
+from support.feed_server import FeedServer, gzip_bomb
 from publisher.config import FeedSettings
 from publisher.errors import FeedError
 from publisher.feeds import fetch_all
 from publisher.network import Network, address_kind, system_resolve, vetted_addresses
 from publisher.progress import Progress
 
-pytest_plugins = ["feed_server"]  # fixtures server, store
+pytest_plugins = ["support.feed_server"]  # fixtures server, store
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)
 SETTINGS = FeedSettings(timeout=2.0, max_bytes=2_000_000, user_agent="publisher-tests/1")

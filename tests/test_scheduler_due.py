@@ -11,7 +11,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from publisher.config import Campaign
-from publisher.editions import EditionState, candidate_editions, due, edition_id_of, next_slot, slot, window
+from publisher.editions import edition_id_of, next_slot, slot, window
+from publisher.scheduler.due import EditionState, candidate_editions, due
 
 UTC = timezone.utc
 PARIS = ZoneInfo("Europe/Paris")

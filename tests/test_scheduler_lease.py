@@ -7,7 +7,7 @@ import socket
 import sqlite3
 from datetime import datetime, timedelta, timezone
 
-from scheduler_process import Proc, lease_holder, query, store_path, wait_for
+from support.scheduler_process import Proc, lease_holder, query, store_path, wait_for
 
 
 def test_two_schedulers_racing_one_gets_the_lease_the_other_says_who_and_exits_5(project):

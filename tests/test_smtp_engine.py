@@ -11,9 +11,9 @@ from __future__ import annotations
 import time
 from datetime import datetime, timedelta
 
-from chaos_smtp import ChaosSmtp
-from email_project import ENV, NOW, attempts, ledger, prepared, send_args, suppressed
-from smtp_servers import SmtpServer
+from support.chaos_smtp import ChaosSmtp
+from support.email_project import ENV, NOW, attempts, ledger, prepared, send_args, suppressed
+from support.smtp_servers import SmtpServer
 from test_send_kill import _popen
 
 

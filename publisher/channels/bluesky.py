@@ -8,6 +8,8 @@ row is retried by the next run without --resend-unknown: the retry either finds 
 
 Links become `app.bsky.richtext.facet#link` facets with UTF-8 byte offsets (French accents before a
 link shift them); hashtags become tag facets; the lead article becomes an external embed card.
+
+Length: grapheme clusters of the text as written (links included), limit 300.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
-from publisher.channels import ChannelDisabled, ChannelSpec
+from publisher.channels import ChannelDisabled, ChannelSpec, PostRules
+from publisher.channels.counting import graphemes
 from publisher.channels.social import Outcome, PostKey, SocialChannel, Thread, outbox_channel
 from publisher.channels.transport import fetch_image, httpx_not_sent, redact, reply_line, reset_time
 from publisher.config import parse_duration, secret
 from publisher.errors import DeliveryError
 from publisher.models import Delivery, Post
-from publisher.schema import check_at_least, check_url
+from publisher.config.schema import check_at_least, check_url
 
 if TYPE_CHECKING:
     from atproto import models
@@ -32,6 +35,7 @@ if TYPE_CHECKING:
 
 PASSWORD = "PUBLISHER_BLUESKY_APP_PASSWORD"
 HANDLE = "PUBLISHER_BLUESKY_HANDLE"
+LIMIT = 300
 MAX_BLOB_BYTES = 1_000_000  # Bluesky's limit for an embed thumbnail
 _B32 = "234567abcdefghijklmnopqrstuvwxyz"
 
@@ -50,6 +54,11 @@ class BlueskySettings:
         check_url(self.service_url, f"{where}.service_url", "https://bsky.social")
         parse_duration(self.max_wait, f"{where}.max_wait")
         check_at_least(self, where, 0.1, "timeout", meaning=" (seconds)")
+
+
+def bluesky_length(text: str) -> int:
+    """Bluesky's count: grapheme clusters of the text as written, links included (300 max)."""
+    return graphemes(text)
 
 
 def record_key(key: PostKey) -> str:
@@ -252,4 +261,5 @@ def make(settings, channel_settings: BlueskySettings, ctx) -> SocialChannel:
     return SocialChannel(BlueskyNetwork(channel_settings, handle, password, ctx.ledger.clock), ctx)  # type: ignore[arg-type]
 
 
-SPEC = ChannelSpec(name="bluesky", kind="social", network="bluesky", settings_cls=BlueskySettings, factory=make)
+SPEC = ChannelSpec(name="bluesky", kind="social", network="bluesky", settings_cls=BlueskySettings, factory=make,
+                   posts=PostRules(length=bluesky_length, limit=LIMIT, card=True))

@@ -5,6 +5,9 @@ Mastodon remembers the key for an hour and answers a repeat with the status it a
 5xx is retried at once with the same key, and a post whose outcome is `unknown` (timeout, connection
 reset) is sent again by the next run without --resend-unknown, as long as the key is still fresh
 (`IDEMPOTENCY_WINDOW`, a margin under Mastodon's hour); after that only the user can resend it.
+
+Length: grapheme clusters, every http(s) URL counts 23, `@user@instance` counts as `@user`; limit 500
+or `[mastodon].max_characters`.
 """
 
 from __future__ import annotations
@@ -13,12 +16,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
-from publisher.channels import ChannelDisabled, ChannelSpec
+import re
+
+from publisher.channels import ChannelDisabled, ChannelSpec, PostRules
+from publisher.channels.counting import URL_LENGTH, graphemes, with_links_as
 from publisher.channels.social import Outcome, PostKey, SocialChannel, Thread, outbox_channel
 from publisher.channels.transport import fetch_image, redact, reply_line, requests_not_sent, reset_time
 from publisher.config import parse_duration, secret
 from publisher.models import Delivery, Post
-from publisher.schema import check_at_least, check_url
+from publisher.config.schema import check_at_least, check_url
+from publisher.errors import ConfigError
 
 if TYPE_CHECKING:
     from publisher.config import Campaign
@@ -26,6 +33,12 @@ if TYPE_CHECKING:
 TOKEN = "PUBLISHER_MASTODON_ACCESS_TOKEN"
 DEFAULT_LIMIT = 500
 IDEMPOTENCY_WINDOW = timedelta(minutes=50)  # Mastodon keeps an Idempotency-Key for one hour
+_MENTION = re.compile(r"(?<![\w/])@(\w+)@[\w.-]+\w", re.UNICODE)
+
+
+def mastodon_length(text: str) -> int:
+    """Mastodon's count: grapheme clusters, http(s) URLs 23, `@user@instance` as `@user`."""
+    return with_links_as(text, URL_LENGTH, lambda plain: graphemes(_MENTION.sub(lambda m: "@" + m.group(1), plain)))
 
 
 @dataclass(frozen=True)
@@ -45,8 +58,6 @@ class MastodonSettings:
         parse_duration(self.max_wait, f"{where}.max_wait")
         check_at_least(self, where, 0.1, "timeout", meaning=" (seconds)")
         if self.max_characters < 0:
-            from publisher.errors import ConfigError
-
             raise ConfigError(f"{where}.max_characters must be 0 (ask the instance) or a positive number")
 
 
@@ -172,4 +183,5 @@ def make(settings, channel_settings: MastodonSettings, ctx) -> SocialChannel:
     return SocialChannel(MastodonNetwork(channel_settings, token, ctx.ledger.clock), ctx)  # type: ignore[arg-type]
 
 
-SPEC = ChannelSpec(name="mastodon", kind="social", network="mastodon", settings_cls=MastodonSettings, factory=make)
+SPEC = ChannelSpec(name="mastodon", kind="social", network="mastodon", settings_cls=MastodonSettings, factory=make,
+                   posts=PostRules(length=mastodon_length, limit=DEFAULT_LIMIT, limit_setting="max_characters"))

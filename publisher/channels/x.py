@@ -8,23 +8,31 @@ request the configured timeout. Media upload is v1.1 (`tweepy.API.simple_upload`
 Exactly once on X: X has no idempotency key, so a create whose reply never came back is `unknown`
 and only `--resend-unknown` sends it again. That resend is fairly safe because X refuses duplicate
 content with a 403, which we read as "already posted".
+
+Length: X counts a post with its twitter-text v3 rules (weighted code points, an emoji sequence as 2,
+every URL as 23 whatever its length, including bare domains like `endurance-info.paris`); we count
+with `twitter-text-parser`, the port of the official library and its configuration, rather than
+our own approximation (tests/data/x_lengths.tsv holds strings and the official counts).
 """
 
 from __future__ import annotations
 
 import io
+import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable
 from urllib.parse import urlsplit
 
-from publisher.channels import ChannelDisabled, ChannelSpec
+from publisher.channels import ChannelDisabled, ChannelSpec, PostRules
 from publisher.channels.social import Outcome, PostKey, SocialChannel, Thread, outbox_channel
 from publisher.channels.transport import fetch_image, redact, reply_line, requests_not_sent, reset_time
 from publisher.config import parse_duration, secret
 from publisher.models import Delivery, Post
-from publisher.schema import check_at_least, check_url
+from publisher.config.schema import check_at_least, check_url
 
+LIMIT = 280
 CREDENTIALS = ("PUBLISHER_X_CONSUMER_KEY", "PUBLISHER_X_CONSUMER_SECRET",
                "PUBLISHER_X_ACCESS_TOKEN", "PUBLISHER_X_ACCESS_TOKEN_SECRET")
 
@@ -44,6 +52,21 @@ class XSettings:
         check_url(self.upload_url, f"{where}.upload_url", "https://upload.twitter.com")
         parse_duration(self.max_wait, f"{where}.max_wait")
         check_at_least(self, where, 0.1, "timeout", meaning=" (seconds)")
+
+
+_BARE_MARK = re.compile("[\u00a9\u00ae](?!\ufe0f)")  # © or ® in text presentation (no emoji selector)
+
+
+def x_length(text: str) -> int:
+    """The weighted length X gives `text` (twitter-text v3: URLs 23, CJK and emoji 2, 280 max)."""
+    # deferred for start-up time: importing twitter_text compiles its emoji and TLD patterns (~0.4 s)
+    from twitter_text import parse_tweet
+
+    text = unicodedata.normalize("NFC", text)
+    # Where the port and the official JavaScript library disagree, follow the official one: it counts
+    # CR LF as two characters (the port folds it into one LF) and a © or ® without the emoji variation
+    # selector as one plain character (the port counts it as an emoji, 2). tests/data/x_lengths.jsonl.
+    return parse_tweet(text).weightedLength + text.count("\r\n") - len(_BARE_MARK.findall(text))
 
 
 def _mount(session, real: str, configured: str, timeout: float) -> None:  # noqa: ANN001 - a requests.Session
@@ -173,4 +196,5 @@ def make(settings, channel_settings: XSettings, ctx) -> SocialChannel:
     return SocialChannel(XNetwork(channel_settings, creds, ctx.ledger.clock), ctx)  # type: ignore[arg-type]
 
 
-SPEC = ChannelSpec(name="x", kind="social", network="x", settings_cls=XSettings, factory=make)
+SPEC = ChannelSpec(name="x", kind="social", network="x", settings_cls=XSettings, factory=make,
+                   posts=PostRules(length=x_length, limit=LIMIT))

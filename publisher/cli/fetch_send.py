@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from publisher.channels.email import send_test
+from publisher.channels.email.channel import send_test
 from publisher.config import Campaign, load_campaigns
 from publisher.editions import latest_slot_edition, parse_edition_id
 from publisher.errors import ConfigError, DeliveryError, FeedError

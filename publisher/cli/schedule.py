@@ -10,7 +10,7 @@ from publisher.editions import next_slot
 from publisher.errors import DeliveryError, FeedError, PublisherError
 from publisher.app import Context
 from publisher.app import stop_on_signals
-from publisher.scheduler import Runner, loop, scheduler_lease
+from publisher.scheduler.runner import Runner, loop, scheduler_lease
 
 log = logging.getLogger("publisher")
 

@@ -9,9 +9,9 @@ from urllib.parse import urlsplit
 
 from publisher.errors import ConfigError
 from publisher.app import Context
-from publisher.schema import check_port
-from publisher.tokens import signer_from_env
-from publisher.web import make_server
+from publisher.config.schema import check_port
+from publisher.web.tokens import signer_from_env
+from publisher.web.unsubscribe import make_server
 
 
 def command_serve(ctx: Context, args) -> int:

@@ -13,11 +13,12 @@ from typing import Sequence
 from zoneinfo import ZoneInfo
 
 from publisher.config import Campaign, load_campaigns
-from publisher.editions import next_fetch, next_slot, parse_edition_id
+from publisher.editions import next_slot, parse_edition_id
 from publisher.models import State
 from publisher.app import Context
-from publisher.scheduler import LEASE, decide, last_fetch, last_tick
-from publisher.store import from_iso
+from publisher.scheduler.due import next_fetch
+from publisher.scheduler.facts import LEASE, decide, last_fetch, last_tick
+from publisher.store.subscribers import suppressed_by_reason
 
 UTC = timezone.utc
 LIST_LIMIT = 10  # addresses listed per reason before "and N more"
@@ -55,7 +56,7 @@ def scheduler_lines(ctx: Context, now: datetime) -> list[str]:
     tick = last_tick(store)
     last = f"last wake-up {_t(tick)}" if tick else "never woke up on this store"
     if lease:  # the store only returns a lease that a live process holds
-        lines = [f"scheduler: running, {lease['holder']} since {_t(from_iso(lease['acquired_at']))} ({last})"]
+        lines = [f"scheduler: running, {lease.holder} since {_t(lease.acquired_at)} ({last})"]
     else:
         lines = [f"scheduler: not running ({last})"]
     error = store.get_state("last_error")
@@ -69,19 +70,19 @@ def feed_lines(ctx: Context, now: datetime) -> list[str]:
     last = last_fetch(ctx)
     nxt = next_fetch(now, s.fetch_interval, last)
     lines = [f"feeds (fetch every {s.fetch_every}; next fetch {'due now' if nxt <= now else _t(nxt)}):"]
-    states = {r["source"]: r for r in ctx.store.feed_states()}
+    states = {r.source: r for r in ctx.store.feed_states()}
     sources = list(ctx.settings.feeds.sources) + sorted(set(states) - set(ctx.settings.feeds.sources))
     if not sources:
         lines.append("  no sources configured ([feeds].sources)")
     width = min(max((len(src) for src in sources), default=0), 60)
     for src in sources:
         r = states.get(src)
-        if r is None or not r["last_fetch"]:
+        if r is None or not r.last_fetch:
             lines.append(f"  {src:<{width}}  never fetched")
             continue
-        flag = "ok" if r["ok"] else "FAILED"
-        result = (r["last_result"] or "").removeprefix(f"{src}: ")
-        lines.append(f"  {src:<{width}}  {_t(from_iso(r['last_fetch']))}  {flag}: {result}".rstrip())
+        flag = "ok" if r.ok else "FAILED"
+        result = (r.last_result or "").removeprefix(f"{src}: ")
+        lines.append(f"  {src:<{width}}  {_t(r.last_fetch)}  {flag}: {result}".rstrip())
     return lines
 
 
@@ -99,33 +100,33 @@ def campaign_lines(ctx: Context, c: Campaign, now: datetime, actions, edition: s
         lines.append(f"  {verb}: {a.edition_id}{what} ({a.reason})")
     records = ctx.store.edition_records(c.name)
     if edition:
-        rec = next((r for r in records if r["edition_id"] == edition), None)
+        rec = next((r for r in records if r.edition_id == edition), None)
         lines.append(f"  edition {edition}: " + (_record_text(rec, tz) if rec else "no record (never sent or skipped)"))
         for name in c.channels:
             lines += channel_lines(ctx, c, edition, name)
         return lines
-    frozen = [r for r in records if r["status"] == "frozen"]
+    frozen = [r for r in records if r.status == "frozen"]
     if frozen:
-        lines.append(f"  last edition: {frozen[-1]['edition_id']}, {_record_text(frozen[-1], tz)}")
+        lines.append(f"  last edition: {frozen[-1].edition_id}, {_record_text(frozen[-1], tz)}")
     else:
         lines.append("  last edition: none sent yet")
-    last_by_channel = {r["channel"]: r["edition_key"].split("/", 1)[1] for r in ctx.store.last_runs(c.name)}
+    last_by_channel = {r.channel: r.edition_key.split("/", 1)[1] for r in ctx.store.last_runs(c.name)}
     for name in c.channels:
         eid_for = last_by_channel.get(name)
         if eid_for is None:
             lines.append(f"    {name}: never sent")
         else:
             lines += channel_lines(ctx, c, eid_for, name)
-    skipped = [r for r in records if r["status"] == "skipped"][-3:]
+    skipped = [r for r in records if r.status == "skipped"][-3:]
     for r in reversed(skipped):
-        lines.append(f"  skipped {r['edition_id']}: {r['reason']}")
+        lines.append(f"  skipped {r.edition_id}: {r.reason}")
     return lines
 
 
 def channel_lines(ctx: Context, c: Campaign, edition_id: str, name: str) -> list[str]:
     """One channel's ledger counts for one edition, the failures by reason, the unknown rows, the duration.
 
-    Every figure comes from an index (see publisher/tables.py) and every list is cut short, so a
+    Every figure comes from an index (see publisher/store/tables.py) and every list is cut short, so a
     million-row edition is reported as fast as a small one.
     """
     key = f"{c.name}/{edition_id}"
@@ -151,15 +152,15 @@ def channel_lines(ctx: Context, c: Campaign, edition_id: str, name: str) -> list
         unknown = ledger.first_targets(key, ledger_names, State.UNKNOWN, LIST_LIMIT)
         lines.append(f"      unknown ({counts['unknown']}): {_cap(unknown, counts['unknown'])}; resend only with"
                      f" 'publisher send {c.name} --edition {edition_id} --channel {name} --resend-unknown'")
-    if runs and runs[-1]["outcome"] and runs[-1]["outcome"] not in ("ok", "stopped"):
-        lines.append(f"      last run: {_one_line(runs[-1]['outcome'])}")
-    if counts["planned"] + counts["sending"] and runs and runs[-1]["outcome"] == "stopped":
+    if runs and runs[-1].outcome and runs[-1].outcome not in ("ok", "stopped"):
+        lines.append(f"      last run: {_one_line(runs[-1].outcome)}")
+    if counts["planned"] + counts["sending"] and runs and runs[-1].outcome == "stopped":
         lines.append(f"      stopped before the end; the scheduler resumes it, or run 'publisher send {c.name} --edition {edition_id}'")
     return lines
 
 
 def suppression_lines(ctx: Context) -> list[str]:
-    rows = ctx.store.conn.execute("SELECT reason, count(*) FROM suppression GROUP BY reason ORDER BY reason").fetchall()
+    rows = suppressed_by_reason(ctx.store)
     total = sum(n for _, n in rows)
     detail = ", ".join(f"{reason} {n}" for reason, n in rows)
     return [f"suppressed addresses: {total}" + (f" ({detail})" if detail else "")]
@@ -169,20 +170,20 @@ def suppression_lines(ctx: Context) -> list[str]:
 
 
 def _record_text(rec, tz: ZoneInfo) -> str:
-    when = _t(from_iso(rec["created_at"]), tz)
-    if rec["status"] == "skipped":
-        return f"skipped on {when}: {rec['reason']}"
-    return f"frozen on {when} (content {(rec['content_hash'] or '')[:12]})"
+    when = _t(rec.created_at, tz)
+    if rec.status == "skipped":
+        return f"skipped on {when}: {rec.reason}"
+    return f"frozen on {when} (content {(rec.content_hash or '')[:12]})"
 
 
 def _duration(runs) -> str:
     if not runs:
         return ""
-    if any(r["finished_at"] is None for r in runs[-1:]):
-        return f", running since {_t(from_iso(runs[-1]['started_at']))}"
-    seconds = sum(r["seconds"] or 0.0 for r in runs)
+    if any(r.finished_at is None for r in runs[-1:]):
+        return f", running since {_t(runs[-1].started_at)}"
+    seconds = sum(r.seconds or 0.0 for r in runs)
     n = f" in {len(runs)} runs" if len(runs) > 1 else ""
-    return f", took {seconds:.1f}s{n} (started {_t(from_iso(runs[0]['started_at']))})"
+    return f", took {seconds:.1f}s{n} (started {_t(runs[0].started_at)})"
 
 
 def _t(moment: datetime | None, tz: ZoneInfo | None = None) -> str:

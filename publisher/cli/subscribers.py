@@ -8,7 +8,8 @@ from pathlib import Path
 from publisher.config import load_campaigns
 from publisher.errors import ConfigError, InputError
 from publisher.app import Context
-from publisher.subscribers import counts, import_csv, iter_subscribers, normalise_address, remove, write_csv
+from publisher.store.subscribers import counts, iter_subscribers, remove
+from publisher.subscribers import import_csv, normalise_address, write_csv
 
 
 def _known_lists(ctx: Context) -> set[str]:

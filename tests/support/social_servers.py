@@ -8,7 +8,7 @@ scripted answers per path: `Reply(429, headers=...)`, `Reply(500)`, `Reply(500, 
 `Hang(commit=True)` (made, then no answer).
 
 The fixtures at the end (`creds`, `xs`, `ms`, `bs`, `make_harness`) are shared by the social test modules, which load
-this module with `pytest_plugins = ["social_servers"]` (tests/conftest.py is not ours to extend).
+this module with `pytest_plugins = ["support.social_servers"]` (tests/conftest.py is not ours to extend).
 Those modules import it before pytest loads it as a plugin, too late for assertion rewriting; it holds
 no assert (tests assert on what the servers recorded), so it opts out: PYTEST_DONT_REWRITE.
 """
@@ -31,11 +31,12 @@ import pytest
 
 from publisher.channels import DispatchContext, DispatchReport, registry
 from publisher.channels.social import PostKey
-from publisher.config import Campaign, Settings, SocialSettings, read_table
-from publisher.ledger import Ledger
+from publisher.config import Campaign, Settings, SocialSettings
+from publisher.config.schema import read_table
+from publisher.store.ledger import Ledger
 from publisher.models import Delivery, Edition, Post, RenderedEdition
 from publisher.progress import Progress
-from publisher.store import Store
+from publisher.store.db import Store
 
 # A valid 1x1 PNG: the thumbnail every server serves at /img/thumb.png
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
@@ -298,10 +299,16 @@ def make_campaign(mode: str = "thread", spacing: str = "0s", daily_cap: int = 0,
                     social=SocialSettings(mode=mode, spacing=spacing, daily_cap=daily_cap, **social))
 
 
+_OPEN: list["Harness"] = []  # closed by the autouse fixture below when each test ends
+
+
 class Harness:
-    """A store, a ledger on a fixed clock, and the channels built by their factories, as `send` does."""
+    """A store, a ledger on a fixed clock, and the channels built by their factories, as `send` does.
+
+    Closed when the test ends (fixture `_close_harnesses`), or at the end of a `with` block."""
 
     def __init__(self, root: Path, now: datetime = NOW, outbox: bool = False, **tables: dict[str, Any]):
+        _OPEN.append(self)
         self.root = root
         self.now = now
         self.store = Store(root / "var" / "publisher.sqlite3")
@@ -316,7 +323,7 @@ class Harness:
     def channel(self, name: str):
         ctx = DispatchContext(settings=self.settings, ledger=self.ledger, now=self.now, progress=Progress(quiet=True),
                               stop=self.stop, outbox=self.outbox, resend_unknown=self.resend_unknown)
-        return registry.get(name).factory(self.settings, self.settings.channels[name], ctx)
+        return registry.get(name).make(self.settings, self.settings.channels[name], ctx)
 
     def send(self, name: str, rendered: RenderedEdition, campaign: Campaign | None = None) -> DispatchReport:
         return self.channel(name).dispatch(rendered, campaign or make_campaign())
@@ -327,8 +334,22 @@ class Harness:
     def close(self) -> None:
         self.store.close()
 
+    def __enter__(self) -> "Harness":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
 
 # -- fixtures shared by the social test modules (test_x.py, test_mastodon.py, test_bluesky.py, test_social.py) -----------
+
+
+@pytest.fixture(autouse=True)
+def _close_harnesses():
+    """Every Harness a test made is closed when it ends, passed or failed."""
+    yield
+    while _OPEN:
+        _OPEN.pop().close()
 
 
 @pytest.fixture

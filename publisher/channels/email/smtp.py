@@ -15,10 +15,10 @@ login, a certificate we cannot trust, a TLS handshake that fails, a server witho
 a 530 "authentication/TLS required" or a 5xx to our own address at MAIL FROM. Those raise
 DeliveryError; the pool stops and every message not yet on the wire stays `planned` for the rerun.
 TLS always verifies the server's certificate and host name, against the system trust store or
-against [smtp].ca_file only (publisher/smtp_security.py).
+against [smtp].ca_file only (publisher/channels/email/security.py).
 
 Connections are opened here with smtplib (connect, EHLO, STARTTLS, AUTH: lockstep, where smtplib's
-error mapping is worth having); the messages then go through publisher/smtp_pool.py, which drives
+error mapping is worth having); the messages then go through publisher/channels/email/pool.py, which drives
 every open connection from one thread.
 """
 
@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 from publisher.config import SmtpSettings
 from publisher.errors import DeliveryError
 # password_for is also imported from here by the email channel
-from publisher.smtp_security import PASSWORD_ENV, RERUN, certificate_error, password_for, scrub, tls_context
+from publisher.channels.email.security import PASSWORD_ENV, RERUN, certificate_error, password_for, scrub, tls_context
 
 HARD_BOUNCE_CODES = (550, 551, 553)
 SESSION_REFUSED = (530, 538)  # at MAIL FROM: "authentication required" / "encryption required": our settings

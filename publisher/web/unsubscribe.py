@@ -28,11 +28,11 @@ import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from publisher.config import Settings
+from publisher.config import Settings, load_campaigns
 from publisher.errors import ConfigError
-from publisher.store import Store
-from publisher.subscribers import lists_of, set_lists, suppress, suppression_reason
-from publisher.tokens import Signer
+from publisher.store.db import Store
+from publisher.store.subscribers import lists_of, set_lists, suppress, suppression_reason
+from publisher.web.tokens import Signer
 
 log = logging.getLogger("publisher")
 MAX_BODY = 16_384  # a one-click body is 26 bytes, a preferences form a few hundred
@@ -58,8 +58,6 @@ class App:
 
     def choosable(self) -> list[tuple[str, str]]:
         """(list name, label) a subscriber may pick on the preferences page: campaign lists, then series."""
-        from publisher.config import load_campaigns
-
         out: dict[str, str] = {}
         try:
             for c in load_campaigns(self.settings):

@@ -1,16 +1,6 @@
-"""The email channel: the frozen edition to every subscriber of the campaign, exactly once, through the ledger.
+"""The email channel's dispatch: the frozen edition to every subscriber, exactly once, through the ledger.
 
-Its settings are the top-level [email] table (EmailSettings) and the relay is [smtp]. Who gets the
-edition: every subscriber on the campaign's list or on any of its series, once, minus the suppression
-list. With `[publisher] delivery = "outbox"` each message is written as an .eml file instead, under
-ledger channel "outbox:email", so a dry run never counts as a real send.
-
-A live send, in one process holding the edition's lease:
-1. settle rows a dead process left in `sending` (wire journal: sent / unknown / back to planned);
-2. plan rows for new recipients, drop planned rows of addresses suppressed since;
-3. claim batches of due rows, feed them to one thread per SMTP connection, record outcomes in
-   batches; 4xx go back to `planned` with a backoff, and the run waits for them up to
-   [smtp].retry_wait seconds before leaving them pending for the next run.
+See the package docstring (publisher/channels/email/__init__.py) for the steps of a live send.
 """
 
 from __future__ import annotations
@@ -22,17 +12,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from publisher.channels import ChannelSpec, DispatchContext, DispatchReport
+from publisher.channels import DispatchContext, DispatchReport
 from publisher.config import Campaign, EmailSettings, Settings
-from publisher.journal import Journal
-from publisher.message import MessageTemplate, Recipient, build, unsubscribe_link
+from publisher.channels.email.journal import Journal, recover
+from publisher.channels.email.message import MessageTemplate, Recipient, build, unsubscribe_link
 from publisher.models import RenderedEdition, State
 from publisher.errors import DeliveryError, DiskFullError
-from publisher.smtp import Outcome, Reply, password_for
-from publisher.smtp_pool import DISK_FULL, Job, Pool, Result, send_one
-from publisher.store import iso
-from publisher.subscribers import normalise_address, plan_recipients
-from publisher.tokens import Signer, signer_from_env
+from publisher.channels.email.smtp import Outcome, Reply, password_for
+from publisher.channels.email.pool import DISK_FULL, Job, Pool, Result, send_one
+from publisher.store.db import iso
+from publisher.store.subscribers import names_of, plan_recipients
+from publisher.subscribers import normalise_address
+from publisher.web.tokens import Signer, signer_from_env
 
 BATCH = 256  # rows claimed, and outcomes recorded, per transaction
 FLUSH_SECONDS = 0.25
@@ -73,7 +64,7 @@ class EmailChannel:
 
     def _prepare(self, rendered: RenderedEdition, campaign: Campaign, journal: Journal, report: DispatchReport) -> _Edition:
         ctx, key, ch = self.ctx, rendered.edition.key, self.ledger_channel
-        unknown, replanned = ctx.ledger.recover_journal(key, ch, journal)
+        unknown, replanned = recover(ctx.ledger, key, ch, journal)
         if unknown:
             report.messages.append(f"email {key}: {len(unknown)} message(s) were on the wire when a previous run stopped;"
                                    f" marked unknown: {_names(unknown)}")
@@ -89,8 +80,7 @@ class EmailChannel:
         return _Edition(key, build(rendered, campaign, self.settings, ctx.now), self.signer, self.settings)
 
     def _names(self, targets: list[str]) -> dict[str, str]:
-        marks = ",".join("?" * len(targets))
-        return dict(self.ctx.ledger.db.execute(f"SELECT email, name FROM subscribers WHERE email IN ({marks})", targets).fetchall())
+        return names_of(self.ctx.ledger.store, targets)
 
     def _close_report(self, key: str, campaign: Campaign, report: DispatchReport) -> DispatchReport:
         counts = self.ctx.ledger.counts(key, self.ledger_channel)
@@ -163,7 +153,7 @@ class EmailChannel:
             reserve.release()  # the room to record what is known, at once
         try:
             # rows still in `sending` (a disk-full stop): settled now from the journal, as a restart would
-            unknown, _ = ctx.ledger.recover_journal(key, ch, journal)
+            unknown, _ = recover(ctx.ledger, key, ch, journal)
             if ctx.ledger.counts(key, ch)["sending"] == 0:
                 journal.clear()  # every outcome is in the ledger now
         except (DiskFullError, OSError) as exc:
@@ -413,5 +403,3 @@ def send_test(settings: Settings, campaign: Campaign, rendered: RenderedEdition,
             lines.append((True, f"test copy of {ed.key} to {email}: written to {path} (delivery = \"outbox\")"))
     return lines
 
-
-SPEC = ChannelSpec(name="email", kind="email", settings_cls=EmailSettings, factory=make)

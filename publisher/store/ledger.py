@@ -9,13 +9,10 @@ reported, and only an explicit `--resend-unknown` puts it back to `planned`.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from publisher.models import Delivery, State
-from publisher.store import Store, from_iso, iso
-
-if TYPE_CHECKING:
-    from publisher.journal import Journal
+from publisher.store.db import Store, from_iso, iso
 
 Clock = Callable[[], datetime]
 
@@ -139,35 +136,10 @@ class Ledger:
                            " WHERE edition_key=? AND channel=? AND target=? AND state='sending'",
                            [(iso(self.clock()), edition_key, channel, t) for t in targets])
 
-    def recover_journal(self, edition_key: str, channel: str, journal: "Journal") -> tuple[list[str], int]:
-        """Settle rows left in `sending` from the wire journal; returns (targets now `unknown`, rows re-planned).
-
-        See publisher.journal: an outcome line wins; a wire line alone means `unknown`; nothing at all
-        means the message never left, so the row goes back to `planned`.
-        """
-        sending = [r[0] for r in self.db.execute("SELECT target FROM deliveries WHERE edition_key=? AND channel=?"
-                                                 " AND state='sending'", (edition_key, channel))]
-        if not sending:
-            return [], 0
-        entries = journal.read(sending)
-        unknown: list[str] = []
-        results: list[tuple[str, State, str | None, str | None]] = []
-        replan: list[str] = []
-        for t in sending:
-            e = entries.get(t)
-            if e is None or e.outcome in ("retry", "defer"):
-                replan.append(t)
-            elif e.outcome == "wire":
-                unknown.append(t)
-                results.append((t, State.UNKNOWN, None, "process stopped while this was on the wire; outcome unknown"))
-            else:
-                state = {"sent": State.SENT, "failed": State.FAILED}.get(e.outcome, State.UNKNOWN)
-                if state is State.UNKNOWN:
-                    unknown.append(t)
-                results.append((t, state, e.remote_id, e.reply))
-        self.finish(edition_key, channel, results, count_attempt=True)
-        self.release(edition_key, channel, replan)
-        return unknown, len(replan)
+    def sending(self, edition_key: str, channel: str) -> list[str]:
+        """Targets left in `sending`: a process died while their request was out."""
+        return [r[0] for r in self.db.execute("SELECT target FROM deliveries WHERE edition_key=? AND channel=?"
+                                              " AND state='sending'", (edition_key, channel))]
 
     def drop_suppressed(self, edition_key: str, channel: str) -> int:
         """Planned rows whose address was suppressed since planning are removed: nobody suppressed is mailed."""

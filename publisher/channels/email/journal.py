@@ -22,6 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from publisher.models import State
+from publisher.store.ledger import Ledger
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -96,3 +99,33 @@ class Journal:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def recover(ledger: Ledger, edition_key: str, channel: str, journal: Journal) -> tuple[list[str], int]:
+    """Settle rows left in `sending` from the wire journal; returns (targets now `unknown`, rows re-planned).
+
+    An outcome line wins; a wire line alone means `unknown`; nothing at all means the message never
+    left, so the row goes back to `planned`.
+    """
+    sending = ledger.sending(edition_key, channel)
+    if not sending:
+        return [], 0
+    entries = journal.read(sending)
+    unknown: list[str] = []
+    results: list[tuple[str, State, str | None, str | None]] = []
+    replan: list[str] = []
+    for t in sending:
+        e = entries.get(t)
+        if e is None or e.outcome in ("retry", "defer"):
+            replan.append(t)
+        elif e.outcome == "wire":
+            unknown.append(t)
+            results.append((t, State.UNKNOWN, None, "process stopped while this was on the wire; outcome unknown"))
+        else:
+            state = {"sent": State.SENT, "failed": State.FAILED}.get(e.outcome, State.UNKNOWN)
+            if state is State.UNKNOWN:
+                unknown.append(t)
+            results.append((t, state, e.remote_id, e.reply))
+    ledger.finish(edition_key, channel, results, count_attempt=True)
+    ledger.release(edition_key, channel, replan)
+    return unknown, len(replan)

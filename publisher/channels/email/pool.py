@@ -2,7 +2,7 @@
 
 Each open connection is a non-blocking socket in one selector, driven by the caller's thread through
 `Pool.step()`: no lock, no hand-off between threads per message. Connections are opened (connect,
-TLS, login: publisher/smtp.py, with smtplib) in short-lived threads that hand the ready socket over.
+TLS, login: publisher/channels/email/smtp.py, with smtplib) in short-lived threads that hand the ready socket over.
 
 Speed. The message bytes come ready for the wire (CRLF, no line starting with "."), and the end of
 data `.` goes out in the same write as the body: a small write of its own waits for the server's
@@ -17,7 +17,7 @@ connection pauses without taking work: 1 s doubling to 30 s, or the 421's wait; 
 ends after it had worked (a cap of messages per connection) is reopened at once.
 
 The journal. Before a message's first byte leaves, its W line is written; its R line follows the
-reply, in the same write() as the next W line (or at the end of the step): see publisher/journal.py.
+reply, in the same write() as the next W line (or at the end of the step): see publisher/channels/email/journal.py.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Callable, Protocol
 
 from publisher.config import SmtpSettings
 from publisher.errors import DeliveryError, DiskFullError
-from publisher.smtp import (SESSION_REFUSED, Connection, Outcome, RateLimit, Reply, _text, classify, envelope,
+from publisher.channels.email.smtp import (SESSION_REFUSED, Connection, Outcome, RateLimit, Reply, _text, classify, envelope,
                             password_for, tls_context)
 
 MAX_DEFERS = 3  # a recipient deferred this often in one run (421s, drops) waits in the ledger instead
@@ -55,7 +55,7 @@ Result = tuple[Job, Reply, str]  # (job, reply, Message-ID)
 
 
 class JournalLike(Protocol):
-    """What the pool needs of publisher.journal.Journal: the W/R lines, and one write() for several."""
+    """What the pool needs of publisher.channels.email.journal.Journal: the W/R lines, and one write() for several."""
 
     def wire_line(self, target: str) -> bytes: ...
     def result_line(self, target: str, outcome: str, remote_id: str | None, reply: str) -> bytes: ...

@@ -6,12 +6,8 @@ second process (a send, the scheduler, `publisher serve`) waits briefly instead 
 
 from __future__ import annotations
 
-import fcntl
 import functools
 import json
-import os
-import re
-import socket
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -20,18 +16,50 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from publisher.errors import ConfigError, DiskFullError, LockedError, PublisherError
+from publisher.errors import ConfigError, DiskFullError
 from publisher.models import Article
-from publisher.tables import migrate
+from publisher.store.leases import Leases
+from publisher.store.tables import migrate
+from publisher.store.isotime import from_iso, iso
 
 
-def iso(dt: datetime) -> str:
-    """Aware datetime -> ISO 8601 in UTC (sortable as text)."""
-    return dt.astimezone(timezone.utc).isoformat(timespec="seconds")
+@dataclass(frozen=True)
+class FeedState:
+    """The last fetch of one source: its validators (ETag, Last-Modified), when, and how it went."""
+
+    source: str
+    etag: str | None
+    last_modified: str | None
+    last_fetch: datetime | None
+    last_result: str | None  # one line: "12 new, 3 updated, ..." or the error
+    ok: bool
 
 
-def from_iso(text: str) -> datetime:
-    return datetime.fromisoformat(text)
+@dataclass(frozen=True)
+class EditionRecord:
+    """An edition that was frozen (rendered once, being sent) or skipped, and when."""
+
+    campaign: str
+    edition_id: str
+    status: str  # "frozen" or "skipped"
+    reason: str | None  # why it was skipped
+    content_hash: str | None
+    created_at: datetime
+    rendered: str | None = None  # the frozen RenderedEdition as JSON (edition_record only)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One channel's dispatch of one edition: when it started and finished, and how it ended."""
+
+    id: int
+    edition_key: str
+    channel: str
+    started_at: datetime
+    finished_at: datetime | None
+    seconds: float | None  # measured on a monotonic clock (right even under --now)
+    outcome: str | None  # ok | stopped | disabled: why | error: why | crashed: why
+    summary: str | None
 
 
 @dataclass
@@ -41,7 +69,7 @@ class UpsertCounts:
     unchanged: int = 0
 
 
-class Store:
+class Store(Leases):
     """A connection to the SQLite file; create the folder and schema on first use."""
 
     def __init__(self, path: str | Path):
@@ -148,8 +176,9 @@ class Store:
 
     # -- feed state -----------------------------------------------------------------------------
 
-    def feed_state(self, source: str) -> sqlite3.Row | None:
-        return self.conn.execute("SELECT * FROM feed_state WHERE source = ?", (source,)).fetchone()
+    def feed_state(self, source: str) -> FeedState | None:
+        row = self.conn.execute("SELECT * FROM feed_state WHERE source = ?", (source,)).fetchone()
+        return _feed_state(row) if row else None
 
     def save_feed_state(self, source: str, *, now: datetime, result: str, ok: bool,
                         etag: str | None = None, last_modified: str | None = None, keep_validators: bool = False) -> None:
@@ -166,16 +195,17 @@ class Store:
                            " last_result=excluded.last_result, ok=excluded.ok",
                            (source, etag, last_modified, iso(now), result, int(ok)))
 
-    def feed_states(self) -> list[sqlite3.Row]:
-        return self.conn.execute("SELECT * FROM feed_state ORDER BY source").fetchall()
+    def feed_states(self) -> list[FeedState]:
+        return [_feed_state(r) for r in self.conn.execute("SELECT * FROM feed_state ORDER BY source")]
 
     # -- editions -------------------------------------------------------------------------------
 
-    def edition_record(self, campaign: str, edition_id: str) -> sqlite3.Row | None:
-        return self.conn.execute("SELECT * FROM editions WHERE campaign = ? AND edition_id = ?",
-                                 (campaign, edition_id)).fetchone()
+    def edition_record(self, campaign: str, edition_id: str) -> EditionRecord | None:
+        row = self.conn.execute("SELECT * FROM editions WHERE campaign = ? AND edition_id = ?",
+                                (campaign, edition_id)).fetchone()
+        return _edition(row) if row else None
 
-    def freeze_edition(self, campaign: str, edition_id: str, content_hash: str, rendered_json: str, now: datetime) -> sqlite3.Row:
+    def freeze_edition(self, campaign: str, edition_id: str, content_hash: str, rendered_json: str, now: datetime) -> EditionRecord:
         """Record the rendered edition once; later calls return the first frozen record unchanged."""
         with self.transaction() as db:
             db.execute("INSERT OR IGNORE INTO editions (campaign, edition_id, status, content_hash, rendered, created_at)"
@@ -192,94 +222,14 @@ class Store:
             db.execute("INSERT OR IGNORE INTO editions (campaign, edition_id, status, reason, created_at)"
                        " VALUES (?,?,?,?,?)", (campaign, edition_id, "skipped", reason, iso(now)))
 
-    def edition_records(self, campaign: str | None = None) -> list[sqlite3.Row]:
+    def edition_records(self, campaign: str | None = None) -> list[EditionRecord]:
+        """Every edition record (without its rendering), or one campaign's, in edition order."""
         q = "SELECT campaign, edition_id, status, reason, content_hash, created_at FROM editions"
         args: tuple = ()
         if campaign:
             q += " WHERE campaign = ?"
             args = (campaign,)
-        return self.conn.execute(q + " ORDER BY campaign, edition_id", args).fetchall()
-
-    # -- leases ---------------------------------------------------------------------------------
-    #
-    # A lease is an flock() on a file beside the store, held for as long as the holding process lives:
-    # the kernel drops it when the process exits or is killed, and no clock (an NTP step, a VM resume,
-    # a catch-up run with --now) can make it expire. The `leases` row only says who holds it, for
-    # messages and `publisher status`.
-
-    def _lock_file(self, name: str) -> Path:
-        return self.path.parent / f"{self.path.name}.locks" / (re.sub(r"[^A-Za-z0-9._-]", "_", name) + ".lock")
-
-    def acquire_lease(self, name: str, now: datetime) -> None:
-        """Take the named lease or raise LockedError naming its holder; a dead holder's lease is free."""
-        path = self._lock_file(name)
-        while True:
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-            except OSError as exc:
-                raise ConfigError(f"store {self.path}: cannot create the lock file {path} ({exc.strerror or exc})",
-                                  hint="check the permissions of the store's folder") from None
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                row = self.lease(name)
-                who = f"{row['holder']} since {row['acquired_at']}" if row else "another process"
-                raise LockedError(f"{name} is held by {who}",
-                                  hint="wait for it to finish, or stop that process (its lease ends with it)") from None
-            # the holder we waited for may have removed the file as it let go: lock the file that is there
-            try:
-                same = os.path.samestat(os.fstat(fd), os.stat(path))
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
-            os.close(fd)
-        holder = f"pid {os.getpid()} on {socket.gethostname()}"
-        try:
-            with self.transaction() as db:
-                db.execute("INSERT INTO leases (name, holder, pid, host, acquired_at, expires_at) VALUES (?,?,?,?,?,'')"
-                           " ON CONFLICT(name) DO UPDATE SET holder=excluded.holder, pid=excluded.pid, host=excluded.host,"
-                           " acquired_at=excluded.acquired_at, expires_at=''",
-                           (name, holder, os.getpid(), socket.gethostname(), iso(now)))
-        except BaseException:
-            os.close(fd)
-            raise
-        self._locks[name] = fd
-
-    def release_lease(self, name: str) -> None:
-        fd = self._locks.pop(name, None)
-        if fd is None:
-            return
-        try:
-            with self.transaction() as db:
-                db.execute("DELETE FROM leases WHERE name = ? AND pid = ? AND host = ?", (name, os.getpid(), socket.gethostname()))
-        except PublisherError:
-            pass  # a full disk: the row says who held it last; the lock itself goes with the descriptor
-        finally:
-            try:
-                self._lock_file(name).unlink()  # while still locked: a waiter re-checks which file it locked
-            except OSError:
-                pass
-            os.close(fd)
-
-    def lease(self, name: str) -> sqlite3.Row | None:
-        """Who holds the named lease, or None when nobody does (a row left by a dead holder is not a lease)."""
-        row = self.conn.execute("SELECT * FROM leases WHERE name = ?", (name,)).fetchone()
-        if row is None or name in self._locks:
-            return row
-        try:
-            fd = os.open(self._lock_file(name), os.O_RDONLY)
-        except FileNotFoundError:
-            return None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return row  # held: the row names its holder
-        finally:
-            os.close(fd)  # also drops the shared lock we may just have taken
-        return None
+        return [_edition(r) for r in self.conn.execute(q + " ORDER BY campaign, edition_id", args)]
 
     # -- dispatch runs and scheduler state ---------------------------------------------------------
 
@@ -300,7 +250,7 @@ class Store:
             db.execute("UPDATE runs SET finished_at=?, seconds=?, outcome=?, summary=? WHERE rowid=?",
                        (iso(now), seconds, outcome, summary, run_id))
 
-    def runs(self, edition_key: str | None = None, channel: str | None = None) -> list[sqlite3.Row]:
+    def runs(self, edition_key: str | None = None, channel: str | None = None) -> list[Run]:
         """Dispatch runs, oldest first, optionally of one edition key and channel."""
         q, args = "SELECT rowid AS id, * FROM runs WHERE 1=1", []
         if edition_key:
@@ -309,14 +259,14 @@ class Store:
         if channel:
             q += " AND channel = ?"
             args.append(channel)
-        return self.conn.execute(q + " ORDER BY started_at, rowid", args).fetchall()
+        return [_run(r) for r in self.conn.execute(q + " ORDER BY started_at, rowid", args)]
 
-    def last_runs(self, campaign: str) -> list[sqlite3.Row]:
+    def last_runs(self, campaign: str) -> list[Run]:
         """The latest run of each channel of a campaign (any edition)."""
-        return self.conn.execute(
+        return [_run(r) for r in self.conn.execute(
             "SELECT rowid AS id, * FROM runs r WHERE edition_key LIKE ? ESCAPE '\\' AND started_at ="
             " (SELECT max(started_at) FROM runs WHERE channel = r.channel AND edition_key LIKE ? ESCAPE '\\')"
-            " ORDER BY channel", (_like_prefix(campaign), _like_prefix(campaign))).fetchall()
+            " ORDER BY channel", (_like_prefix(campaign), _like_prefix(campaign)))]
 
     def delivery_channels(self, edition_key: str) -> list[str]:
         """The ledger channels that have rows for one edition, in name order.
@@ -374,3 +324,18 @@ def _article(r: sqlite3.Row) -> Article:
     return Article(id=r["id"], link=r["link"], title=r["title"], summary=r["summary"], summary_html=r["summary_html"],
                    published=from_iso(r["published"]), source=r["source"], image=r["image"], author=r["author"],
                    categories=tuple(json.loads(r["categories"])))
+
+
+def _feed_state(r: sqlite3.Row) -> FeedState:
+    return FeedState(r["source"], r["etag"], r["last_modified"], from_iso(r["last_fetch"]) if r["last_fetch"] else None,
+                     r["last_result"], bool(r["ok"]))
+
+
+def _edition(r: sqlite3.Row) -> EditionRecord:
+    return EditionRecord(r["campaign"], r["edition_id"], r["status"], r["reason"], r["content_hash"],
+                         from_iso(r["created_at"]), r["rendered"] if "rendered" in r.keys() else None)
+
+
+def _run(r: sqlite3.Row) -> Run:
+    return Run(r["id"], r["edition_key"], r["channel"], from_iso(r["started_at"]),
+               from_iso(r["finished_at"]) if r["finished_at"] else None, r["seconds"], r["outcome"], r["summary"])

@@ -1,4 +1,4 @@
-"""Rendering: an Edition and its Campaign -> RenderedEdition (subject, preheader, HTML, text, posts, lint).
+"""The templates: layered lookup, Jinja's immutable sandbox, and what every template receives.
 
 Templates are looked up in layers, first match wins (like Pelican and datasette):
 
@@ -17,17 +17,13 @@ a campaign file or a template override is text anyone with access to the folder 
 the sandbox `{{ cycler.__init__.__globals__.os.environ }}` would put the SMTP password in a subject.
 An attribute starting with `_`, Python internals (frames, code, `mro`) and calls that change a list or
 dict given to the template are refused with a `SecurityError`, which becomes one error line.
-
-premailer inlines the CSS once per edition. Rules it cannot inline (`@media`) stay in a <style> block
-with their `!important`, and it never fetches remote CSS (`allow_network=False`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import logging
-import re
+import traceback
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -40,20 +36,23 @@ from babel.dates import format_date
 
 from publisher.config import Campaign, Settings
 from publisher.errors import ConfigError
-from publisher.models import Article, Edition, RenderedEdition
+from publisher.models import Article, Edition
 from publisher.sanitize import one_line, safe_url
 
-log = logging.getLogger("publisher")
-
-STOCK_TEMPLATES = Path(__file__).resolve().parent / "stock_templates"
-SOCIAL_NETWORKS = ("x", "mastodon", "bluesky")
+STOCK_TEMPLATES = Path(__file__).resolve().parent.parent / "stock_templates"
 UNSUBSCRIBE_TOKEN = "%%UNSUBSCRIBE_URL%%"  # replaced per recipient in the finished MIME bytes
 EMAIL_TOKEN = "%%EMAIL%%"
 LEAD_SUMMARY_CHARS = 420
 ITEM_SUMMARY_CHARS = 220
+ELLIPSIS = "…"
 
 
 # -- the template environment --------------------------------------------------------------------
+
+
+def environment(settings: Settings, campaign: Campaign | None = None) -> jinja2.Environment:
+    """The (shared) Jinja environment for a campaign's template layers."""
+    return make_environment(template_folders(settings, campaign))
 
 
 def template_folders(settings: Settings, campaign: Campaign | None = None) -> list[Path]:
@@ -150,7 +149,7 @@ def with_utm(url: str, campaign: Campaign, edition: Edition, *, source: str | No
     return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
 
 
-def _defuse(text: str) -> str:
+def defuse(text: str) -> str:
     """Feed text must never contain a personal token the sender would fill in (%%EMAIL%%, ...)."""
     while "%%" in text:
         text = text.replace("%%", "%")
@@ -178,18 +177,16 @@ class Item:
 def make_items(edition: Edition, campaign: Campaign, settings: Settings, *, utm_source: str | None = None,
                utm_medium: str | None = None) -> list[Item]:
     """The edition's articles as template-ready items (escaping happens in the templates)."""
-    from publisher.posts import shorten
-
     items = []
     for i, a in enumerate(edition.articles):
         link = safe_url(a.link)
         image = safe_url(a.image) if a.image else None
-        summary = _defuse(one_line(a.summary))
+        summary = defuse(one_line(a.summary))
         names = edition.series.get(a.id, ())
         labels = tuple(settings.series[n].label if n in settings.series else n for n in names)
         items.append(Item(
             article=a,
-            title=_defuse(one_line(a.title)),
+            title=defuse(one_line(a.title)),
             url=with_utm(link, campaign, edition, source=utm_source, medium=utm_medium) if link else None,
             plain_url=link,
             image=image,
@@ -198,7 +195,7 @@ def make_items(edition: Edition, campaign: Campaign, settings: Settings, *, utm_
             date_label=format_date(a.published.astimezone(campaign.tz).date(), "EEEE d MMMM", locale=campaign.locale),
             series=labels,
             series_names=names,
-            author=_defuse(one_line(a.author)) if a.author else None,
+            author=defuse(one_line(a.author)) if a.author else None,
             is_lead=i == 0,
         ))
     return items
@@ -226,63 +223,8 @@ def base_context(edition: Edition, campaign: Campaign, settings: Settings) -> di
     }
 
 
-# -- the renderer ------------------------------------------------------------------------------------
-
-
-class Renderer:
-    """Renders editions with the template layers of `settings` (and each campaign's own folder)."""
-
-    def __init__(self, settings: Settings):
-        self.settings = settings
-        self._envs: dict[str | None, jinja2.Environment] = {}
-
-    def environment(self, campaign: Campaign | None = None) -> jinja2.Environment:
-        """The (cached) Jinja environment for a campaign's template layers."""
-        key = campaign.templates if campaign is not None else None
-        if key not in self._envs:
-            self._envs[key] = make_environment(template_folders(self.settings, campaign))
-        return self._envs[key]
-
-    def render(self, edition: Edition, campaign: Campaign) -> RenderedEdition:
-        """Subject, preheader, HTML (CSS inlined once), text part, posts per social network, lint."""
-        from publisher.lint import lint_email
-        from publisher.posts import compose
-
-        env = self.environment(campaign)
-        ctx = self._context(env, edition, campaign)
-        html = inline_css(render_template(env, "email.html", ctx, campaign))
-        text = render_template(env, "email.txt", ctx, campaign)
-        subject, preheader = ctx["subject"], ctx["preheader"]
-        posts = {}
-        for network in campaign.channels:
-            if network in SOCIAL_NETWORKS:
-                posts[network] = compose(edition, campaign, network, self.settings, env=env)
-        return RenderedEdition(edition=edition, subject=subject, preheader=preheader, html=html, text=text,
-                               posts=posts, lint=lint_email(html, text))
-
-    def html_source(self, edition: Edition, campaign: Campaign) -> str:
-        """The email HTML before CSS inlining (for benchmarks and template debugging)."""
-        env = self.environment(campaign)
-        return render_template(env, "email.html", self._context(env, edition, campaign), campaign)
-
-    def _context(self, env: jinja2.Environment, edition: Edition, campaign: Campaign) -> dict:
-        ctx = base_context(edition, campaign, self.settings)
-        items = make_items(edition, campaign, self.settings)
-        ctx.update(items=items, lead=items[0] if items else None, others=items[1:])
-        ctx["subject"] = self._string(env, campaign.subject, ctx, campaign, "subject")
-        ctx["preheader"] = self._string(env, campaign.preheader, ctx, campaign, "preheader")
-        return ctx
-
-    def _string(self, env: jinja2.Environment, source: str, ctx: dict, campaign: Campaign, what: str) -> str:
-        try:
-            return _defuse(one_line(_string_template(env, source).render(ctx)))
-        except (jinja2.TemplateError, *_USER_ERRORS) as exc:  # `{{ 1 / 0 }}` is a template mistake too
-            raise ConfigError(f"{campaign.source or campaign.name}: {what}: {_describe(exc)}",
-                              hint=f"fix the {what} template, then rerun 'publisher preview --campaign {campaign.name}'") from None
-
-
 @functools.lru_cache(maxsize=256)
-def _string_template(env: jinja2.Environment, source: str) -> jinja2.Template:
+def string_template(env: jinja2.Environment, source: str) -> jinja2.Template:
     return env.from_string(source)
 
 
@@ -302,15 +244,15 @@ def template_errors(env: jinja2.Environment, name: str, campaign: Campaign) -> I
         raise ConfigError(f"template {exc.name!r} not found (looked in the campaign folder, your templates "
                           f"folder and the stock templates)", hint="check the name in your {% extends %} or {% include %}") from None
     except jinja2.TemplateSyntaxError as exc:
-        raise ConfigError(f"template {_where(exc.filename or name, exc.lineno)}: {_describe(exc)}", hint=hint) from None
+        raise ConfigError(f"template {_where(exc.filename or name, exc.lineno)}: {describe(exc)}", hint=hint) from None
     except UnicodeDecodeError as exc:  # Jinja reads template files as UTF-8
         raise ConfigError(f"template {_source_path(env, name)}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset"
                           f" {exc.start})", hint="save it as UTF-8, then rerun 'publisher preview --campaign " + campaign.name + "'") from None
     except RecursionError:
         raise ConfigError(f"template {_source_path(env, name)}: extends or includes itself, directly or through another template",
                           hint="a user template that replaces a stock one extends it as \"default:NAME\"; " + hint) from None
-    except (jinja2.TemplateError, *_USER_ERRORS) as exc:  # undefined names, `1 / 0`, a bad filter argument
-        raise ConfigError(f"template {_template_line(exc, name)}: {_describe(exc)}", hint=hint) from None
+    except (jinja2.TemplateError, *USER_ERRORS) as exc:  # undefined names, `1 / 0`, a bad filter argument
+        raise ConfigError(f"template {_template_line(exc, name)}: {describe(exc)}", hint=hint) from None
 
 
 def _source_path(env: jinja2.Environment, name: str) -> str:
@@ -324,7 +266,7 @@ def _source_path(env: jinja2.Environment, name: str) -> str:
 
 
 # What an expression in a user's template can raise at render time; anything else is our bug.
-_USER_ERRORS = (ArithmeticError, LookupError, TypeError, ValueError, AttributeError)
+USER_ERRORS = (ArithmeticError, LookupError, TypeError, ValueError, AttributeError)
 
 
 def _where(filename: str, line: int | None) -> str:
@@ -333,15 +275,13 @@ def _where(filename: str, line: int | None) -> str:
 
 def _template_line(exc: Exception, name: str) -> str:
     """The template file and line a render-time error came from; Jinja maps its frames to them."""
-    import traceback
-
     for frame in reversed(traceback.extract_tb(exc.__traceback__)):
         if frame.filename.endswith((".html", ".txt", ".htm", ".xml")) and Path(frame.filename).is_file():
             return _where(frame.filename, frame.lineno)
     return name
 
 
-def _describe(exc: Exception) -> str:
+def describe(exc: Exception) -> str:
     text = one_line(str(exc))
     if isinstance(exc, jinja2.sandbox.SecurityError):
         return (f"refused by the template sandbox: {text.rstrip('.')} (templates cannot reach attributes"
@@ -351,36 +291,13 @@ def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-_STYLE_BLOCK = re.compile(r"(<style\b[^>]*>)(.*?)(</style>)", re.IGNORECASE | re.DOTALL)
-_IMPORT = re.compile(r"@import\b[^;]*;?", re.IGNORECASE)
-
-
-def _drop_imports(html: str) -> str:
-    # cssutils (under premailer) fetches @import URLs itself, whatever allow_network says.
-    def strip(m: re.Match) -> str:
-        if not _IMPORT.search(m.group(2)):
-            return m.group(0)
-        log.warning("template: @import removed from a <style> block (remote CSS is never fetched)")
-        return m.group(1) + _IMPORT.sub("", m.group(2)) + m.group(3)
-
-    return _STYLE_BLOCK.sub(strip, html)
-
-
-def inline_css(html: str) -> str:
-    """Inline the CSS of `html` with premailer; keep @media (and !important) in <style>; no network."""
-    from premailer import Premailer
-
-    return Premailer(
-        _drop_imports(html),
-        keep_style_tags=False,  # only what cannot be inlined (@media) stays in a <style> block
-        strip_important=False,  # @media overrides need their !important
-        allow_network=False,  # never fetch a remote stylesheet
-        allow_loading_external_files=False,
-        disable_validation=True,
-        cssutils_logging_level=logging.CRITICAL,  # mso-* and other mail-client hacks are not errors
-        remove_classes=False,  # the kept @media rules select on classes
-        disable_link_rewrites=True,
-        align_floating_images=False,
-        # Keep the pixel width="" attributes Outlook needs; premailer would copy "width:100%" over them.
-        disable_basic_attributes=["width", "height"],
-    ).transform()
+def shorten(text: str, max_chars: int) -> str:
+    """`text` cut at a word boundary to at most `max_chars` characters, ending with "…"; never mid-word."""
+    text = text.strip()
+    if len(text) <= max_chars:
+        return text
+    cut = text[: max(0, max_chars - len(ELLIPSIS)) + 1]
+    space = cut.rfind(" ")
+    if space <= 0:
+        return ""
+    return cut[:space].rstrip(" ,;:.–—-") + ELLIPSIS

@@ -1,6 +1,6 @@
 """The scheduler: `publisher run` (one wake-up, for cron) and `publisher schedule` (runs for months).
 
-Both make the same decision, `editions.due(...)`, from the campaign schedules, one `now`, and what the
+Both make the same decision, `scheduler.due.due(...)`, from the campaign schedules, one `now`, and what the
 store says (editions frozen or skipped, ledger rows still open, dispatch runs, the last fetch). The
 `schedule` library only provides the wake-ups of the long-running loop; it never decides what is due,
 so a restart, a sleeping laptop or a DST change cannot make it send twice or in the wrong week.
@@ -19,91 +19,31 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable, Iterator, Sequence
 
-from publisher.config import Campaign, parse_duration
-from publisher.editions import Due, EditionState, candidate_editions, due
-from publisher.errors import DeliveryError, LockedError, PublisherError
+import schedule
+
 from publisher.app import Context
-from publisher.store import Store, from_iso, iso
+from publisher.config import Campaign, parse_duration
+from publisher.errors import DeliveryError, LockedError, PublisherError
+from publisher.pipeline import dispatch, fetch, prepare
+from publisher.scheduler.due import Due
+from publisher.scheduler.facts import LEASE, decide, last_tick
+from publisher.store.db import iso
 
 log = logging.getLogger("publisher")
 
-LEASE = "scheduler"
 MIN_SLEEP = 0.1  # the loop never spins faster than this, whatever the tick or the clock say
 MAX_BACKOFF = timedelta(hours=1)
-
-
-# -- facts from the store ------------------------------------------------------------------------
-
-
-def edition_state(store: Store, campaign: Campaign, edition_id: str, now: datetime) -> EditionState:
-    """What the store says about one edition: skipped, or frozen with the channels done or waiting."""
-    rec = store.edition_record(campaign.name, edition_id)
-    if rec is None:
-        return EditionState()
-    if rec["status"] != "frozen":
-        return EditionState(status=rec["status"])
-    key = f"{campaign.name}/{edition_id}"
-    open_rows: dict[str, list[int]] = {}
-    for ledger_channel, (total, ready) in store.open_deliveries(key, now).items():
-        # ledger rows may be kept under "outbox:email" while the campaign says "email"
-        acc = open_rows.setdefault(ledger_channel.split(":")[-1], [0, 0])
-        acc[0] += total
-        acc[1] += ready
-    outcome = {r["channel"]: r["outcome"] for r in store.runs(key)}  # oldest first: the last one wins
-    done, waiting = set(), set()
-    for name in campaign.channels:
-        total, ready = open_rows.get(name, (0, 0))
-        last = outcome.get(name) or ""
-        if total and not ready:
-            waiting.add(name)
-        elif not total and (last == "ok" or last.startswith("disabled")):
-            done.add(name)
-    return EditionState("frozen", frozenset(done), frozenset(waiting))
-
-
-def last_fetch(ctx: Context) -> datetime | None:
-    """The last completed fetch: the scheduler's own record, or a manual `publisher fetch` of every source."""
-    times = []
-    mine = ctx.store.get_state("last_fetch")
-    if mine:
-        times.append(from_iso(mine))
-    rows = {r["source"]: r["last_fetch"] for r in ctx.store.feed_states()}
-    sources = ctx.settings.feeds.sources
-    if sources and all(rows.get(s) for s in sources):
-        times.append(min(from_iso(rows[s]) for s in sources))
-    return max(times) if times else None
-
-
-def last_tick(store: Store) -> datetime | None:
-    value = store.get_state("last_tick")
-    return from_iso(value) if value else None
-
-
-def decide(ctx: Context, campaigns: Sequence[Campaign], now: datetime) -> list[Due]:
-    """Read the facts for `now` from the store and return what is due (the pure `editions.due`)."""
-    s = ctx.settings.schedule
-    lateness, tick = s.lateness_window, last_tick(ctx.store)
-    states = {}
-    for c in campaigns:
-        for eid in candidate_editions(c, now, lateness, tick):
-            states[(c.name, eid)] = edition_state(ctx.store, c, eid, now)
-    return due(campaigns, now, states, lateness=lateness, fetch_every=s.fetch_interval,
-               last_fetch=last_fetch(ctx), last_tick=tick, lateness_text=s.lateness)
 
 
 # -- the jobs ------------------------------------------------------------------------------------
 
 
 def _fetch(ctx: Context) -> list:
-    from publisher.pipeline import fetch
-
     return fetch(ctx)
 
 
 def _send(ctx: Context, campaign: Campaign, edition_id: str, channels: Sequence[str]):
     """Render-and-freeze (or reuse the frozen rendering) and dispatch; a thin week returns its skip reason."""
-    from publisher.pipeline import dispatch, prepare
-
     rendered, skip = prepare(ctx, campaign, edition_id)
     if rendered is None:
         return skip
@@ -232,7 +172,7 @@ class Runner:
                 result.delivery_trouble += 1
         for name in action.channels:
             runs = ctx.store.runs(action.key, name)
-            outcome = (runs[-1]["outcome"] or "") if runs else ""
+            outcome = (runs[-1].outcome or "") if runs else ""
             if outcome.startswith(("error", "crashed")):
                 result.errors.append(f"{action.key} {name}: {outcome}")
                 result.exit_code = max(result.exit_code, DeliveryError.exit_code)
@@ -256,7 +196,7 @@ def scheduler_lease(ctx: Context) -> Iterator[None]:
         ctx.store.acquire_lease(LEASE, ctx.clock())
     except LockedError:
         row = ctx.store.lease(LEASE)
-        holder = f"{row['holder']} since {row['acquired_at']}" if row else "another process"
+        holder = f"{row.holder} since {iso(row.acquired_at)}" if row else "another process"
         raise LockedError(f"another scheduler is running on {ctx.settings.store_path.name}: {holder}",
                           hint="stop it first (e.g. 'systemctl stop publisher'); its lease ends with that process") from None
     try:
@@ -267,8 +207,6 @@ def scheduler_lease(ctx: Context) -> Iterator[None]:
 
 def loop(runner: Runner, stop: threading.Event, clock: Callable[[], datetime]) -> int:
     """Wake up now and every tick (via `schedule`) until `stop` is set; returns the number of wake-ups."""
-    import schedule
-
     tick = max(runner.tick.total_seconds(), MIN_SLEEP)
     wakes = 0
 

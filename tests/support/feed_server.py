@@ -11,7 +11,7 @@ headers or body a byte at a time forever, redirect, and serve gzip (a feed, or a
         server.put("/bomb", gzip_bomb(1024), content_encoding="gzip")
         server.url("/feed.xml"); server.requests  # [Request(path, headers), ...]
 
-Feed tests get the `server` and `store` fixtures with `pytest_plugins = ["feed_server"]`. Some import
+Feed tests get the `server` and `store` fixtures with `pytest_plugins = ["support.feed_server"]`. Some import
 this module before pytest loads it as a plugin, too late for assertion rewriting; it holds no assert,
 so it opts out: PYTEST_DONT_REWRITE.
 """
@@ -32,7 +32,7 @@ import hashlib
 
 import pytest
 
-from publisher.store import Store
+from publisher.store.db import Store
 
 
 @dataclass
