@@ -172,7 +172,7 @@ _ELLIPSES = re.compile(r"(?:\s*…){2,}")
 _STOP_ELLIPSIS = re.compile(r"([.!?»])\s*…(?=(?:</\w+>\s*)*$)")
 
 
-_CLOSING_TAG = re.compile(r"</\w+>")
+_LINK_CLOSE = ("</a>", "</A>")
 _SEARCH = object()  # _ending_read_more cannot tell: search
 
 
@@ -187,22 +187,22 @@ def _ending_read_more(html: str, run: int | None = None):
     run is known to start, just after a non-space character.
     """
     if run is not None:
-        tag = _CLOSING_TAG.match(html, run)
-        end, first = run, tag and tag.group()[2:-1]
+        end, link_closes = run, html.startswith(_LINK_CLOSE, run)
     else:
-        end, first = len(html), None
+        end, link_closes = len(html), False
         while True:
             while end and html[end - 1].isspace():
                 end -= 1
             if not end or html[end - 1] != ">":
                 break
             start = html.rfind("</", 0, end)
-            if start < 0 or not _CLOSING_TAG.fullmatch(html, start, end):
+            name = html[start + 2:end - 1] if start >= 0 else ""
+            if not name or not (name.isalnum() or name.replace("_", "a").isalnum()):  # not </\w+>
                 break
-            first, end = html[start + 2:end - 1], start
+            end, link_closes = start, name in ("a", "A")
     if not end:
         return None  # nothing before the closing run
-    if first in ("a", "A"):  # a read-more link, or a phrase or mark inside the link
+    if link_closes:  # the run starts with "</a>": a read-more link, or a phrase or mark inside the link
         opener = html.rfind("<", 0, end)
         if opener < 0 or html[opener:opener + 9].lower() != '<a href="':
             return _SEARCH  # perhaps a "<" inside an href
@@ -260,6 +260,6 @@ def clean_excerpt_html(html: str) -> str:
         i = html.rfind("…")
         while i and html[i - 1].isspace():
             i -= 1
-        if i and (m := _STOP_ELLIPSIS.match(html, i - 1)):
+        if i and html[i - 1] in ".!?»" and (m := _STOP_ELLIPSIS.match(html, i - 1)):
             html = html[:m.start()] + m.group(1) + html[m.end():]
     return drop_empty_elements(html).strip()

@@ -29,7 +29,7 @@ from publisher.fetch import Loader
 from publisher.network import Network
 from publisher.models import Article
 from publisher.progress import Progress
-from publisher.entries import normalise
+from publisher.entries import normalise_all
 from publisher.sanitize import html_to_text, one_line, safe_url
 from publisher.store.db import Store
 
@@ -90,6 +90,14 @@ def parse(data: bytes, *, source: str, now: datetime, headers: dict | None = Non
                                resolve_relative_uris=False)
     except Exception as exc:  # feedparser promises not to raise; if it does, this is still one bad source
         return ParseResult(error=f"cannot be parsed ({one_line(str(exc)) or type(exc).__name__})")
+    with _collections_paused():
+        result = _result(doc, source=source, now=now, headers=headers)
+        del doc  # freed here, by reference counting, before the collector may walk it again
+    return result
+
+
+def _result(doc: Any, *, source: str, now: datetime, headers: dict[str, str]) -> ParseResult:
+    """What feedparser's document yields once normalised."""
     warnings: list[str] = []
     if doc.get("bozo"):
         reason = _bozo_reason(doc.get("bozo_exception"))
@@ -106,28 +114,27 @@ def parse(data: bytes, *, source: str, now: datetime, headers: dict | None = Non
     seen_ids: set[str] = set()
     seen_links: set[str] = set()
     undated = future = 0
-    with _collections_paused():
-        for i, entry in enumerate(doc.entries, start=1):
-            try:
-                article, problem = normalise(entry, source=source, base=base, now=now)
-            except Exception as exc:  # one odd entry never costs the others
-                log.debug("%s: entry %d: %s", source, i, exc, exc_info=True)
-                rejected.append(f"entry {i}: cannot be read ({one_line(str(exc)) or type(exc).__name__})")
-                continue
-            if article is None:
-                rejected.append(f"entry {i}: {problem}")
-                continue
-            if article.id in seen_ids or article.link in seen_links:  # keep the first: feeds list newest first
-                warnings.append(f"entry {i}: duplicate of an earlier entry ({_short(article.id)}), kept the first")
-                continue
-            seen_ids.add(article.id)
-            seen_links.add(article.link)
-            if problem == "undated":
-                undated += 1
-            elif problem == "future":
-                future += 1
-                warnings.append(f"entry {i}: date in the future ({_entry_date(entry)}), used the fetch time")
-            articles.append(article)
+    outcomes = normalise_all(doc.entries, source=source, base=base, now=now)
+    for i, (entry, outcome) in enumerate(zip(doc.entries, outcomes), start=1):
+        if isinstance(outcome, Exception):
+            log.debug("%s: entry %d: %s", source, i, outcome, exc_info=outcome)
+            rejected.append(f"entry {i}: cannot be read ({one_line(str(outcome)) or type(outcome).__name__})")
+            continue
+        article, problem = outcome
+        if article is None:
+            rejected.append(f"entry {i}: {problem}")
+            continue
+        if article.id in seen_ids or article.link in seen_links:  # keep the first: feeds list newest first
+            warnings.append(f"entry {i}: duplicate of an earlier entry ({_short(article.id)}), kept the first")
+            continue
+        seen_ids.add(article.id)
+        seen_links.add(article.link)
+        if problem == "undated":
+            undated += 1
+        elif problem == "future":
+            future += 1
+            warnings.append(f"entry {i}: date in the future ({_entry_date(entry)}), used the fetch time")
+        articles.append(article)
     if undated:
         warnings.append(f"{undated} entr{'y has' if undated == 1 else 'ies have'} no readable date, used the fetch time")
     title = one_line(html_to_text(feed.get("title", "")))
@@ -145,7 +152,7 @@ def _collections_paused() -> Iterator[None]:
 
     Normalising allocates a few objects an entry, none in a cycle, yet enough to set off full
     collections, each walking feedparser's whole document, still alive (80 ms for 10,000 entries),
-    for nothing to collect.
+    for nothing to collect. Once the document is freed, collections walk what is left.
     """
     if not gc.isenabled():
         yield
