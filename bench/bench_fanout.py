@@ -176,7 +176,7 @@ def prepare(root: Path, port: int, count: int, connections: int, size_kb: int) -
     """A project folder with settings, a campaign, the frozen digest of about `size_kb` KB and `count` subscribers."""
     from publisher.app import load_settings
     from publisher.config import load_campaigns
-    from publisher.feeds import parse
+    from publisher.ingest.feeds import parse
     from publisher.channels.email.message import build
     from publisher.app import Context
     from publisher.pipeline import freeze

@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_ingest.py [--items 10000] [--rounds 7] [--slices 10] [--fetches 50] [--mb 10]
 
 (a) feedparser.parse on the bytes alone, with its default options (it sanitises and resolves URIs itself)
-    and with the options publisher/feeds.py uses (sanitize_html=False, resolve_relative_uris=False);
+    and with the options publisher/ingest/feeds.py uses (sanitize_html=False, resolve_relative_uris=False);
 (b) our ingestion: feeds.parse (feedparser + normalise + sanitise) + Store.upsert_articles into a fresh
     temporary SQLite file (one per round, on /dev/shm when there is one). Each round reads the whole
     feed, as --slices documents, every measure taking each slice in turn (rotating order), same bytes,
@@ -42,7 +42,7 @@ import feedparser  # noqa: E402
 import httpx  # noqa: E402
 
 from publisher.config import FeedSettings  # noqa: E402
-from publisher.feeds import fetch_all, parse  # noqa: E402
+from publisher.ingest.feeds import fetch_all, parse  # noqa: E402
 from publisher.progress import Progress  # noqa: E402
 from publisher.store.db import Store  # noqa: E402
 
@@ -287,7 +287,7 @@ def main() -> int:
     for name, secs in rows:
         print(f"{name:46} {secs:9.3f} {args.items / secs:10,.0f} {secs / med['default']:10.2f}x {secs / med['same']:12.2f}x")
     print("-" * 93)
-    # publisher/feeds.py turns feedparser's own sanitising and URI resolving off (sanitize.py does both,
+    # publisher/ingest/feeds.py turns feedparser's own sanitising and URI resolving off (sanitize.py does both,
     # once), so the like-for-like baseline is feedparser with those options off.
     spread = ", ".join(f"{i / s - 1:+.0%}" for i, s in zip(t["ingest"], t["same"]))
     print(f"ingestion overhead vs feedparser with the same options: {(overhead - 1) * 100:+.1f}% (goal: under +15%;"

@@ -16,7 +16,7 @@ from publisher.channels import ChannelDisabled, DispatchContext, DispatchReport,
 from publisher.config import Campaign
 from publisher.editions import Plan, latest_slot_edition, plan_edition, window
 from publisher.errors import DeliveryError, PublisherError
-from publisher.feeds import fetch_all
+from publisher.ingest.feeds import fetch_all
 from publisher.models import Article, RenderedEdition, rendered_from_dict, rendered_to_dict
 from publisher.render.email import Renderer
 

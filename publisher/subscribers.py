@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, TextIO
 
 from publisher.progress import Progress
-from publisher.sanitize import one_line
+from publisher.ingest.sanitize import one_line
 from publisher.store.db import Store
 from publisher.store.subscribers import ImportReport, SubscriberRow, split_lists, upsert
 from publisher.subscriber_file import records, sniff

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 
-from publisher import excerpts
+from publisher.ingest import excerpts
 
 PIECES = ["Texte", "fin", "poursuite", "suite", "Lire la suite", "LIRE LA SUITE", "lire la suıte", "Lİre la suite",
           "Lire plus", "lire pluſ", "Read more", "READ MORE", "Continue reading", "Continuer la lecture",
@@ -105,7 +105,7 @@ def test_drop_empty_elements_skips_only_html_without_any():
 
 
 def test_one_line_takes_its_shortcut_only_where_it_changes_nothing():
-    from publisher import sanitize
+    from publisher.ingest import sanitize
 
     def plain(text: str) -> str:  # one_line before its shortcut for printable text
         text = sanitize._TO_SPACE.sub(" ", text)
@@ -124,7 +124,7 @@ def test_one_line_takes_its_shortcut_only_where_it_changes_nothing():
 def test_canonical_url_of_a_plain_url_is_what_urlsplit_gives():
     from urllib.parse import urlsplit, urlunsplit
 
-    from publisher import sanitize
+    from publisher.ingest import sanitize
 
     def plain(url: str) -> str:  # canonical_url's general path, for a URL safe_url returns as is
         parts = urlsplit(url)

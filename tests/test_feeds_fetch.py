@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from publisher.config import FeedSettings
-from publisher.feeds import fetch_all, read_sources
+from publisher.ingest.feeds import fetch_all, read_sources
 from publisher.progress import Progress
 
 pytest_plugins = ["support.feed_server"]  # fixtures server, store

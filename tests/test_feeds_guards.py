@@ -20,8 +20,8 @@ import pytest
 from support.feed_server import FeedServer, gzip_bomb
 from publisher.config import FeedSettings
 from publisher.errors import FeedError
-from publisher.feeds import fetch_all
-from publisher.network import Network, address_kind, system_resolve, vetted_addresses
+from publisher.ingest.feeds import fetch_all
+from publisher.ingest.network import Network, address_kind, system_resolve, vetted_addresses
 from publisher.progress import Progress
 
 pytest_plugins = ["support.feed_server"]  # fixtures server, store

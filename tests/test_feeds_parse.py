@@ -1,4 +1,4 @@
-"""publisher.feeds.parse on the bundled samples and on every broken/hostile feed in samples/feeds/broken/."""
+"""publisher.ingest.feeds.parse on the bundled samples and on every broken/hostile feed in samples/feeds/broken/."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from publisher.entries import normalise_all
-from publisher.feeds import parse
+from publisher.ingest.entries import normalise_all
+from publisher.ingest.feeds import parse
 
 FEEDS = Path(__file__).resolve().parent.parent / "samples" / "feeds"
 BROKEN = FEEDS / "broken"

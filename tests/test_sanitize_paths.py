@@ -11,8 +11,8 @@ import random
 
 import pytest
 
-from publisher import excerpts, sanitize
-from publisher.entries import _ATTR, _ATTR_STARTS, _PIXEL, _PIXEL_STARTS
+from publisher.ingest import excerpts, sanitize
+from publisher.ingest.entries import _ATTR, _ATTR_STARTS, _PIXEL, _PIXEL_STARTS
 
 BASE = "https://www.endurance-info.com/version-francaise/wec/"
 TAGS = ["p", "P", "br", "a", "A", "strong", "em", "b", "i", "ul", "li", "blockquote", "div", "span", "h2", "img",

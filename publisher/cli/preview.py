@@ -8,7 +8,7 @@ from pathlib import Path
 from publisher.config import load_campaigns
 from publisher.editions import parse_edition_id
 from publisher.errors import ConfigError, FeedError, LintError
-from publisher.feeds import read_sources
+from publisher.ingest.feeds import read_sources
 from publisher.app import Context
 from publisher.preview import Entry, render_entries, write_bundle
 

@@ -22,7 +22,7 @@ from publisher.render.lint import lint_email
 from publisher.render.posts import compose
 from publisher.render.templates import (USER_ERRORS, base_context, defuse, describe, environment, make_items,
                                         render_template, string_template)
-from publisher.sanitize import one_line
+from publisher.ingest.sanitize import one_line
 
 log = logging.getLogger("publisher")
 

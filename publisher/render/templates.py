@@ -37,7 +37,7 @@ from babel.dates import format_date
 from publisher.config import Campaign, Settings
 from publisher.errors import ConfigError
 from publisher.models import Article, Edition
-from publisher.sanitize import one_line, safe_url
+from publisher.ingest.sanitize import one_line, safe_url
 
 STOCK_TEMPLATES = Path(__file__).resolve().parent.parent / "stock_templates"
 UNSUBSCRIBE_TOKEN = "%%UNSUBSCRIBE_URL%%"  # replaced per recipient in the finished MIME bytes

@@ -31,7 +31,7 @@ from email.utils import format_datetime, formataddr, parseaddr
 
 from publisher.config import Campaign, Settings
 from publisher.models import RenderedEdition
-from publisher.sanitize import one_line
+from publisher.ingest.sanitize import one_line
 
 UNSUBSCRIBE_TOKEN = "%%UNSUBSCRIBE_URL%%"
 EMAIL_TOKEN = "%%EMAIL%%"

@@ -19,7 +19,7 @@ import re
 from html.parser import HTMLParser
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
-from publisher.excerpts import drop_empty_elements
+from publisher.ingest.excerpts import drop_empty_elements
 
 # -- URLs --------------------------------------------------------------------------------------
 
