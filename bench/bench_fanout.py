@@ -174,11 +174,10 @@ def _sample(settings, template):
 
 def prepare(root: Path, port: int, count: int, connections: int, size_kb: int) -> dict:
     """A project folder with settings, a campaign, the frozen digest of about `size_kb` KB and `count` subscribers."""
-    from publisher.app import load_settings
+    from publisher.app import Context, load_settings
+    from publisher.channels.email.message import build
     from publisher.config import load_campaigns
     from publisher.ingest.feeds import parse
-    from publisher.channels.email.message import build
-    from publisher.app import Context
     from publisher.pipeline import freeze
 
     (root / "campaigns").mkdir(parents=True)
@@ -212,8 +211,8 @@ def prepare(root: Path, port: int, count: int, connections: int, size_kb: int) -
 
 
 def child_ours(root: str) -> None:
-    from publisher.config import load_campaigns
     from publisher.app import Context
+    from publisher.config import load_campaigns
     from publisher.pipeline import dispatch, frozen
     from publisher.progress import Progress
 

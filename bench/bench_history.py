@@ -35,16 +35,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from publisher.app import load_settings
-from publisher.config import load_campaigns  # noqa: E402
-from publisher.store.ledger import Ledger  # noqa: E402
-from publisher.models import State  # noqa: E402
-from publisher.app import Context  # noqa: E402
-from publisher.cli.status import report  # noqa: E402
-from publisher.store.db import Store, iso  # noqa: E402
-from publisher.store.tables import migrate  # noqa: E402
-
 from bench_import import project  # noqa: E402  (settings and campaigns in a temporary folder)
+
+from publisher.app import (
+    Context,  # noqa: E402
+    load_settings,
+)
+from publisher.cli.status import report  # noqa: E402
+from publisher.config import load_campaigns  # noqa: E402
+from publisher.models import State  # noqa: E402
+from publisher.store.db import Store, iso  # noqa: E402
+from publisher.store.ledger import Ledger  # noqa: E402
+from publisher.store.tables import migrate  # noqa: E402
 
 UTC = timezone.utc
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)  # Monday, after the endurance slot

@@ -36,10 +36,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_fanout import _run_child  # noqa: E402  (a child process's wall time and VmHWM)
-
 import feedparser  # noqa: E402
 import httpx  # noqa: E402
+from bench_fanout import _run_child  # noqa: E402  (a child process's wall time and VmHWM)
 
 from publisher.config import FeedSettings  # noqa: E402
 from publisher.ingest.feeds import fetch_all, parse  # noqa: E402

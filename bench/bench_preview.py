@@ -30,7 +30,7 @@ from publisher import pipeline  # noqa: E402
 from publisher.app import Context  # noqa: E402
 from publisher.config import load_campaigns  # noqa: E402
 from publisher.editions import current_edition  # noqa: E402
-from publisher.preview import Entry, write_bundle  # noqa: E402
+from publisher.preview import BundleEntry, write_bundle  # noqa: E402
 from publisher.progress import Progress  # noqa: E402
 from publisher.render.email import Renderer, inline_css  # noqa: E402
 from publisher.render.templates import edition_label  # noqa: E402
@@ -81,7 +81,7 @@ def main() -> int:
         def preview_all():
             entries = []
             for c, p, r in render_all():
-                entries.append(Entry(c, p.edition.id, label=edition_label(p.edition, c), rendered=r,
+                entries.append(BundleEntry(c, p.edition.id, label=edition_label(p.edition, c), rendered=r,
                                      problems=list(r.lint)))
             write_bundle(out, entries, ctx.settings, NOW)
 

@@ -18,9 +18,9 @@ from typing import Callable, Iterator
 
 from publisher.channels import registry
 from publisher.config import Settings, read_settings
-from publisher.store.ledger import Ledger
 from publisher.progress import Progress
 from publisher.store.db import Store
+from publisher.store.ledger import Ledger
 
 log = logging.getLogger("publisher")
 

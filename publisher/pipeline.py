@@ -1,7 +1,8 @@
 """Wires the stages: fetch -> plan -> render (frozen once) -> dispatch, for `fetch`, `send` and `run`.
 
-Preview uses `plan` and `render` from here too, but never `freeze` or `dispatch`: it gets no channel
-objects and no ledger, so it is safe by construction.
+Returns what each stage did and prints nothing (cli/ does). Preview uses `plan` and `render` from here
+too, never `freeze` or `dispatch`: it builds no channel object and writes no ledger row, so nothing it
+does can send (it only writes its bundle's files).
 """
 
 from __future__ import annotations

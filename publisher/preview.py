@@ -23,15 +23,15 @@ from pathlib import Path
 import jinja2
 
 from publisher import pipeline
+from publisher.channels.email.message import preview_eml
 from publisher.config import Campaign
 from publisher.editions import current_edition
-from publisher.channels.email.message import preview_eml
 from publisher.models import Article, LintIssue, RenderedEdition
 from publisher.render.templates import STOCK_TEMPLATES, edition_label
 
 
 @dataclass
-class Entry:
+class BundleEntry:
     """One campaign's edition in the bundle: rendered, or skipped with the reason."""
 
     campaign: Campaign
@@ -46,13 +46,13 @@ class Entry:
         return f"{self.campaign.name}/{self.edition_id}"
 
 
-def render_entries(ctx, campaigns: list[Campaign], edition_id: str | None, articles: list[Article] | None) -> list[Entry]:
+def render_entries(ctx, campaigns: list[Campaign], edition_id: str | None, articles: list[Article] | None) -> list[BundleEntry]:
     """Plan and render the current (or named) edition of each campaign; a thin week is a skipped entry."""
-    found: list[Entry] = []
+    found: list[BundleEntry] = []
     for campaign in campaigns:
         eid = edition_id or current_edition(campaign, ctx.now, ctx.settings.schedule.lateness_window)
         plan = pipeline.plan(ctx, campaign, eid, articles=articles)
-        entry = Entry(campaign, eid, label=edition_label(plan.edition, campaign))
+        entry = BundleEntry(campaign, eid, label=edition_label(plan.edition, campaign))
         if plan.skip_reason:
             entry.skip_reason = plan.skip_reason
         else:
@@ -77,7 +77,7 @@ def _environment() -> jinja2.Environment:
                               autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 
-def write_bundle(out: Path, entries: list[Entry], settings, now: datetime) -> None:
+def write_bundle(out: Path, entries: list[BundleEntry], settings, now: datetime) -> None:
     """Write the review bundle for `entries` into `out` (files replaced atomically, others left alone)."""
     env = _environment()
     out.mkdir(parents=True, exist_ok=True)

@@ -14,10 +14,10 @@ import socket
 import pytest
 from aiosmtpd.smtp import AuthResult
 
+from publisher.channels.email.security import scrub
 from support.email_project import ENV, NOW, prepared, send_args
 from support.smtp_servers import _Controller
 from support.user_errors import edit, error_line
-from publisher.channels.email.security import scrub
 
 FEED = "samples/feeds/endurance-info-2026-w46-w47.xml"
 

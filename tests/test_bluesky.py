@@ -6,13 +6,24 @@ import re
 from datetime import timedelta
 
 import pytest
-from support.social_servers import (LINK, NOW, SLOT, BlueskyServer, Hang, Harness, Reply, make_campaign, make_posts,
-                            make_rendered, post_key)
 
 from publisher.channels import ChannelDisabled
 from publisher.channels.bluesky import facets, record_key
 from publisher.channels.social import PostKey
 from publisher.models import State
+from support.social_servers import (
+    LINK,
+    NOW,
+    SLOT,
+    BlueskyServer,
+    Hang,
+    Harness,
+    Reply,
+    make_campaign,
+    make_posts,
+    make_rendered,
+    post_key,
+)
 
 pytest_plugins = ["support.social_servers"]  # fixtures creds, bs, make_harness
 

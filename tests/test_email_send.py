@@ -130,10 +130,10 @@ def test_stop_finishes_messages_in_flight_and_leaves_the_rest_planned(project, m
     import time
     from datetime import datetime
 
-    from support.email_project import EDITION, NOW, SECRET
-    from publisher.config import load_campaigns
     from publisher.app import Context
+    from publisher.config import load_campaigns
     from publisher.pipeline import send
+    from support.email_project import EDITION, NOW, SECRET
 
     monkeypatch.setenv("PUBLISHER_UNSUBSCRIBE_SECRET", SECRET)
     with SmtpServer(delay=0.01) as srv:

@@ -17,12 +17,12 @@ from datetime import datetime, timezone
 
 import pytest
 
-from support.feed_server import FeedServer, gzip_bomb
 from publisher.config import FeedSettings
 from publisher.errors import FeedError
 from publisher.ingest.feeds import fetch_all
 from publisher.ingest.network import Network, address_kind, system_resolve, vetted_addresses
 from publisher.progress import Progress
+from support.feed_server import FeedServer, gzip_bomb
 
 pytest_plugins = ["support.feed_server"]  # fixtures server, store
 

@@ -5,12 +5,23 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from support.social_servers import NOW, SLOT, Hang, Harness, MastodonServer, Reply, make_campaign, make_posts, make_rendered, post_key
 
 from publisher.channels import ChannelDisabled
 from publisher.channels.mastodon import idempotency_key
 from publisher.channels.social import PostKey
 from publisher.models import State
+from support.social_servers import (
+    NOW,
+    SLOT,
+    Hang,
+    Harness,
+    MastodonServer,
+    Reply,
+    make_campaign,
+    make_posts,
+    make_rendered,
+    post_key,
+)
 
 pytest_plugins = ["support.social_servers"]  # fixtures creds, ms, make_harness
 

@@ -11,8 +11,8 @@ from email.parser import BytesParser
 import pytest
 
 from publisher.app import load_settings
-from publisher.config import Campaign
 from publisher.channels.email.message import SAMPLE_EMAIL, Recipient, build, preview_eml
+from publisher.config import Campaign
 from publisher.models import Article, Edition, RenderedEdition
 
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=timezone.utc)

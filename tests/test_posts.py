@@ -9,10 +9,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from publisher.config import SocialSettings
 from publisher.channels.bluesky import bluesky_length
 from publisher.channels.mastodon import mastodon_length
 from publisher.channels.x import x_length
+from publisher.config import SocialSettings
 from publisher.render.posts import compose, limit_for, split_text
 from publisher.render.templates import shorten
 from support.render_samples import article, campaign, edition, settings
@@ -206,3 +206,24 @@ def test_web_version_link_mode(tmp_path):
     posts = _compose(tmp_path, articles, "x", social=social)
     assert posts[0].links == ("https://www.endurance-info.com/newsletter/endurance/2026-W47",)
     assert len(posts) == 3  # the thread then starts with the lead article itself
+
+
+def test_a_network_declared_only_by_its_channel_module_gets_posts(tmp_path, monkeypatch):
+    # What "a new channel is one file" needs from rendering: the spec's rules, no template of its own
+    # (posts/post.txt serves), and no name of it anywhere in render/.
+    from publisher.channels import ChannelSpec, PostRules, registry
+    from publisher.render.email import Renderer
+
+    spec = ChannelSpec(name="fedi", kind="social", network="fedi", settings_cls=SimpleNamespace,
+                       factory=lambda *args: None, posts=PostRules(length=len, limit=120, card=True))
+    registry.names()  # load the built-in channels first, then add this one beside them
+    monkeypatch.setitem(registry._specs, "fedi", spec)
+    articles = [article(i, summary="Une course très disputée jusqu'au bout de la nuit " * 3) for i in range(1, 4)]
+    posts = _compose(tmp_path, articles, "fedi", social=SocialSettings(mode="per_article"))
+    assert [p.network for p in posts] == ["fedi"] * len(posts) and len(posts) >= 3
+    assert all(p.length == len(p.text) <= 120 == p.limit for p in posts)
+    assert posts[0].card is not None  # the spec asked for a link card on the first post
+    s = settings(tmp_path)
+    c = dataclasses.replace(campaign(), channels=("email", "fedi"))
+    rendered = Renderer(dataclasses.replace(s, channels={**s.channels, "fedi": SimpleNamespace()})).render(edition(c, articles, s), c)
+    assert list(rendered.posts) == ["fedi"] and rendered.posts["fedi"]

@@ -11,9 +11,9 @@ import json
 
 import pytest
 
-from support.email_project import NOW
 from publisher.errors import ConfigError
 from publisher.render.email import Renderer
+from support.email_project import NOW
 from support.render_samples import article, campaign, edition, settings
 from support.user_errors import edit, error_line
 

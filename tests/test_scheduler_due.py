@@ -1,4 +1,4 @@
-"""The due decision (editions.due) with an injected clock: DST weeks, restarts, missed slots, fetch timing.
+"""The due decision (scheduler/due.py) with an injected clock: DST weeks, restarts, missed slots, fetch timing.
 
 Pure: campaigns and the store's facts are values; every `now` is a literal aware datetime.
 """

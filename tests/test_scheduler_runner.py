@@ -13,12 +13,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from publisher.app import Context, load_settings
 from publisher.channels import DispatchReport
-from publisher.app import load_settings
 from publisher.config import Campaign, ScheduleSettings
 from publisher.editions import slot
 from publisher.models import State
-from publisher.app import Context
 from publisher.scheduler.facts import decide, edition_state
 from publisher.scheduler.runner import Jobs, Runner, loop
 

@@ -14,12 +14,12 @@ import ssl
 
 import pytest
 
-from support.email_project import ENV, ledger, prepared, send_args, store_path
 from publisher.app import load_settings
+from publisher.channels.email.pool import send_one
+from publisher.channels.email.smtp import password_for, tls_context
 from publisher.config import SmtpSettings
 from publisher.errors import ConfigError, DeliveryError
-from publisher.channels.email.smtp import password_for, tls_context
-from publisher.channels.email.pool import send_one
+from support.email_project import ENV, ledger, prepared, send_args, store_path
 from support.smtp_servers import SmtpServer, make_certs
 
 USER = "relay-user"

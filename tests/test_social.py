@@ -7,13 +7,22 @@ import dataclasses
 import json
 from datetime import timedelta
 
-from support.social_servers import (CREDS, NOW, BlueskyServer, Harness, MastodonServer, Normal, Reply, make_campaign, make_posts,
-                            make_rendered)
-
+from publisher.app import Context
 from publisher.config import PublisherSettings
 from publisher.models import State
-from publisher.app import Context
 from publisher.pipeline import dispatch
+from support.social_servers import (
+    CREDS,
+    NOW,
+    BlueskyServer,
+    Harness,
+    MastodonServer,
+    Normal,
+    Reply,
+    make_campaign,
+    make_posts,
+    make_rendered,
+)
 
 pytest_plugins = ["support.social_servers"]  # fixtures creds, xs
 

@@ -8,12 +8,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from publisher.app import load_settings
+from publisher.app import Context, load_settings
+from publisher.cli.status import REASON_LIMIT, report
 from publisher.config import load_campaigns
 from publisher.models import State
-from publisher.app import Context
 from publisher.scheduler.runner import scheduler_lease
-from publisher.cli.status import REASON_LIMIT, report
 from support.query_plans import captured, deliveries_steps, unbounded
 
 UTC = timezone.utc

@@ -11,8 +11,14 @@ import pytest
 from publisher.cli import main
 from publisher.progress import Progress
 from publisher.store.db import Store
-from publisher.store.subscribers import (MAX_KEPT_REJECTS, SubscriberRow, iter_subscribers, plan_recipients, suppress,
-                                         upsert)
+from publisher.store.subscribers import (
+    MAX_KEPT_REJECTS,
+    SubscriberRow,
+    iter_subscribers,
+    plan_recipients,
+    suppress,
+    upsert,
+)
 from publisher.subscribers import import_csv, normalise_address
 from publisher.web.tokens import Signer
 

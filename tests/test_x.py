@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from support.social_servers import CREDS, NOW, Hang, Harness, Reply, XServer, make_campaign, make_posts, make_rendered
 
 from publisher.channels import ChannelDisabled
 from publisher.models import State
+from support.social_servers import CREDS, NOW, Hang, Harness, Reply, XServer, make_campaign, make_posts, make_rendered
 
 pytest_plugins = ["support.social_servers"]  # fixtures creds, xs, make_harness
 

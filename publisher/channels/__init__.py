@@ -21,17 +21,17 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from importlib.metadata import entry_points
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
+from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Callable, Literal, Protocol
 
 if TYPE_CHECKING:
     from publisher.config import Campaign, Settings
-    from publisher.store.ledger import Ledger
     from publisher.models import RenderedEdition
     from publisher.progress import Progress
+    from publisher.store.ledger import Ledger
 
 
 class ChannelDisabled(Exception):

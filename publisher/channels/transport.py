@@ -40,19 +40,6 @@ def requests_not_sent(exc: BaseException | None) -> bool:
     return False
 
 
-def requests_error(exc: BaseException | None) -> BaseException | None:
-    """The requests exception inside a library's wrapper (Mastodon.py keeps it as __context__)."""
-    import requests
-
-    seen = 0
-    while exc is not None and seen < 6:
-        if isinstance(exc, requests.exceptions.RequestException):
-            return exc
-        exc = exc.__cause__ or exc.__context__
-        seen += 1
-    return None
-
-
 def httpx_not_sent(exc: BaseException | None) -> bool:
     """True when an httpx error (possibly wrapped by atproto) proves the request never left."""
     import httpx

@@ -26,11 +26,11 @@ from typing import Callable
 from urllib.parse import urlsplit
 
 from publisher.channels import ChannelDisabled, ChannelSpec, PostRules
-from publisher.channels.social import Outcome, PostKey, SocialChannel, Thread, outbox_channel
+from publisher.channels.social import PostKey, PostOutcome, SocialChannel, Thread, outbox_channel
 from publisher.channels.transport import fetch_image, redact, reply_line, requests_not_sent, reset_time
 from publisher.config import parse_duration, secret
-from publisher.models import Delivery, Post
 from publisher.config.schema import check_at_least, check_url
+from publisher.models import Delivery, Post
 
 LIMIT = 280
 CREDENTIALS = ("PUBLISHER_X_CONSUMER_KEY", "PUBLISHER_X_CONSUMER_SECRET",
@@ -45,7 +45,7 @@ class XSettings:
     upload_url: str = "https://upload.twitter.com"
     media_upload: bool = False  # attach the lead article's thumbnail (v1.1 media upload)
     timeout: float = 30.0
-    max_wait: str = "5m"  # longest 429/spacing wait inside one run (under the 10-min send lease); longer: pending
+    max_wait: str = "5m"  # longest 429/spacing wait inside one run; a longer one leaves the post pending
 
     def _check(self, where: str) -> None:
         check_url(self.api_url, f"{where}.api_url", "https://api.twitter.com")
@@ -120,7 +120,7 @@ class XNetwork:
     def retry_unknown(self, row: Delivery, now: datetime) -> bool:
         return False  # no idempotency key on X: only the user's --resend-unknown
 
-    def create(self, post: Post, reply_to: Thread | None, key: PostKey) -> Outcome:
+    def create(self, post: Post, reply_to: Thread | None, key: PostKey) -> PostOutcome:
         import requests
         import tweepy
 
@@ -129,28 +129,28 @@ class XNetwork:
             data = self.client.create_tweet(text=post.text, media_ids=media_ids,
                                             in_reply_to_tweet_id=reply_to.parent if reply_to and reply_to.parent else None)
         except tweepy.TooManyRequests as exc:
-            return Outcome("rate_limited", retry_at=reset_time(exc.response.headers, self.clock()),
+            return PostOutcome("rate_limited", retry_at=reset_time(exc.response.headers, self.clock()),
                            reply="429 Too Many Requests from X")
         except tweepy.Forbidden as exc:
             text = self._text(exc)
             if "duplicate" in text.lower():
-                return Outcome("sent", reply=f"X refused it as duplicate content, so it is already posted (id unknown): {text}")
-            return Outcome("failed", reply=f"403 from X: {text}")
+                return PostOutcome("sent", reply=f"X refused it as duplicate content, so it is already posted (id unknown): {text}")
+            return PostOutcome("failed", reply=f"403 from X: {text}")
         except tweepy.Unauthorized as exc:
-            return Outcome("failed", reply=f"401 from X: {self._text(exc)}; check the PUBLISHER_X_* credentials")
+            return PostOutcome("failed", reply=f"401 from X: {self._text(exc)}; check the PUBLISHER_X_* credentials")
         except tweepy.TwitterServerError as exc:
             # X has been seen to answer 5xx and still post: not known to be safe to repeat
-            return Outcome("unknown", reply=f"{exc.response.status_code} from X after the request was sent: {self._text(exc)}")
+            return PostOutcome("unknown", reply=f"{exc.response.status_code} from X after the request was sent: {self._text(exc)}")
         except tweepy.HTTPException as exc:
-            return Outcome("failed", reply=f"{exc.response.status_code} from X: {self._text(exc)}")
+            return PostOutcome("failed", reply=f"{exc.response.status_code} from X: {self._text(exc)}")
         except requests.RequestException as exc:
             if requests_not_sent(exc):
-                return Outcome("retry", reply=f"could not reach X: {type(exc).__name__}")
-            return Outcome("unknown", reply=f"no reply from X after the request was sent ({type(exc).__name__})")
+                return PostOutcome("retry", reply=f"could not reach X: {type(exc).__name__}")
+            return PostOutcome("unknown", reply=f"no reply from X after the request was sent ({type(exc).__name__})")
         tweet_id = (data.get("data") or {}).get("id") if isinstance(data, dict) else None
         if not tweet_id:
-            return Outcome("unknown", reply="X accepted the request but returned no tweet id")
-        return Outcome("sent", remote_id=str(tweet_id), reply=f"tweet {tweet_id}{note}")
+            return PostOutcome("unknown", reply="X accepted the request but returned no tweet id")
+        return PostOutcome("sent", remote_id=str(tweet_id), reply=f"tweet {tweet_id}{note}")
 
     def _media(self, post: Post) -> tuple[list[str] | None, str]:
         """Upload the post's image if media upload is on; a failure only drops the image."""

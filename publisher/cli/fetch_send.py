@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import sys
 
+from publisher.app import stop_on_signals
 from publisher.channels.email.channel import send_test
 from publisher.config import Campaign, load_campaigns
 from publisher.editions import latest_slot_edition, parse_edition_id
 from publisher.errors import ConfigError, DeliveryError, FeedError
 from publisher.pipeline import Context, fetch, frozen, plan, render, send
-from publisher.app import stop_on_signals
 from publisher.subscribers import normalise_address
 
 

@@ -15,8 +15,8 @@ import traceback
 from datetime import datetime, timezone
 
 from publisher import __version__
-from publisher.errors import ConfigError, PublisherError
 from publisher.app import Context
+from publisher.errors import ConfigError, PublisherError
 
 log = logging.getLogger("publisher")
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from publisher.app import Context
 from publisher.config import load_campaigns
 from publisher.editions import parse_edition_id
 from publisher.errors import ConfigError, FeedError, LintError
 from publisher.ingest.feeds import read_sources
-from publisher.app import Context
-from publisher.preview import Entry, render_entries, write_bundle
+from publisher.preview import BundleEntry, render_entries, write_bundle
 
 
 def command_preview(ctx: Context, args) -> int:
@@ -66,7 +66,7 @@ def _articles(ctx, feeds):
     return None
 
 
-def _line(e: Entry, out: Path) -> str:
+def _line(e: BundleEntry, out: Path) -> str:
     head = f"{e.campaign.name} {e.edition_id}"
     if e.rendered is None:
         return f"{head}: skipped ({e.skip_reason})"

@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 import os
 
+from publisher.app import Context, stop_on_signals
 from publisher.config import load_campaigns
 from publisher.editions import next_slot
 from publisher.errors import DeliveryError, FeedError, PublisherError
-from publisher.app import Context
-from publisher.app import stop_on_signals
 from publisher.scheduler.runner import Runner, loop, scheduler_lease
 
 log = logging.getLogger("publisher")

@@ -7,9 +7,9 @@ import socket
 import threading
 from urllib.parse import urlsplit
 
-from publisher.errors import ConfigError
 from publisher.app import Context
 from publisher.config.schema import check_port
+from publisher.errors import ConfigError
 from publisher.web.tokens import signer_from_env
 from publisher.web.unsubscribe import make_server
 

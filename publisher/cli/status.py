@@ -12,10 +12,10 @@ from datetime import datetime, timezone
 from typing import Sequence
 from zoneinfo import ZoneInfo
 
+from publisher.app import Context
 from publisher.config import Campaign, load_campaigns
 from publisher.editions import next_slot, parse_edition_id
 from publisher.models import State
-from publisher.app import Context
 from publisher.scheduler.due import next_fetch
 from publisher.scheduler.facts import LEASE, decide, last_fetch, last_tick
 from publisher.store.subscribers import suppressed_by_reason

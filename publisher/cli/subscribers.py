@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from publisher.app import Context
 from publisher.config import load_campaigns
 from publisher.errors import ConfigError, InputError
-from publisher.app import Context
 from publisher.store.subscribers import counts, iter_subscribers, remove
 from publisher.subscribers import import_csv, normalise_address, write_csv
 

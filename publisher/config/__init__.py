@@ -8,11 +8,28 @@ The channel tables ([x], [mastodon], ...) are read with the settings classes the
 `publisher.app.load_settings` takes them from the channel registry.
 """
 
-from publisher.config.campaigns import (Campaign, SeriesMatch, SocialSettings, UtmSettings, load_campaign, load_campaigns,
-                                        parse_schedule)
+from publisher.config.campaigns import (
+                                        Campaign,
+                                        SeriesMatch,
+                                        SocialSettings,
+                                        UtmSettings,
+                                        load_campaign,
+                                        load_campaigns,
+                                        parse_schedule,
+)
 from publisher.config.schema import parse_duration
-from publisher.config.settings import (EmailSettings, FeedSettings, PublisherSettings, ScheduleSettings, SeriesSettings,
-                                       Settings, SmtpSettings, WebSettings, read_settings, secret)
+from publisher.config.settings import (
+                                        EmailSettings,
+                                        FeedSettings,
+                                        PublisherSettings,
+                                        ScheduleSettings,
+                                        SeriesSettings,
+                                        Settings,
+                                        SmtpSettings,
+                                        WebSettings,
+                                        read_settings,
+                                        secret,
+)
 
 __all__ = ["Campaign", "EmailSettings", "FeedSettings", "PublisherSettings", "ScheduleSettings", "SeriesMatch",
            "SeriesSettings", "Settings", "SmtpSettings", "SocialSettings", "UtmSettings", "WebSettings", "load_campaign",

@@ -15,9 +15,20 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
+from publisher.config.schema import (
+    DOMAIN,
+    check_address,
+    check_at_least,
+    check_host,
+    check_port,
+    check_range,
+    check_readable_file,
+    check_url,
+    parse_duration,
+    read_table,
+    read_toml,
+)
 from publisher.errors import ConfigError
-from publisher.config.schema import (DOMAIN, check_address, check_at_least, check_host, check_port, check_range,
-                              check_readable_file, check_url, parse_duration, read_table, read_toml)
 
 
 def secret(name: str) -> str | None:

@@ -1,12 +1,12 @@
 """Excerpts: publisher boilerplate removed from feed summaries, in plain text and in sanitised HTML.
 
     clean_excerpt(text)        "Lire la suite", "[…]", "The post … appeared first on …" removed; a cut excerpt ends with "…"
-    clean_excerpt_html(html)   the same on HTML that sanitize.sanitize_html produced
+    clean_excerpt_html(html)   the same on HTML that sanitize_html produced
     matches(pattern, text, starts)   pattern.finditer(text) for a case-insensitive pattern that can only begin
                                at one of a few words: tried at those places alone, which is much cheaper
     drop_empty_elements(html)  allow-listed elements holding nothing visible removed
 
-sanitize.py re-exports clean_excerpt and clean_excerpt_html.
+entries.py calls the first two on every feed summary; sanitize.py calls drop_empty_elements.
 """
 
 from __future__ import annotations

@@ -25,12 +25,12 @@ import feedparser
 
 from publisher.config import FeedSettings
 from publisher.errors import FeedError
+from publisher.ingest.entries import normalise_all
 from publisher.ingest.fetch import Loader
 from publisher.ingest.network import Network
+from publisher.ingest.sanitize import html_to_text, one_line, safe_url
 from publisher.models import Article
 from publisher.progress import Progress
-from publisher.ingest.entries import normalise_all
-from publisher.ingest.sanitize import html_to_text, one_line, safe_url
 from publisher.store.db import Store
 
 log = logging.getLogger("publisher")

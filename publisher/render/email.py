@@ -17,12 +17,20 @@ from premailer import Premailer
 from publisher.channels import registry
 from publisher.config import Campaign, Settings
 from publisher.errors import ConfigError
+from publisher.ingest.sanitize import one_line
 from publisher.models import Edition, RenderedEdition
 from publisher.render.lint import lint_email
 from publisher.render.posts import compose
-from publisher.render.templates import (USER_ERRORS, base_context, defuse, describe, environment, make_items,
-                                        render_template, string_template)
-from publisher.ingest.sanitize import one_line
+from publisher.render.templates import (
+    USER_ERRORS,
+    base_context,
+    defuse,
+    describe,
+    environment,
+    make_items,
+    render_template,
+    string_template,
+)
 
 log = logging.getLogger("publisher")
 

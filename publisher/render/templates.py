@@ -36,12 +36,10 @@ from babel.dates import format_date
 
 from publisher.config import Campaign, Settings
 from publisher.errors import ConfigError
-from publisher.models import Article, Edition
 from publisher.ingest.sanitize import one_line, safe_url
+from publisher.models import EMAIL_TOKEN, UNSUBSCRIBE_TOKEN, Article, Edition
 
 STOCK_TEMPLATES = Path(__file__).resolve().parent.parent / "stock_templates"
-UNSUBSCRIBE_TOKEN = "%%UNSUBSCRIBE_URL%%"  # replaced per recipient in the finished MIME bytes
-EMAIL_TOKEN = "%%EMAIL%%"
 LEAD_SUMMARY_CHARS = 420
 ITEM_SUMMARY_CHARS = 220
 ELLIPSIS = "…"

@@ -58,7 +58,7 @@ def last_tick(store: Store) -> datetime | None:
 
 
 def decide(ctx: Context, campaigns: Sequence[Campaign], now: datetime) -> list[Due]:
-    """Read the facts for `now` from the store and return what is due (the pure `editions.due`)."""
+    """Read the facts for `now` from the store and return what is due (the pure `scheduler.due.due`)."""
     s = ctx.settings.schedule
     lateness, tick = s.lateness_window, last_tick(ctx.store)
     states = {}

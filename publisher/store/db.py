@@ -18,9 +18,9 @@ from typing import Iterable, Iterator
 
 from publisher.errors import ConfigError, DiskFullError
 from publisher.models import Article
+from publisher.store.isotime import from_iso, iso
 from publisher.store.leases import Leases
 from publisher.store.tables import migrate
-from publisher.store.isotime import from_iso, iso
 
 
 @dataclass(frozen=True)

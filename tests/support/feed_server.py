@@ -19,16 +19,16 @@ so it opts out: PYTEST_DONT_REWRITE.
 from __future__ import annotations
 
 import functools
+import hashlib
 import struct
 import sys
 import threading
 import time
 import zlib
 from dataclasses import dataclass, field
-from email.utils import format_datetime, parsedate_to_datetime
 from datetime import datetime, timezone
+from email.utils import format_datetime, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-import hashlib
 
 import pytest
 

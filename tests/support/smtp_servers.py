@@ -28,10 +28,10 @@ import ipaddress
 import ssl
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
+from pathlib import Path
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult

@@ -33,10 +33,10 @@ from publisher.channels import DispatchContext, DispatchReport, registry
 from publisher.channels.social import PostKey
 from publisher.config import Campaign, Settings, SocialSettings
 from publisher.config.schema import read_table
-from publisher.store.ledger import Ledger
 from publisher.models import Delivery, Edition, Post, RenderedEdition
 from publisher.progress import Progress
 from publisher.store.db import Store
+from publisher.store.ledger import Ledger
 
 # A valid 1x1 PNG: the thumbnail every server serves at /img/thumb.png
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")

@@ -13,13 +13,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from publisher.channels import DispatchContext, DispatchReport
-from publisher.config import Campaign, EmailSettings, Settings
 from publisher.channels.email.journal import Journal, recover
 from publisher.channels.email.message import MessageTemplate, Recipient, build, unsubscribe_link
-from publisher.models import RenderedEdition, State
-from publisher.errors import DeliveryError, DiskFullError
-from publisher.channels.email.smtp import Outcome, Reply, password_for
 from publisher.channels.email.pool import DISK_FULL, Job, Pool, Result, send_one
+from publisher.channels.email.smtp import Reply, SmtpOutcome, password_for
+from publisher.config import Campaign, EmailSettings, Settings
+from publisher.errors import DeliveryError, DiskFullError
+from publisher.models import RenderedEdition, State
 from publisher.store.db import iso
 from publisher.store.subscribers import names_of, plan_recipients
 from publisher.subscribers import normalise_address
@@ -312,12 +312,12 @@ class _Run:
         return len(results)
 
     def _record(self, job: Job, reply: Reply, mid: str) -> None:
-        if reply.outcome is Outcome.DEFER:  # deferred too often this run: the ledger waits, no attempt counted
+        if reply.outcome is SmtpOutcome.DEFER:  # deferred too often this run: the ledger waits, no attempt counted
             self.last_retry = reply.line()
             wait = max(self.smtp.retry_backoff, reply.wait or 0.0)
             self.deferred.append((job.target, self.now() + timedelta(seconds=wait), reply.line()))
             return
-        if reply.outcome is Outcome.RETRY:
+        if reply.outcome is SmtpOutcome.RETRY:
             self.last_retry = reply.line()
             attempts = job.attempts + 1
             if attempts >= self.smtp.max_attempts:
@@ -328,7 +328,7 @@ class _Run:
                 backoff = min(self.smtp.retry_backoff * 2 ** (attempts - 1), 3600.0)
                 self.retries.append((job.target, self.now() + timedelta(seconds=backoff), reply.line()))
             return
-        state = {Outcome.SENT: State.SENT, Outcome.FAILED: State.FAILED, Outcome.UNKNOWN: State.UNKNOWN}[reply.outcome]
+        state = {SmtpOutcome.SENT: State.SENT, SmtpOutcome.FAILED: State.FAILED, SmtpOutcome.UNKNOWN: State.UNKNOWN}[reply.outcome]
         self.finished.append((job.target, state, mid or None, reply.line()))
         if state is State.SENT:
             self.report.sent += 1
@@ -393,8 +393,8 @@ def send_test(settings: Settings, campaign: Campaign, rendered: RenderedEdition,
         data, mid = ed.message(email, "", message_id=ed.template.message_id(f"test.{now.timestamp()}.{email}"))
         if live:
             reply = send_one(settings.smtp, ed.template.sender, email, data)
-            verdict = "sent" if reply.outcome is Outcome.SENT else f"NOT sent ({reply.outcome.value})"
-            lines.append((reply.outcome is Outcome.SENT, f"test copy of {ed.key} to {email}: {verdict}: {reply.line()}"))
+            verdict = "sent" if reply.outcome is SmtpOutcome.SENT else f"NOT sent ({reply.outcome.value})"
+            lines.append((reply.outcome is SmtpOutcome.SENT, f"test copy of {ed.key} to {email}: {verdict}: {reply.line()}"))
         else:
             folder = settings.path(settings.publisher.outbox) / rendered.edition.campaign / rendered.edition.id / "email-test"
             folder.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ from publisher.store.ledger import Ledger
 
 
 @dataclass(frozen=True)
-class Entry:
+class JournalLine:
     outcome: str  # "wire" (W only), "sent", "failed", "retry", "unknown"
     remote_id: str | None = None
     reply: str | None = None
@@ -69,10 +69,10 @@ class Journal:
         except OSError as exc:  # ENOSPC and friends: say which file
             raise OSError(exc.errno, exc.strerror, str(self.path)) from None
 
-    def read(self, targets: Iterable[str]) -> dict[str, Entry]:
+    def read(self, targets: Iterable[str]) -> dict[str, JournalLine]:
         """The last word on each of `targets` (rows found in `sending`); streamed, holds only those."""
         wanted = set(targets)
-        found: dict[str, Entry] = {}
+        found: dict[str, JournalLine] = {}
         if not wanted or self.path is None or not self.path.exists():
             return found
         with self.path.open("r", encoding="utf-8", errors="replace") as fh:
@@ -83,9 +83,9 @@ class Journal:
                 if len(parts) < 2 or parts[1] not in wanted:
                     continue
                 if parts[0] == "W":
-                    found[parts[1]] = Entry("wire")
+                    found[parts[1]] = JournalLine("wire")
                 elif parts[0] == "R" and len(parts) >= 5:
-                    found[parts[1]] = Entry(parts[2], parts[3] or None, parts[4])
+                    found[parts[1]] = JournalLine(parts[2], parts[3] or None, parts[4])
         return found
 
     def clear(self) -> None:

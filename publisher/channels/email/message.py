@@ -19,22 +19,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import email.base64mime
+import email.quoprimime
 import hashlib
 import html
 import re
 from dataclasses import dataclass
 from datetime import datetime
-import email.base64mime
-import email.quoprimime
 from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
 
 from publisher.config import Campaign, Settings
-from publisher.models import RenderedEdition
 from publisher.ingest.sanitize import one_line
+from publisher.models import EMAIL_TOKEN, UNSUBSCRIBE_TOKEN, RenderedEdition
 
-UNSUBSCRIBE_TOKEN = "%%UNSUBSCRIBE_URL%%"
-EMAIL_TOKEN = "%%EMAIL%%"
 NAME_TOKEN = "%%NAME%%"
 _BODY_TOKENS = {UNSUBSCRIBE_TOKEN: "unsubscribe_url", EMAIL_TOKEN: "email", NAME_TOKEN: "name"}
 _TOKEN_RE = re.compile("(" + "|".join(re.escape(t) for t in _BODY_TOKENS) + ")")

@@ -32,10 +32,20 @@ import time
 from dataclasses import dataclass, replace
 from typing import Callable, Protocol
 
+from publisher.channels.email.smtp import (
+    SESSION_REFUSED,
+    Connection,
+    RateLimit,
+    Reply,
+    SmtpOutcome,
+    _text,
+    classify,
+    envelope,
+    password_for,
+    tls_context,
+)
 from publisher.config import SmtpSettings
 from publisher.errors import DeliveryError, DiskFullError
-from publisher.channels.email.smtp import (SESSION_REFUSED, Connection, Outcome, RateLimit, Reply, _text, classify, envelope,
-                            password_for, tls_context)
 
 MAX_DEFERS = 3  # a recipient deferred this often in one run (421s, drops) waits in the ledger instead
 FIRST_PAUSE, MAX_PAUSE = 1.0, 30.0  # seconds a connection waits before reopening (doubling), unless told
@@ -297,7 +307,7 @@ class Pool:
         except DeliveryError as exc:
             outcome = exc
         except Exception as exc:  # noqa: BLE001 - a bug while opening is one failed connection, not a hang
-            outcome = Reply(Outcome.DEFER, None, f"cannot connect: {exc.__class__.__name__}: {exc}"[:300])
+            outcome = Reply(SmtpOutcome.DEFER, None, f"cannot connect: {exc.__class__.__name__}: {exc}"[:300])
         with self._open_lock:
             if self._closed:  # the pool closed meanwhile
                 conn.close()
@@ -423,7 +433,7 @@ class Pool:
         try:
             data, mid = self.build(job)
         except Exception as exc:  # noqa: BLE001 - a bug costs one recipient, never the send
-            self._answer(s, job, Reply(Outcome.FAILED, None, f"internal error: {exc.__class__.__name__}: {exc}"[:300]), "")
+            self._answer(s, job, Reply(SmtpOutcome.FAILED, None, f"internal error: {exc.__class__.__name__}: {exc}"[:300]), "")
             self._end(s, quit=False)  # DATA is open: hanging up is how to send nothing
             return
         try:  # the journal's W line (with the R lines due), before a single byte of the message
@@ -452,7 +462,7 @@ class Pool:
 
     def _answer(self, s: _Session | None, job: Job, reply: Reply, mid: str) -> None:
         """Route one outcome: a deferral goes back on the queue (or to the ledger after MAX_DEFERS)."""
-        if reply.outcome is Outcome.DEFER:
+        if reply.outcome is SmtpOutcome.DEFER:
             self.last_trouble = reply.line()
             job = replace(job, defers=job.defers + 1)
             if job.defers < MAX_DEFERS:
@@ -473,10 +483,10 @@ class Pool:
                 continue
             seen.add(id(job))
             if kind == "END":
-                self._answer(s, job, Reply(Outcome.UNKNOWN, None,
+                self._answer(s, job, Reply(SmtpOutcome.UNKNOWN, None,
                                            f"connection lost ({why}) after the message was sent; outcome unknown"[:300]), "")
             else:
-                self._answer(s, job, Reply(Outcome.DEFER, None, f"connection lost ({why}) before the message was accepted"[:300]), "")
+                self._answer(s, job, Reply(SmtpOutcome.DEFER, None, f"connection lost ({why}) before the message was accepted"[:300]), "")
         s.waiting.clear()
         self._end(s, quit=False)
 
@@ -566,6 +576,6 @@ def send_one(settings: SmtpSettings, sender: str, rcpt: str, data: bytes) -> Rep
         raise pool.fatal
     if results:
         return results[0][1]
-    return Reply(Outcome.DEFER, None, pool.last_trouble or f"no answer from {settings.host}:{settings.port}")
+    return Reply(SmtpOutcome.DEFER, None, pool.last_trouble or f"no answer from {settings.host}:{settings.port}")
 
 

@@ -31,16 +31,16 @@ import socket
 import ssl
 from dataclasses import dataclass, replace
 
-from publisher.config import SmtpSettings
-from publisher.errors import DeliveryError
 # password_for is also imported from here by the email channel
 from publisher.channels.email.security import PASSWORD_ENV, RERUN, certificate_error, password_for, scrub, tls_context
+from publisher.config import SmtpSettings
+from publisher.errors import DeliveryError
 
 HARD_BOUNCE_CODES = (550, 551, 553)
 SESSION_REFUSED = (530, 538)  # at MAIL FROM: "authentication required" / "encryption required": our settings
 
 
-class Outcome(str, enum.Enum):
+class SmtpOutcome(str, enum.Enum):
     SENT = "sent"
     RETRY = "retry"  # the relay answered 4xx for this recipient: an attempt
     DEFER = "defer"  # nothing said about this recipient (421, drop, refused connection): not an attempt
@@ -52,14 +52,14 @@ class Outcome(str, enum.Enum):
 class Reply:
     """What became of one message, with the server's words."""
 
-    outcome: Outcome
+    outcome: SmtpOutcome
     code: int | None
     text: str
     wait: float | None = None  # seconds the server asked us to wait (421 "try again in 60 seconds")
 
     @property
     def hard_bounce(self) -> bool:
-        return self.outcome is Outcome.FAILED and self.code in HARD_BOUNCE_CODES
+        return self.outcome is SmtpOutcome.FAILED and self.code in HARD_BOUNCE_CODES
 
     def line(self) -> str:
         return f"{self.code} {self.text}" if self.code else self.text
@@ -78,18 +78,18 @@ def _text(msg: bytes | str) -> str:
 def classify(code: int, msg: bytes | str, step: str) -> Reply:
     """The meaning of an SMTP reply to MAIL, RCPT, DATA or the end of the message."""
     if code == 250 and isinstance(msg, bytes) and len(msg) < 300 and msg.isascii() and b"\r" not in msg and b"\n" not in msg:
-        return Reply(Outcome.SENT, code, msg.decode("ascii").strip())  # the common case, cheaply
+        return Reply(SmtpOutcome.SENT, code, msg.decode("ascii").strip())  # the common case, cheaply
     text = _text(msg)
     if 200 <= code < 400:
-        return Reply(Outcome.SENT, code, text)
+        return Reply(SmtpOutcome.SENT, code, text)
     if 400 <= code < 500:
         if code == 421:  # the server is closing the session: a statement about itself, not the recipient
             wait = None
             if m := _WAIT.search(text):
                 wait = float(m.group(1)) * (60 if m.group(2).lower().startswith("m") else 1)
-            return Reply(Outcome.DEFER, code, f"{step}: {text}", wait)
-        return Reply(Outcome.DEFER if step == "MAIL FROM" else Outcome.RETRY, code, f"{step}: {text}")
-    return Reply(Outcome.FAILED, code, f"{step}: {text}")
+            return Reply(SmtpOutcome.DEFER, code, f"{step}: {text}", wait)
+        return Reply(SmtpOutcome.DEFER if step == "MAIL FROM" else SmtpOutcome.RETRY, code, f"{step}: {text}")
+    return Reply(SmtpOutcome.FAILED, code, f"{step}: {text}")
 
 
 class Connection:
@@ -130,7 +130,7 @@ class Connection:
             raw = exc.smtp_error
             said = scrub(raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw), s.username, self.password)
             if 400 <= exc.smtp_code < 500:  # 454 "temporary authentication failure": the relay's trouble
-                return replace(classify(exc.smtp_code, said, "login"), outcome=Outcome.DEFER)
+                return replace(classify(exc.smtp_code, said, "login"), outcome=SmtpOutcome.DEFER)
             raise DeliveryError(f"email: login refused by {where} ({exc.smtp_code} {_text(said)})",
                                 hint=f"check [smtp].username and {PASSWORD_ENV}, {RERUN}") from None
         except smtplib.SMTPNotSupportedError:
@@ -148,7 +148,7 @@ class Connection:
             raise certificate_error(s, exc) from None
         except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as exc:  # the peer hung up mid-handshake: maybe busy
             self.close()
-            return Reply(Outcome.DEFER, None, f"{step}: {where} closed the connection during the TLS handshake ({exc})"[:300])
+            return Reply(SmtpOutcome.DEFER, None, f"{step}: {where} closed the connection during the TLS handshake ({exc})"[:300])
         except ssl.SSLError as exc:
             self.close()
             raise DeliveryError(f"email: TLS handshake with {where} failed ({exc.reason or exc}) with [smtp].security = {s.security!r}",
@@ -157,12 +157,12 @@ class Connection:
         except smtplib.SMTPConnectError as exc:
             self.close()
             reply = classify(exc.smtp_code, exc.smtp_error, "connect") if exc.smtp_code >= 400 else \
-                Reply(Outcome.DEFER, None, f"connect: {_text(exc.smtp_error)}")
-            return replace(reply, outcome=Outcome.DEFER)  # whatever it said, it said nothing of a recipient
+                Reply(SmtpOutcome.DEFER, None, f"connect: {_text(exc.smtp_error)}")
+            return replace(reply, outcome=SmtpOutcome.DEFER)  # whatever it said, it said nothing of a recipient
         except (OSError, smtplib.SMTPException) as exc:
             self.close()
             said = scrub(str(exc), s.username, self.password)  # an error during AUTH may carry the server's echo
-            return Reply(Outcome.DEFER, None, f"cannot connect to {where}: {exc.__class__.__name__}: {said}"[:300])
+            return Reply(SmtpOutcome.DEFER, None, f"cannot connect to {where}: {exc.__class__.__name__}: {said}"[:300])
         self.pipelining = self.smtp.has_extn("pipelining")
         return None
 
