@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterable, Iterator, TextIO
 
-from publisher.ingest.sanitize import one_line
+from publisher.text import one_line
 from publisher.progress import Progress
 from publisher.store.db import Store
 from publisher.store.subscribers import ImportReport, SubscriberRow, split_lists, upsert

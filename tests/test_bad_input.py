@@ -189,7 +189,7 @@ def test_preview_out_that_cannot_be_a_folder(project, where):
     proc = project.cli("--now", NOW, "preview", "--feed", FEED, "--out", where)
     assert proc.returncode == 2
     line = error_line(proc)
-    assert f"preview: " in line and f"{where} (--out)" in line
+    assert "preview: " in line and f"{where} (--out)" in line
     assert "pass --out DIR with a folder you can write" in line
     assert (project.root / "a-file").read_text(encoding="utf-8") == "keep me"
 

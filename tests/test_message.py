@@ -135,7 +135,7 @@ HOSTILE_NAMES = [
 
 
 def _expected(name: str) -> str:
-    from publisher.ingest.sanitize import one_line
+    from publisher.text import one_line
 
     return one_line(name)[:200]  # what the import keeps: one line, at most 200 characters
 

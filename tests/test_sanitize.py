@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from publisher.ingest.excerpts import clean_excerpt, clean_excerpt_html
-from publisher.ingest.sanitize import canonical_url, html_to_text, one_line, safe_url, sanitize_html
+from publisher.ingest.sanitize import html_to_text, sanitize_html
+from publisher.text import canonical_url, one_line, safe_url
 
 BASE = "https://www.endurance-info.com/version-francaise/wec/"
 

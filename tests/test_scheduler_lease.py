@@ -60,7 +60,7 @@ def test_a_clock_ahead_never_takes_a_live_schedulers_lease_and_a_stale_row_block
         for ahead in (timedelta(minutes=30), timedelta(days=1), timedelta(days=365)):
             proc = project.cli("--now", (now + ahead).isoformat(), "run")
             assert proc.returncode == 5, proc.stdout + proc.stderr
-            assert f"another scheduler is running" in proc.stderr and f"pid {a.pid}" in proc.stderr
+            assert "another scheduler is running" in proc.stderr and f"pid {a.pid}" in proc.stderr
             assert "Traceback" not in proc.stderr
         assert a.poll() is None and lease_holder(project) == a.pid
         assert a.terminate() == 0, a.stderr

@@ -15,8 +15,8 @@ import ssl
 import pytest
 
 from publisher.app import load_settings
-from publisher.channels.email.pool import send_one
-from publisher.channels.email.smtp import password_for, tls_context
+from publisher.channels.email.proof import send_one
+from publisher.channels.email.security import password_for, tls_context
 from publisher.config import SmtpSettings
 from publisher.errors import ConfigError, DeliveryError
 from support.email_project import ENV, ledger, prepared, send_args, store_path

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from publisher.app import Context, load_settings
-from publisher.cli.status import REASON_LIMIT, report
+from publisher.cli.status import report
 from publisher.config import load_campaigns
 from publisher.models import State
 from publisher.scheduler.runner import scheduler_lease

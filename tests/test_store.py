@@ -13,7 +13,7 @@ import pytest
 
 from publisher.errors import LockedError
 from publisher.models import Article
-from publisher.store.db import Store, iso
+from publisher.store.db import Store
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=timezone.utc)
 

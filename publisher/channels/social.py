@@ -137,20 +137,11 @@ class SocialChannel:
                 t = target(post)
                 row = ledger.get(key, ch, t)
                 assert row is not None  # planned above
-                if row.state is State.SENT:
-                    report.skipped += 1
-                    thread = thread.after(row.remote_id)
-                    task.advance()
-                    continue
-                if row.state is State.FAILED:
-                    report.failed += 1
-                    report.messages.append(f"{ch}: {t} of {key} failed earlier: {row.reply or 'no reply recorded'}")
-                    blocked = blocked or (f"{t} failed" if threaded else None)
-                    continue
-                if row.state is State.UNKNOWN:
-                    report.unknown += 1
-                    report.messages.append(self._unknown_hint(t, key, campaign, row.reply))
-                    blocked = blocked or (f"{t} is unknown" if threaded else None)
+                if row.state in (State.SENT, State.FAILED, State.UNKNOWN):
+                    blocked = self._earlier(row, key, campaign, report, threaded, blocked)
+                    if row.state is State.SENT:
+                        thread = thread.after(row.remote_id)
+                        task.advance()
                     continue
                 if blocked:
                     report.pending += 1
@@ -185,6 +176,21 @@ class SocialChannel:
         return report
 
     # -- steps -------------------------------------------------------------------------------
+
+    def _earlier(self, row: Delivery, key: str, campaign: "Campaign", report: DispatchReport, threaded: bool,
+                 blocked: str | None) -> str | None:
+        """Count a post an earlier run settled; a failed or unknown post holds back the rest of a thread."""
+        ch, t = self.net.channel, row.target
+        if row.state is State.SENT:
+            report.skipped += 1
+            return blocked
+        if row.state is State.FAILED:
+            report.failed += 1
+            report.messages.append(f"{ch}: {t} of {key} failed earlier: {row.reply or 'no reply recorded'}")
+            return blocked or (f"{t} failed" if threaded else None)
+        report.unknown += 1
+        report.messages.append(self._unknown_hint(t, key, campaign, row.reply))
+        return blocked or (f"{t} is unknown" if threaded else None)
 
     def _release_unknown(self, key: str, ch: str, report: DispatchReport) -> None:
         """Put `unknown` rows back to `planned`: all of them on --resend-unknown, else those the

@@ -13,7 +13,7 @@ import email.utils
 from datetime import datetime, timedelta, timezone
 from typing import Iterable, Mapping
 
-from publisher.ingest.sanitize import one_line
+from publisher.text import one_line
 
 # requests and httpx are imported inside the functions: every CLI command loads the channel registry,
 # and only a live send needs the HTTP libraries.

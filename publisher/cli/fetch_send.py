@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from publisher.app import stop_on_signals
-from publisher.channels.email.channel import send_test
+from publisher.channels.email.proof import send_test
 from publisher.config import Campaign, load_campaigns
 from publisher.editions import latest_slot_edition, parse_edition_id
 from publisher.errors import ConfigError, DeliveryError, FeedError

@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from babel import Locale
-
 from publisher.config.schema import check_at_least, check_timezone, check_url, parse_duration, read_table, read_toml
 from publisher.config.settings import Settings
 from publisher.errors import ConfigError
@@ -141,6 +139,8 @@ def load_campaign(path: Path, settings: Settings) -> Campaign:
         raise ConfigError(f"{shown}: templates: folder {campaign.templates!r} not found (relative to {settings.source})",
                           hint="create it, fix the path, or remove the key to use your templates folder and the stock templates")
     try:
+        from babel import Locale  # here, not at the top: `publisher status` should not pay for importing Babel
+
         Locale.parse(campaign.locale)
     except Exception:
         raise ConfigError(f"{shown}: locale: unknown locale {campaign.locale!r} (e.g. 'fr_FR')") from None

@@ -15,15 +15,8 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Sequence
 
 from publisher.ingest.excerpts import clean_excerpt, clean_excerpt_html, matches
-from publisher.ingest.sanitize import (
-    canonical_url,
-    fix_entities,
-    html_to_text,
-    one_line,
-    safe_url,
-    sanitize_html,
-    sanitized_to_text,
-)
+from publisher.ingest.sanitize import html_to_text, sanitize_html, sanitized_to_text
+from publisher.text import canonical_url, fix_entities, one_line, safe_url
 from publisher.models import Article
 
 SUMMARY_CHARS = 600  # a summary taken from full content is cut to about this many characters

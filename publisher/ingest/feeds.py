@@ -28,7 +28,8 @@ from publisher.errors import FeedError
 from publisher.ingest.entries import normalise_all
 from publisher.ingest.fetch import Loader
 from publisher.ingest.network import Network
-from publisher.ingest.sanitize import html_to_text, one_line, safe_url
+from publisher.ingest.sanitize import html_to_text
+from publisher.text import one_line, safe_url
 from publisher.models import Article
 from publisher.progress import Progress
 from publisher.store.db import Store

@@ -33,7 +33,7 @@ import httpx
 from publisher.config import FeedSettings
 from publisher.errors import FeedError
 from publisher.ingest.network import Download, Network, came_from_public, client, downloading, vetted_addresses
-from publisher.ingest.sanitize import one_line
+from publisher.text import one_line
 
 MAX_REDIRECTS = 5
 PIECE = 65536  # the most one decompression step may produce, however small its input

@@ -17,7 +17,7 @@ from premailer import Premailer
 from publisher.channels import registry
 from publisher.config import Campaign, Settings
 from publisher.errors import ConfigError
-from publisher.ingest.sanitize import one_line
+from publisher.text import one_line
 from publisher.models import Edition, RenderedEdition
 from publisher.render.lint import lint_email
 from publisher.render.posts import compose

@@ -36,7 +36,7 @@ from babel.dates import format_date
 
 from publisher.config import Campaign, Settings
 from publisher.errors import ConfigError
-from publisher.ingest.sanitize import one_line, safe_url
+from publisher.text import one_line, safe_url
 from publisher.models import EMAIL_TOKEN, UNSUBSCRIBE_TOKEN, Article, Edition
 
 STOCK_TEMPLATES = Path(__file__).resolve().parent.parent / "stock_templates"

@@ -5,7 +5,6 @@ See the package docstring (publisher/channels/email/__init__.py) for the steps o
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -13,16 +12,16 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from publisher.channels import DispatchContext, DispatchReport
-from publisher.channels.email.journal import Journal, recover
+from publisher.channels.email.journal import Journal, Reserve, recover
 from publisher.channels.email.message import MessageTemplate, Recipient, build, unsubscribe_link
-from publisher.channels.email.pool import DISK_FULL, Job, Pool, Result, send_one
-from publisher.channels.email.smtp import Reply, SmtpOutcome, password_for
+from publisher.channels.email.pool import Job, Pool, Result
+from publisher.channels.email.security import password_for
+from publisher.channels.email.smtp import Reply, SmtpOutcome
 from publisher.config import Campaign, EmailSettings, Settings
 from publisher.errors import DeliveryError, DiskFullError
 from publisher.models import RenderedEdition, State
 from publisher.store.db import iso
 from publisher.store.subscribers import names_of, plan_recipients
-from publisher.subscribers import normalise_address
 from publisher.web.tokens import Signer, signer_from_env
 
 BATCH = 256  # rows claimed, and outcomes recorded, per transaction
@@ -30,12 +29,12 @@ FLUSH_SECONDS = 0.25
 LISTED = 20  # unknown addresses named in the report before "and N more"
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9@._+-]", "_", text)
 
 
 @dataclass
-class _Edition:
+class PreparedEdition:
     """What every recipient's copy of one edition is made from."""
 
     key: str
@@ -62,7 +61,7 @@ class EmailChannel:
 
     # -- shared steps ----------------------------------------------------------------------------
 
-    def _prepare(self, rendered: RenderedEdition, campaign: Campaign, journal: Journal, report: DispatchReport) -> _Edition:
+    def _prepare(self, rendered: RenderedEdition, campaign: Campaign, journal: Journal, report: DispatchReport) -> PreparedEdition:
         ctx, key, ch = self.ctx, rendered.edition.key, self.ledger_channel
         unknown, replanned = recover(ctx.ledger, key, ch, journal)
         if unknown:
@@ -77,7 +76,7 @@ class EmailChannel:
                 report.messages.append(f"email {key}: resending {n} message(s) whose outcome was unknown (--resend-unknown)")
         counts = ctx.ledger.counts(key, ch)
         report.skipped = counts["sent"]
-        return _Edition(key, build(rendered, campaign, self.settings, ctx.now), self.signer, self.settings)
+        return PreparedEdition(key, build(rendered, campaign, self.settings, ctx.now), self.signer, self.settings)
 
     def _names(self, targets: list[str]) -> dict[str, str]:
         return names_of(self.ctx.ledger.store, targets)
@@ -120,7 +119,7 @@ class EmailChannel:
                 done = []
                 for target, _ in rows:
                     data, mid = ed.message(target, names.get(target, ""))
-                    path = folder / f"{_slug(target)}.eml"
+                    path = folder / f"{slug(target)}.eml"
                     tmp = path.with_suffix(".tmp")
                     tmp.write_bytes(data)
                     tmp.replace(path)
@@ -137,7 +136,7 @@ class EmailChannel:
     def _dispatch_live(self, rendered: RenderedEdition, campaign: Campaign, report: DispatchReport) -> DispatchReport:
         ctx, key, ch, smtp = self.ctx, rendered.edition.key, self.ledger_channel, self.settings.smtp
         folder = self.settings.store_path.parent
-        journal = Journal(folder / "journal" / f"{_slug(key)}.{_slug(ch)}.log")
+        journal = Journal(folder / "journal" / f"{slug(key)}.{slug(ch)}.log")
         ed = self._prepare(rendered, campaign, journal, report)
         reserve = Reserve(folder / "journal" / "reserve")
         run = _Run(self, ed, journal, report, reserve)
@@ -153,12 +152,11 @@ class EmailChannel:
             reserve.release()  # the room to record what is known, at once
         try:
             # rows still in `sending` (a disk-full stop): settled now from the journal, as a restart would
-            unknown, _ = recover(ctx.ledger, key, ch, journal)
+            recover(ctx.ledger, key, ch, journal)
             if ctx.ledger.counts(key, ch)["sending"] == 0:
                 journal.clear()  # every outcome is in the ledger now
         except (DiskFullError, OSError) as exc:
             run.disk_full = run.disk_full or (exc if isinstance(exc, DiskFullError) else DiskFullError(f"disk full: {exc}"))
-            unknown = []
         reserve.release()
         counts = ctx.ledger.counts(key, ch)  # report.pending is only filled in by _close_report
         pending = counts["planned"] + counts["sending"]
@@ -181,44 +179,10 @@ class EmailChannel:
         return self._close_report(key, campaign, report)
 
 
-class Reserve:
-    """Room kept on the store's disk while a send runs, freed when the disk fills so outcomes can be recorded.
-
-    When the disk fills up, the journal's next line or the ledger's next commit fails; the messages on
-    the wire still get their answers, and recording them needs a little room: this file gives it back."""
-
-    SIZE = 4 << 20
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def take(self) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
-            try:
-                os.posix_fallocate(fd, 0, self.SIZE)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            self.release()
-            if exc.errno in DISK_FULL:
-                raise DiskFullError(f"disk full: cannot keep {self.SIZE >> 20} MB free beside the store"
-                                    f" ({self.path}: {exc.strerror}); nothing was sent") from None
-            raise DeliveryError(f"email: cannot write beside the store ({self.path}: {exc.strerror or exc})",
-                                hint="check the permissions of the store's folder, then rerun the same command") from None
-
-    def release(self) -> None:
-        try:
-            self.path.unlink(missing_ok=True)
-        except OSError:
-            pass
-
-
 class _Run:
     """One live send: the claim/submit/record loop of the main thread."""
 
-    def __init__(self, channel: EmailChannel, ed: _Edition, journal: Journal, report: DispatchReport, reserve: Reserve):
+    def __init__(self, channel: EmailChannel, ed: PreparedEdition, journal: Journal, report: DispatchReport, reserve: Reserve):
         self.c, self.ed, self.journal, self.report, self.reserve = channel, ed, journal, report, reserve
         self.ctx, self.ledger, self.key, self.ch = channel.ctx, channel.ctx.ledger, ed.key, channel.ledger_channel
         self.smtp = channel.settings.smtp
@@ -374,32 +338,4 @@ def make(settings: Settings, email_settings: EmailSettings, ctx: DispatchContext
     """The channel object for one dispatch."""
     return EmailChannel(settings, ctx)
 
-
-def send_test(settings: Settings, campaign: Campaign, rendered: RenderedEdition, addresses: list[str], *,
-              now: datetime) -> list[tuple[bool, str]]:
-    """`publisher send --to ADDRESS`: [TEST] copies to seed addresses, without subscribers or ledger rows.
-
-    One (done, line) per address: done is False when the copy was not sent or the address is bad."""
-    live = settings.publisher.delivery == "live"
-    ed = _Edition(rendered.edition.key, build(rendered, campaign, settings, now, subject_prefix="[TEST] "),
-                  signer_from_env(required=False), settings)
-    lines = []
-    for text in addresses:
-        try:
-            email = normalise_address(text)
-        except ValueError as exc:
-            lines.append((False, f"test copy: {exc}"))
-            continue
-        data, mid = ed.message(email, "", message_id=ed.template.message_id(f"test.{now.timestamp()}.{email}"))
-        if live:
-            reply = send_one(settings.smtp, ed.template.sender, email, data)
-            verdict = "sent" if reply.outcome is SmtpOutcome.SENT else f"NOT sent ({reply.outcome.value})"
-            lines.append((reply.outcome is SmtpOutcome.SENT, f"test copy of {ed.key} to {email}: {verdict}: {reply.line()}"))
-        else:
-            folder = settings.path(settings.publisher.outbox) / rendered.edition.campaign / rendered.edition.id / "email-test"
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"{_slug(email)}.eml"
-            path.write_bytes(data)
-            lines.append((True, f"test copy of {ed.key} to {email}: written to {path} (delivery = \"outbox\")"))
-    return lines
 

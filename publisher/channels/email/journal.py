@@ -17,13 +17,17 @@ just before that next message leaves.
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from publisher.errors import DeliveryError, DiskFullError
 from publisher.models import State
 from publisher.store.ledger import Ledger
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # what a full disk (or quota) looks like to write()
 
 
 @dataclass(frozen=True)
@@ -129,3 +133,45 @@ def recover(ledger: Ledger, edition_key: str, channel: str, journal: Journal) ->
     ledger.finish(edition_key, channel, results, count_attempt=True)
     ledger.release(edition_key, channel, replan)
     return unknown, len(replan)
+
+
+def journal_error(exc: OSError) -> DeliveryError:
+    if exc.errno in DISK_FULL:
+        where = f" {exc.filename}" if exc.filename else ""
+        return DiskFullError(f"disk full: cannot write the wire journal{where} ({exc.strerror or exc})",
+                             hint="free space on that disk, then rerun the same command")
+    return DeliveryError(f"email: cannot write the wire journal ({exc})")
+
+
+class Reserve:
+    """Room kept on the store's disk while a send runs, freed when the disk fills so outcomes can be recorded.
+
+    When the disk fills up, the journal's next line or the ledger's next commit fails; the messages on
+    the wire still get their answers, and recording them needs a little room: this file gives it back."""
+
+    SIZE = 4 << 20
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def take(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, self.SIZE)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            self.release()
+            if exc.errno in DISK_FULL:
+                raise DiskFullError(f"disk full: cannot keep {self.SIZE >> 20} MB free beside the store"
+                                    f" ({self.path}: {exc.strerror}); nothing was sent") from None
+            raise DeliveryError(f"email: cannot write beside the store ({self.path}: {exc.strerror or exc})",
+                                hint="check the permissions of the store's folder, then rerun the same command") from None
+
+    def release(self) -> None:
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError:
+            pass

@@ -30,8 +30,8 @@ from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
 
 from publisher.config import Campaign, Settings
-from publisher.ingest.sanitize import one_line
 from publisher.models import EMAIL_TOKEN, UNSUBSCRIBE_TOKEN, RenderedEdition
+from publisher.text import one_line
 
 NAME_TOKEN = "%%NAME%%"
 _BODY_TOKENS = {UNSUBSCRIBE_TOKEN: "unsubscribe_url", EMAIL_TOKEN: "email", NAME_TOKEN: "name"}

@@ -23,15 +23,15 @@ reply, in the same write() as the next W line (or at the end of the step): see p
 from __future__ import annotations
 
 import collections
-import errno
 import selectors
 import socket
-import ssl
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Callable, Protocol
 
+from publisher.channels.email.journal import journal_error
+from publisher.channels.email.session import Job, Lost, Session, Slot
 from publisher.channels.email.smtp import (
     SESSION_REFUSED,
     Connection,
@@ -41,23 +41,13 @@ from publisher.channels.email.smtp import (
     _text,
     classify,
     envelope,
-    password_for,
     tls_context,
 )
 from publisher.config import SmtpSettings
-from publisher.errors import DeliveryError, DiskFullError
+from publisher.errors import DeliveryError
 
 MAX_DEFERS = 3  # a recipient deferred this often in one run (421s, drops) waits in the ledger instead
 FIRST_PAUSE, MAX_PAUSE = 1.0, 30.0  # seconds a connection waits before reopening (doubling), unless told
-DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-
-
-@dataclass(frozen=True, eq=False)
-class Job:
-    target: str
-    name: str
-    attempts: int  # counted attempts so far (the ledger's)
-    defers: int = 0  # times this run sent it back without an answer about the recipient
 
 
 Builder = Callable[[Job], tuple[bytes, str]]  # job -> (message bytes, Message-ID)
@@ -70,107 +60,6 @@ class JournalLike(Protocol):
     def wire_line(self, target: str) -> bytes: ...
     def result_line(self, target: str, outcome: str, remote_id: str | None, reply: str) -> bytes: ...
     def write(self, lines: bytes) -> None: ...
-
-
-class _Lost(Exception):
-    """A session's socket failed or timed out."""
-
-
-class _Session:
-    """One open connection: its socket, what it has yet to write, and the replies it waits for, in order."""
-
-    def __init__(self, conn: Connection, slot: int, timeout: float):
-        self.conn, self.slot, self.timeout = conn, slot, timeout
-        self.sock = conn.smtp.sock
-        self.sock.setblocking(False)
-        self.pipelining = conn.pipelining
-        self.inbuf = bytearray()
-        self.out: collections.deque[memoryview] = collections.deque()  # what the socket has not taken yet
-        self.gather = not isinstance(self.sock, ssl.SSLSocket)  # sendmsg() takes several buffers without a copy
-        # the replies expected, in order: ("MAIL", job, ""), ..., ("END", job, message_id), ("RSET", None, "")
-        self.waiting: collections.deque[tuple[str, Job | None, str]] = collections.deque()
-        self.envelope: list[tuple[int, bytes]] = []  # the replies to the current envelope so far
-        self.deadline = 0.0
-        self.answered = 0  # answers about recipients: a session that worked, then was closed, reopens at once
-        self.wants_write = False
-
-    def write(self, *pieces: bytes) -> None:
-        """Queue the pieces and send what the socket takes now; the rest goes on EVENT_WRITE (`flush`)."""
-        if not self.gather:
-            pieces = (b"".join(pieces),)
-        self.out.extend(memoryview(p) for p in pieces if p)
-        self.flush()
-
-    def flush(self) -> None:
-        out = self.out
-        while out:
-            try:
-                n = self.sock.sendmsg(out) if self.gather else self.sock.send(out[0])
-            except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
-                return
-            except OSError as exc:
-                raise _Lost(f"{exc.__class__.__name__}: {exc}") from None
-            while n and out:
-                if n >= len(out[0]):
-                    n -= len(out.popleft())
-                else:
-                    out[0] = out[0][n:]
-                    n = 0
-
-    def read(self) -> tuple[list[tuple[int, bytes]], str | None]:
-        """Every complete reply available now, and why the connection ended if it did (after those replies)."""
-        ended = None
-        while True:
-            try:
-                chunk = self.sock.recv(65536)
-            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                break
-            except OSError as exc:
-                ended = f"{exc.__class__.__name__}: {exc}"
-                break
-            if not chunk:
-                ended = "the server closed the connection"
-                break
-            self.inbuf += chunk
-        replies, buf, start = [], self.inbuf, 0
-        while (end := buf.find(b"\r\n", start)) >= 0:
-            if buf[start + 3:start + 4] == b"-":  # "250-...": a multi-line reply goes on
-                start = end + 2
-                continue
-            try:
-                code = int(buf[start:start + 3])
-            except ValueError:
-                raise _Lost(f"not an SMTP reply: {_text(bytes(buf[start:end]))}") from None
-            text = bytes(buf[4:end]) if start == 0 else b"\n".join(line[4:] for line in bytes(buf[:end]).split(b"\r\n"))
-            del buf[:end + 2]
-            replies.append((code, text))
-            start = 0
-        return replies, ended
-
-    def hang_up(self, quit: bool) -> None:
-        smtp, self.conn.smtp = self.conn.smtp, None
-        if smtp is None:
-            return
-        if quit and not self.waiting and not self.out:
-            try:
-                self.sock.send(b"QUIT\r\n")
-            except OSError:
-                pass
-        try:
-            smtp.close()
-        except OSError:
-            pass
-
-
-@dataclass(eq=False)
-class _Slot:
-    """One of the `connections`: open, opening, or paused until `reopen_at`."""
-
-    index: int
-    session: _Session | None = None
-    opening: bool = False
-    reopen_at: float = 0.0
-    streak: int = 0  # sessions in a row that could not open or got no answer
 
 
 class Pool:
@@ -195,10 +84,10 @@ class Pool:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self.selector.register(self._wake_r, selectors.EVENT_READ, None)
-        self._opened: collections.deque[tuple[_Slot, Connection, object]] = collections.deque()
+        self._opened: collections.deque[tuple[Slot, Connection, object]] = collections.deque()
         self._proven = False  # one connection logged in: the others may open at once
         self._halt = False  # give_up() or close(): no new message starts
-        self.slots = [_Slot(i) for i in range(max(1, connections or settings.connections))]
+        self.slots = [Slot(i) for i in range(max(1, connections or settings.connections))]
         self._open_lock = threading.Lock()
         self._closed = False
         self._r_lines: list[bytes] = []  # R lines not yet written (they go with the next W line)
@@ -237,7 +126,7 @@ class Pool:
             if key.data is None:
                 self._adopt()
                 continue
-            session: _Session = key.data
+            session: Session = key.data
             try:
                 if events & selectors.EVENT_WRITE:
                     session.flush()
@@ -249,8 +138,8 @@ class Pool:
                         if session.conn.smtp is None:
                             break
                     if ended and session.conn.smtp is not None:
-                        raise _Lost(ended)
-            except _Lost as exc:
+                        raise Lost(ended)
+            except Lost as exc:
                 self._lost(session, str(exc))
             self._watch(session)
         now = time.monotonic()
@@ -300,7 +189,7 @@ class Pool:
                 slot.opening = True
                 threading.Thread(target=self._opener, args=(slot,), name="smtp-open", daemon=True).start()
 
-    def _opener(self, slot: _Slot) -> None:
+    def _opener(self, slot: Slot) -> None:
         conn = Connection(self.settings, self.password, self.context)
         try:
             outcome: object = conn.open()
@@ -335,13 +224,13 @@ class Pool:
             else:
                 self._proven = True
                 self.last_progress, self.failed_opens = time.monotonic(), 0
-                session = _Session(conn, slot.index, self.settings.timeout)
+                session = Session(conn, slot.index, self.settings.timeout)
                 slot.session = session
                 self.selector.register(session.sock, selectors.EVENT_READ, session)
 
     # -- the transaction -------------------------------------------------------------------------------
 
-    def _start(self, s: _Session, now: float) -> float:
+    def _start(self, s: Session, now: float) -> float:
         """Send the next envelope on an idle session; returns how long until it may (rate limit), or inf."""
         if not self.queue or self.halted():
             return float("inf")
@@ -354,12 +243,12 @@ class Pool:
             return float("inf")
         try:
             self._envelope(s, job)
-        except _Lost as exc:
+        except Lost as exc:
             self._lost(s, str(exc))
         self._watch(s)
         return float("inf")
 
-    def _envelope(self, s: _Session, job: Job) -> None:
+    def _envelope(self, s: Session, job: Job) -> None:
         s.envelope = []
         s.deadline = time.monotonic() + s.timeout
         if s.pipelining:
@@ -369,7 +258,7 @@ class Pool:
             s.write(envelope(self.sender, job.target).split(b"\r\n", 1)[0] + b"\r\n")
             s.waiting.append(("MAIL", job, ""))
 
-    def _reply(self, s: _Session, code: int, text: bytes) -> None:
+    def _reply(self, s: Session, code: int, text: bytes) -> None:
         kind, job, mid = s.waiting.popleft()
         if kind in ("RSET", "DOT"):
             if code == 421:
@@ -390,7 +279,7 @@ class Pool:
         if self.slots[s.slot].session is s and not s.waiting:
             self._start(s, time.monotonic())  # idle again: the next message at once
 
-    def _envelope_done(self, s: _Session, job: Job) -> None:
+    def _envelope_done(self, s: Session, job: Job) -> None:
         (mail, mail_text), *rest = s.envelope
         rcpt, rcpt_text = rest[0] if rest else (0, b"")
         data, data_text = rest[1] if len(rest) > 1 else (0, b"")
@@ -425,7 +314,7 @@ class Pool:
         if s.pipelining:  # RSET and the next envelope may travel together (RFC 2920)
             self._start(s, time.monotonic())
 
-    def _message(self, s: _Session, job: Job) -> None:
+    def _message(self, s: Session, job: Job) -> None:
         if self.halted():  # stopped while the envelope was out: hanging up is how to send nothing
             self.unstarted.append(job)
             self._end(s, quit=False)
@@ -440,7 +329,7 @@ class Pool:
             self.journal.write(b"".join([*self._r_lines, self.journal.wire_line(job.target)]))
             self._r_lines.clear()
         except OSError as exc:
-            self.fatal = self.fatal or _journal_error(exc)
+            self.fatal = self.fatal or journal_error(exc)
             self.unstarted.append(job)
             self._end(s, quit=False)  # DATA is open: dropping the connection sends nothing
             return
@@ -460,7 +349,7 @@ class Pool:
 
     # -- outcomes -----------------------------------------------------------------------------------
 
-    def _answer(self, s: _Session | None, job: Job, reply: Reply, mid: str) -> None:
+    def _answer(self, s: Session | None, job: Job, reply: Reply, mid: str) -> None:
         """Route one outcome: a deferral goes back on the queue (or to the ledger after MAX_DEFERS)."""
         if reply.outcome is SmtpOutcome.DEFER:
             self.last_trouble = reply.line()
@@ -475,7 +364,7 @@ class Pool:
         self._r_lines.append(self.journal.result_line(job.target, reply.outcome.value, mid, reply.line()))
         self.results.append((job, reply, mid))
 
-    def _lost(self, s: _Session, why: str) -> None:
+    def _lost(self, s: Session, why: str) -> None:
         """The socket failed: the message on the wire is unknown, the envelopes waiting are deferred."""
         seen: set[int] = set()
         for kind, job, _ in list(s.waiting):
@@ -490,7 +379,7 @@ class Pool:
         s.waiting.clear()
         self._end(s, quit=False)
 
-    def _fatal(self, s: _Session, job: Job, exc: DeliveryError) -> None:
+    def _fatal(self, s: Session, job: Job, exc: DeliveryError) -> None:
         self.fatal = self.fatal or exc
         self.unstarted.append(job)
         for _, other, _ in s.waiting:
@@ -499,7 +388,7 @@ class Pool:
         s.waiting.clear()
         self._end(s, quit=False)
 
-    def _end(self, s: _Session, quit: bool) -> None:
+    def _end(self, s: Session, quit: bool) -> None:
         """Close a session; its slot reopens at once if it had been working, else after a growing pause."""
         if s.waiting:  # jobs it still held never got an answer
             self._lost(s, "closed")
@@ -515,7 +404,7 @@ class Pool:
             slot.streak = 0 if s.answered else slot.streak + 1
             slot.reopen_at = time.monotonic() + (_pause(slot.streak, None) if slot.streak else 0.0)
 
-    def _watch(self, s: _Session) -> None:
+    def _watch(self, s: Session) -> None:
         """Ask for EVENT_WRITE while the session has bytes the socket has not taken yet."""
         if self.slots[s.slot].session is not s:
             return
@@ -529,53 +418,12 @@ class Pool:
             try:
                 self.journal.write(b"".join(self._r_lines))
             except OSError as exc:  # the outcomes are known and go to the ledger; no more work is taken
-                self.fatal = self.fatal or _journal_error(exc)
+                self.fatal = self.fatal or journal_error(exc)
             self._r_lines.clear()
 
 
 def _pause(streak: int, wait: float | None) -> float:
     """Seconds before reopening after `streak` failed sessions in a row; a 421's own wait wins."""
     return min(max(wait or 0.0, FIRST_PAUSE * 2 ** (streak - 1)), max(MAX_PAUSE, wait or 0.0))
-
-
-def _journal_error(exc: OSError) -> DeliveryError:
-    if exc.errno in DISK_FULL:
-        where = f" {exc.filename}" if exc.filename else ""
-        return DiskFullError(f"disk full: cannot write the wire journal{where} ({exc.strerror or exc})",
-                             hint="free space on that disk, then rerun the same command")
-    return DeliveryError(f"email: cannot write the wire journal ({exc})")
-
-
-class _NoJournal:
-    """Test copies keep no journal: they have no ledger row to settle."""
-
-    def wire_line(self, target: str) -> bytes:
-        return b""
-
-    def result_line(self, target: str, outcome: str, remote_id: str | None, reply: str) -> bytes:
-        return b""
-
-    def write(self, lines: bytes) -> None:
-        pass
-
-
-def send_one(settings: SmtpSettings, sender: str, rcpt: str, data: bytes) -> Reply:
-    """One message on its own connection (test copies); DeliveryError for what the settings must fix."""
-    pool = Pool(settings, password_for(settings), sender, lambda job: (data, ""), stop=threading.Event(),
-                journal=_NoJournal(), connections=1)
-    pool.submit([Job(rcpt, "", 0, defers=MAX_DEFERS - 1)])  # one try: a deferral comes straight back
-    end = time.monotonic() + settings.timeout * 4
-    results: list[Result] = []
-    while not results and pool.fatal is None and time.monotonic() < end:
-        results += pool.step(0.1)
-        if not results and pool.ready == 0 and pool.failed_opens:
-            pool.give_up()
-            break
-    pool.close()
-    if pool.fatal is not None:
-        raise pool.fatal
-    if results:
-        return results[0][1]
-    return Reply(SmtpOutcome.DEFER, None, pool.last_trouble or f"no answer from {settings.host}:{settings.port}")
 
 

@@ -31,8 +31,7 @@ import socket
 import ssl
 from dataclasses import dataclass, replace
 
-# password_for is also imported from here by the email channel
-from publisher.channels.email.security import PASSWORD_ENV, RERUN, certificate_error, password_for, scrub, tls_context
+from publisher.channels.email.security import PASSWORD_ENV, RERUN, certificate_error, scrub, tls_context
 from publisher.config import SmtpSettings
 from publisher.errors import DeliveryError
 
@@ -101,6 +100,7 @@ class Connection:
         self.smtp: smtplib.SMTP | None = None
         self.pipelining = False
         self.where = f"{settings.host}:{settings.port}"
+        self.step = "connect"  # the step of open() under way, for its error messages
 
     def open(self) -> Reply | None:
         """Connect, secure and log in; a Reply (deferred) when the server cannot be reached, None when ready.
@@ -108,23 +108,8 @@ class Connection:
         Raises DeliveryError for what only a change of settings can fix (see the module docstring).
         """
         s, where = self.s, self.where
-        step = "connect"
         try:
-            if s.security == "tls":
-                self.smtp = smtplib.SMTP_SSL(s.host, s.port, local_hostname=s.helo_name, timeout=s.timeout,
-                                             context=self.context)
-            else:
-                self.smtp = smtplib.SMTP(s.host, s.port, local_hostname=s.helo_name, timeout=s.timeout)
-            self.smtp.ehlo()
-            if s.security == "starttls":
-                step = "starttls"
-                self.smtp.starttls(context=self.context)
-                self.smtp.ehlo()
-            if s.username:
-                step = "login"
-                self.smtp.login(s.username, self.password or "")
-            # our writes are whole commands or whole messages: never hold one back for an ACK (Nagle)
-            self.smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._handshake()
         except smtplib.SMTPAuthenticationError as exc:
             self.close()
             raw = exc.smtp_error
@@ -135,7 +120,7 @@ class Connection:
                                 hint=f"check [smtp].username and {PASSWORD_ENV}, {RERUN}") from None
         except smtplib.SMTPNotSupportedError:
             self.close()
-            if step == "starttls":
+            if self.step == "starttls":
                 raise DeliveryError(f"email: {where} does not offer STARTTLS ([smtp].security = 'starttls')",
                                     hint="if this port expects TLS from the first byte (often 465), set [smtp].security"
                                          f" = 'tls'; {RERUN}") from None
@@ -148,7 +133,7 @@ class Connection:
             raise certificate_error(s, exc) from None
         except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as exc:  # the peer hung up mid-handshake: maybe busy
             self.close()
-            return Reply(SmtpOutcome.DEFER, None, f"{step}: {where} closed the connection during the TLS handshake ({exc})"[:300])
+            return Reply(SmtpOutcome.DEFER, None, f"{self.step}: {where} closed the connection during the TLS handshake ({exc})"[:300])
         except ssl.SSLError as exc:
             self.close()
             raise DeliveryError(f"email: TLS handshake with {where} failed ({exc.reason or exc}) with [smtp].security = {s.security!r}",
@@ -165,6 +150,26 @@ class Connection:
             return Reply(SmtpOutcome.DEFER, None, f"cannot connect to {where}: {exc.__class__.__name__}: {said}"[:300])
         self.pipelining = self.smtp.has_extn("pipelining")
         return None
+
+    def _handshake(self) -> None:
+        """Connect, EHLO, STARTTLS and login as the settings say; `self.step` names the step under way."""
+        s = self.s
+        self.step = "connect"
+        if s.security == "tls":
+            self.smtp = smtplib.SMTP_SSL(s.host, s.port, local_hostname=s.helo_name, timeout=s.timeout,
+                                         context=self.context)
+        else:
+            self.smtp = smtplib.SMTP(s.host, s.port, local_hostname=s.helo_name, timeout=s.timeout)
+        self.smtp.ehlo()
+        if s.security == "starttls":
+            self.step = "starttls"
+            self.smtp.starttls(context=self.context)
+            self.smtp.ehlo()
+        if s.username:
+            self.step = "login"
+            self.smtp.login(s.username, self.password or "")
+        # our writes are whole commands or whole messages: never hold one back for an ACK (Nagle)
+        self.smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     @property
     def ready(self) -> bool:
