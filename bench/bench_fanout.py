@@ -141,9 +141,9 @@ def _digest(settings, campaign, articles, size_kb: int):
     """The real renderer on sample articles: the edition whose message is closest to `size_kb` KB."""
     from dataclasses import replace
 
-    from publisher.message import build
+    from publisher.channels.email.message import build
     from publisher.models import Edition
-    from publisher.render import Renderer
+    from publisher.render.email import Renderer
 
     renderer = Renderer(settings)
     pool = list(articles)
@@ -164,8 +164,8 @@ def _digest(settings, campaign, articles, size_kb: int):
 
 
 def _sample(settings, template):
-    from publisher.message import Recipient, unsubscribe_link
-    from publisher.tokens import Signer
+    from publisher.channels.email.message import Recipient, unsubscribe_link
+    from publisher.web.tokens import Signer
 
     email = "lecteur000000@example.org"
     return Recipient(email, "Lecteur 0 Éloïse", unsubscribe_link(settings, Signer(SECRET.encode()).token(email)),
@@ -174,10 +174,11 @@ def _sample(settings, template):
 
 def prepare(root: Path, port: int, count: int, connections: int, size_kb: int) -> dict:
     """A project folder with settings, a campaign, the frozen digest of about `size_kb` KB and `count` subscribers."""
-    from publisher.config import load_campaigns, load_settings
-    from publisher.feeds import parse
-    from publisher.message import build
-    from publisher.pipeline import Context, freeze
+    from publisher.app import Context, load_settings
+    from publisher.channels.email.message import build
+    from publisher.config import load_campaigns
+    from publisher.ingest.feeds import parse
+    from publisher.pipeline import freeze
 
     (root / "campaigns").mkdir(parents=True)
     (root / "settings.toml").write_text(_settings_text(port, root / "store.sqlite3", connections), encoding="utf-8")
@@ -210,8 +211,9 @@ def prepare(root: Path, port: int, count: int, connections: int, size_kb: int) -
 
 
 def child_ours(root: str) -> None:
+    from publisher.app import Context
     from publisher.config import load_campaigns
-    from publisher.pipeline import Context, dispatch, frozen
+    from publisher.pipeline import dispatch, frozen
     from publisher.progress import Progress
 
     ctx = Context.open(Path(root) / "settings.toml", now=NOW)
@@ -380,8 +382,8 @@ def _jinja_literal(text: str) -> str:
 
 
 def mailmerge_files(root: Path, port: int, count: int, prep: dict) -> list[str]:
-    from publisher.message import unsubscribe_link
-    from publisher.tokens import Signer
+    from publisher.channels.email.message import unsubscribe_link
+    from publisher.web.tokens import Signer
 
     rendered, settings = prep["rendered"], prep["settings"]
     (root / "mm_server.conf").write_text(f"[smtp_server]\nhost = 127.0.0.1\nport = {port}\nratelimit = 0\n", encoding="utf-8")

@@ -35,15 +35,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from publisher.config import load_campaigns, load_settings  # noqa: E402
-from publisher.ledger import Ledger  # noqa: E402
-from publisher.models import State  # noqa: E402
-from publisher.pipeline import Context  # noqa: E402
-from publisher.status import report  # noqa: E402
-from publisher.store import Store, iso  # noqa: E402
-from publisher.tables import migrate  # noqa: E402
-
 from bench_import import project  # noqa: E402  (settings and campaigns in a temporary folder)
+
+from publisher.app import (
+    Context,  # noqa: E402
+    load_settings,
+)
+from publisher.cli.status import report  # noqa: E402
+from publisher.config import load_campaigns  # noqa: E402
+from publisher.models import State  # noqa: E402
+from publisher.store.db import Store, iso  # noqa: E402
+from publisher.store.ledger import Ledger  # noqa: E402
+from publisher.store.tables import migrate  # noqa: E402
 
 UTC = timezone.utc
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)  # Monday, after the endurance slot
@@ -240,12 +243,12 @@ def main() -> None:
             inproc = alternate({"status": lambda: report(ctx, campaigns, NOW)}, a.rounds)["status"]
             cli = status_cli(settings, 5)
             base = base or (inproc, cli)
-            goal = "" if n < 1_000_000 else f"   goal < 300 ms: {'ok' if inproc < 0.3 else 'MISSED'}"
+            goal = "" if n < 1_000_000 else f"   goal: the command under 300 ms: {'ok' if cli < 0.3 else 'MISSED'}"
             print(f"{n:>12,}{built:>7.1f}s | {ms(inproc):>13}{inproc / base[0]:>8.2f}× | {ms(cli):>16}{cli / base[1]:>8.2f}×{goal}")
         text = "\n".join(report(ctx, campaigns, NOW))
         print("\n".join(line for line in text.splitlines() if line.startswith("    email") or line.startswith("      "))[:1500])
 
-        print(f"\nwhat the indexes cost")
+        print("\nwhat the indexes cost")
         for name in NEW_INDEXES:
             store.conn.execute(f"DROP INDEX {name}")
         t = time.perf_counter()

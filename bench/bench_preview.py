@@ -27,11 +27,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from publisher import pipeline  # noqa: E402
+from publisher.app import Context  # noqa: E402
 from publisher.config import load_campaigns  # noqa: E402
 from publisher.editions import current_edition  # noqa: E402
-from publisher.preview import Entry, write_bundle  # noqa: E402
+from publisher.preview import BundleEntry, write_bundle  # noqa: E402
 from publisher.progress import Progress  # noqa: E402
-from publisher.render import Renderer, edition_label, inline_css  # noqa: E402
+from publisher.render.email import Renderer, inline_css  # noqa: E402
+from publisher.render.templates import edition_label  # noqa: E402
 
 NOW = datetime.fromisoformat("2026-11-23T09:00:00+01:00")
 
@@ -56,7 +58,7 @@ def main() -> int:
             if (REPO / name).exists():
                 shutil.copytree(REPO / name, work / name)
         shutil.copy(REPO / "settings.toml", work / "settings.toml")
-        ctx = pipeline.Context.open(work / "settings.toml", now=NOW, fixed_now=True)
+        ctx = Context.open(work / "settings.toml", now=NOW, fixed_now=True)
         ctx.progress = Progress(quiet=True)
         pipeline.fetch(ctx, [str(work / s) for s in ctx.settings.feeds.sources])
         campaigns = load_campaigns(ctx.settings)
@@ -79,7 +81,7 @@ def main() -> int:
         def preview_all():
             entries = []
             for c, p, r in render_all():
-                entries.append(Entry(c, p.edition.id, label=edition_label(p.edition, c), rendered=r,
+                entries.append(BundleEntry(c, p.edition.id, label=edition_label(p.edition, c), rendered=r,
                                      problems=list(r.lint)))
             write_bundle(out, entries, ctx.settings, NOW)
 

@@ -10,10 +10,15 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 
+# Personal tokens in a RenderedEdition's HTML and text: the email channel fills them in per recipient,
+# in the finished MIME bytes (render writes them, channels/email/message.py replaces them).
+UNSUBSCRIBE_TOKEN = "%%UNSUBSCRIBE_URL%%"
+EMAIL_TOKEN = "%%EMAIL%%"
+
 
 @dataclass(frozen=True)
 class Article:
-    """One feed item, normalised and cleaned (see feeds.normalise)."""
+    """One feed item, normalised and cleaned (see ingest/entries.py)."""
 
     id: str  # guid, else canonical link
     link: str  # canonical absolute http(s) URL, tracking parameters removed

@@ -1,66 +1,27 @@
 """Wires the stages: fetch -> plan -> render (frozen once) -> dispatch, for `fetch`, `send` and `run`.
 
-Preview uses `plan` and `render` from here too, but never `freeze` or `dispatch`: it gets no channel
-objects and no ledger, so it is safe by construction.
+Returns what each stage did and prints nothing (cli/ does). Preview uses `plan` and `render` from here
+too, never `freeze` or `dispatch`: it builds no channel object and writes no ledger row, so nothing it
+does can send (it only writes its bundle's files).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import sys
-import threading
 import time
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Iterable, Sequence
 
+from publisher.app import Context
 from publisher.channels import ChannelDisabled, DispatchContext, DispatchReport, registry
-from publisher.config import Campaign, Settings, load_campaigns, load_settings
-from publisher.editions import Plan, latest_slot_edition, parse_edition_id, plan_edition
-from publisher.errors import ConfigError, DeliveryError, PublisherError
-from publisher.ledger import Ledger
+from publisher.config import Campaign
+from publisher.editions import Plan, latest_slot_edition, plan_edition, window
+from publisher.errors import DeliveryError, PublisherError
+from publisher.ingest.feeds import fetch_all
 from publisher.models import Article, RenderedEdition, rendered_from_dict, rendered_to_dict
-from publisher.progress import Progress
-from publisher.store import Store
+from publisher.render.email import Renderer
 
 log = logging.getLogger("publisher")
-
-
-@dataclass
-class Context:
-    """One command's world: settings, the clock value, progress, and the store (opened on first use)."""
-
-    settings: Settings
-    now: datetime
-    fixed_now: bool = False  # --now given: every clock() call returns it
-    verbose: int = 0
-    progress: Progress = field(default_factory=Progress)
-    stop: threading.Event = field(default_factory=threading.Event)
-    _store: Store | None = None
-
-    @classmethod
-    def open(cls, settings_path: str | Path, now: datetime, fixed_now: bool = False, verbose: int = 0) -> "Context":
-        return cls(settings=load_settings(settings_path), now=now, fixed_now=fixed_now, verbose=verbose)
-
-    @property
-    def store(self) -> Store:
-        if self._store is None:
-            self._store = Store(self.settings.store_path)
-        return self._store
-
-    def clock(self) -> datetime:
-        """The time for a long-running loop: the fixed --now, or the real clock."""
-        return self.now if self.fixed_now else datetime.now(timezone.utc)
-
-    def ledger(self) -> Ledger:
-        return Ledger(self.store, clock=self.clock)
-
-    def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
 
 
 # -- fetch ---------------------------------------------------------------------------------------
@@ -68,26 +29,10 @@ class Context:
 
 def fetch(ctx: Context, sources: Sequence[str] | None = None):
     """Fetch every source (or the given ones) into the store; one bad source never stops the others."""
-    from publisher.feeds import fetch_all
-
     # Configured paths are relative to settings.toml's folder; --feed paths to the working folder.
     root = None if sources else ctx.settings.root
     return fetch_all(list(sources or ctx.settings.feeds.sources), ctx.store, ctx.settings.feeds,
                      now=ctx.now, progress=ctx.progress, root=root)
-
-
-def command_fetch(ctx: Context, args) -> int:
-    results = fetch(ctx, args.feed)
-    failed = 0
-    for r in results:
-        # a failed source is an error line on stderr (naming the source); the others are the report
-        print(f"publisher: error: {r.line()}" if not r.ok else r.line(), file=sys.stderr if not r.ok else sys.stdout)
-        failed += not r.ok
-    if failed:
-        where = "the --feed paths or URLs" if args.feed else f"[feeds].sources in {ctx.settings.source}"
-        print(f"{failed} source(s) failed; fix them or check {where}, then rerun 'publisher fetch'", file=sys.stderr)
-        return 3
-    return 0
 
 
 # -- plan and render -----------------------------------------------------------------------------
@@ -95,8 +40,6 @@ def command_fetch(ctx: Context, args) -> int:
 
 def plan(ctx: Context, campaign: Campaign, edition_id: str, articles: Iterable[Article] | None = None) -> Plan:
     """The edition of `campaign` for `edition_id`, from the given articles or the store."""
-    from publisher.editions import window
-
     if articles is None:
         start, end = window(edition_id, campaign.tz)
         articles = ctx.store.articles_between(start, end)
@@ -104,17 +47,16 @@ def plan(ctx: Context, campaign: Campaign, edition_id: str, articles: Iterable[A
 
 
 def render(ctx: Context, campaign: Campaign, p: Plan) -> RenderedEdition:
-    from publisher.render import Renderer
-
+    """The edition rendered with the campaign's templates: what preview shows and send freezes."""
     return Renderer(ctx.settings).render(p.edition, campaign)
 
 
 def frozen(ctx: Context, campaign: Campaign, edition_id: str) -> RenderedEdition | None:
     """The rendering frozen by an earlier send of this edition, if any."""
     row = ctx.store.edition_record(campaign.name, edition_id)
-    if row is None or row["status"] != "frozen" or not row["rendered"]:
+    if row is None or row.status != "frozen" or not row.rendered:
         return None
-    return rendered_from_dict(json.loads(row["rendered"]))
+    return rendered_from_dict(json.loads(row.rendered))
 
 
 def freeze(ctx: Context, rendered: RenderedEdition) -> RenderedEdition:
@@ -122,7 +64,7 @@ def freeze(ctx: Context, rendered: RenderedEdition) -> RenderedEdition:
     e = rendered.edition
     row = ctx.store.freeze_edition(e.campaign, e.id, rendered.content_hash,
                                    json.dumps(rendered_to_dict(rendered), ensure_ascii=False), ctx.now)
-    return rendered_from_dict(json.loads(row["rendered"]))
+    return rendered_from_dict(json.loads(row.rendered))
 
 
 def prepare(ctx: Context, campaign: Campaign, edition_id: str, *, record_skip: bool = True) -> tuple[RenderedEdition | None, str | None]:
@@ -161,7 +103,7 @@ def dispatch(ctx: Context, campaign: Campaign, rendered: RenderedEdition, channe
                 break
             spec = registry.get(name)
             try:
-                channel = spec.factory(ctx.settings, ctx.settings.channels[name], dctx)
+                channel = spec.make(ctx.settings, ctx.settings.channels[name], dctx)
             except ChannelDisabled as exc:
                 r = DispatchReport(channel=name, edition_key=key)
                 r.messages.append(f"{name}: disabled: {exc}")
@@ -201,60 +143,3 @@ def send(ctx: Context, campaigns: Sequence[Campaign], edition_id: str | None = N
             continue
         reports.extend(dispatch(ctx, campaign, rendered, channels, resend_unknown=resend_unknown))
     return reports
-
-
-def command_send(ctx: Context, args) -> int:
-    if args.edition:
-        parse_edition_id(args.edition)
-    campaigns = load_campaigns(ctx.settings, args.campaigns)
-    for campaign in campaigns:
-        unknown = [n for n in args.channel or () if n not in campaign.channels]
-        if unknown:
-            raise ConfigError(f"--channel {unknown[0]}: campaign {campaign.name} does not use it (it uses {', '.join(campaign.channels)})",
-                              hint=f"add it to channels in {campaign.source}, or name the campaigns that use it")
-    if args.to:
-        from publisher.channels.email import send_test
-        from publisher.subscribers import normalise_address
-
-        for text in args.to:  # before rendering anything: a typo in --to is the user's to fix
-            try:
-                normalise_address(text)
-            except ValueError as exc:
-                raise ConfigError(f"--to {text}: {exc}",
-                                  hint=f"rerun '{' '.join(['publisher send', *args.campaigns])} --to you@example.org'") from None
-        not_sent = 0
-        for campaign in campaigns:
-            eid = args.edition or latest_slot_edition(campaign, ctx.now)
-            p = plan(ctx, campaign, eid)
-            if not p.edition.articles:
-                print(f"{campaign.name} {eid}: no articles for this edition in the store; run 'publisher fetch'"
-                      f" first, or pick another week with --edition")
-                continue
-            rendered = frozen(ctx, campaign, eid) or render(ctx, campaign, p)
-            for done, line in send_test(ctx.settings, campaign, rendered, args.to, now=ctx.now):
-                print(line)
-                not_sent += not done
-        if not_sent:
-            print(f"{not_sent} test cop{'y was' if not_sent == 1 else 'ies were'} not sent; check [smtp] in"
-                  f" {ctx.settings.source}, then rerun the same command", file=sys.stderr)
-            return 4
-        return 0
-    from publisher.scheduler import stop_on_signals
-
-    # SIGTERM/SIGINT: finish the message or post in flight, leave the rest planned for the rerun
-    with stop_on_signals(ctx.stop):
-        reports = send(ctx, campaigns, args.edition, args.channel, resend_unknown=args.resend_unknown)
-    trouble = False
-    for r in reports:
-        if r.channel != "-":
-            print(r.line())
-        for m in r.messages:
-            print(m)
-        if r.error:
-            print(f"publisher: error: {r.error}", file=sys.stderr)
-        trouble |= r.trouble
-    if trouble:
-        rerun = f"publisher send {' '.join(args.campaigns)}".strip()
-        print(f"some deliveries are not done; see 'publisher status' and rerun '{rerun}' (sent items are skipped)")
-        return 4
-    return 0

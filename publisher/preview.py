@@ -1,7 +1,7 @@
-"""`publisher preview`: render editions into a review bundle, through the same renderer `send` uses.
+"""Preview: render editions into a review bundle, through the same renderer `send` uses.
 
 Preview calls `pipeline.plan` and `pipeline.render` only: no freeze, no ledger, no subscribers, no
-channel objects, so it cannot send anything. The bundle it writes:
+channel objects; `cli/preview.py` prints what it wrote. The bundle:
 
     <out>/index.html                          campaigns and editions (skipped ones with the reason)
     <out>/<campaign>/<edition>/index.html     the email at desktop and mobile width, text, posts, lint
@@ -22,15 +22,16 @@ from pathlib import Path
 
 import jinja2
 
+from publisher import pipeline
+from publisher.channels.email.message import preview_eml
 from publisher.config import Campaign
-from publisher.editions import current_edition, parse_edition_id
-from publisher.errors import ConfigError, FeedError, LintError
-from publisher.models import LintIssue, RenderedEdition
-from publisher.render import STOCK_TEMPLATES
+from publisher.editions import current_edition
+from publisher.models import Article, LintIssue, RenderedEdition
+from publisher.render.templates import STOCK_TEMPLATES, edition_label
 
 
 @dataclass
-class Entry:
+class BundleEntry:
     """One campaign's edition in the bundle: rendered, or skipped with the reason."""
 
     campaign: Campaign
@@ -45,91 +46,26 @@ class Entry:
         return f"{self.campaign.name}/{self.edition_id}"
 
 
-def command_preview(ctx, args) -> int:
-    """Render the current (or named) edition of every (or the named) campaign into a review bundle."""
-    from publisher import pipeline
-    from publisher.config import load_campaigns
-    from publisher.render import edition_label
-
-    if args.edition:
-        parse_edition_id(args.edition)
-    campaigns = load_campaigns(ctx.settings, args.campaign or ())
-    out = Path(args.out) if args.out else ctx.settings.path(ctx.settings.publisher.preview_dir)
-    shown = f"{args.out} (--out)" if args.out else f"{out} ([publisher].preview_dir)"
-    _bundle_folder(out, shown)  # before rendering: a typo in --out should cost nothing
-    articles = _articles(ctx, args.feed)
-    entries: list[Entry] = []
+def render_entries(ctx, campaigns: list[Campaign], edition_id: str | None, articles: list[Article] | None) -> list[BundleEntry]:
+    """Plan and render the current (or named) edition of each campaign; a thin week is a skipped entry."""
+    found: list[BundleEntry] = []
     for campaign in campaigns:
-        eid = args.edition or current_edition(campaign, ctx.now, ctx.settings.schedule.lateness_window)
+        eid = edition_id or current_edition(campaign, ctx.now, ctx.settings.schedule.lateness_window)
         plan = pipeline.plan(ctx, campaign, eid, articles=articles)
-        entry = Entry(campaign, eid, label=edition_label(plan.edition, campaign))
+        entry = BundleEntry(campaign, eid, label=edition_label(plan.edition, campaign))
         if plan.skip_reason:
             entry.skip_reason = plan.skip_reason
         else:
             entry.rendered = pipeline.render(ctx, campaign, plan)
-            entry.problems = list(entry.rendered.lint) + _post_problems(entry.rendered)
-        entries.append(entry)
-    try:
-        write_bundle(out, entries, ctx.settings, ctx.now)
-    except OSError as exc:  # disk full, permissions changed under us
-        raise ConfigError(f"preview: cannot write the bundle in {out} ({exc.strerror}: {exc.filename})",
-                          hint="free some space or pick another folder with --out DIR, then rerun 'publisher preview'") from None
-    for e in entries:
-        print(_line(e, out))
-    print(f"preview bundle: {out / 'index.html'}")
-    problems = sum(len(e.problems) for e in entries)
-    if args.strict and problems:
-        worst = next(f"{e.path}: {p.message}" for e in entries for p in e.problems)
-        raise LintError(f"preview --strict: {problems} lint problem(s), first: {worst}",
-                        hint=f"see {out / 'index.html'}, fix the templates or campaign, then rerun 'publisher preview --strict'")
-    return 0
+            entry.problems = list(entry.rendered.lint) + post_problems(entry.rendered)
+        found.append(entry)
+    return found
 
 
-def _bundle_folder(out: Path, shown: str) -> None:
-    """Create the bundle folder, or fail naming it: a file in the way, a read-only or missing parent."""
-    hint = "pass --out DIR with a folder you can write (it is created if missing), then rerun 'publisher preview'"
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"preview: {shown} is a file, not a folder", hint=hint)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"preview: cannot create the bundle folder {shown}: {exc.strerror}", hint=hint) from None
-    if not os.access(out, os.W_OK):
-        raise ConfigError(f"preview: the bundle folder {shown} is not writable", hint=hint)
-
-
-def _articles(ctx, feeds):
-    """Articles from `--feed` sources (read, never stored), or None to read the store."""
-    if feeds:
-        from publisher.feeds import read_sources
-
-        articles, results = read_sources(feeds, ctx.settings.feeds, now=ctx.now, progress=ctx.progress)
-        for r in results:
-            print(r.line())
-        if not any(r.ok for r in results):
-            raise FeedError("preview --feed: no source could be read", hint="check the paths or URLs given to --feed")
-        return articles
-    if ctx.store.article_count() == 0:
-        raise FeedError(f"the store {ctx.settings.publisher.store} has no articles yet",
-                        hint="run 'publisher fetch' first, or pass --feed URL_OR_PATH")
-    return None
-
-
-def _post_problems(rendered: RenderedEdition) -> list[LintIssue]:
+def post_problems(rendered: RenderedEdition) -> list[LintIssue]:
+    """Posts over their network's limit, as lint problems."""
     return [LintIssue("post-length", f"{network} post {p.position + 1} counts {p.length}, over its limit of {p.limit}")
             for network, posts in rendered.posts.items() for p in posts if p.length > p.limit]
-
-
-def _line(e: Entry, out: Path) -> str:
-    head = f"{e.campaign.name} {e.edition_id}"
-    if e.rendered is None:
-        return f"{head}: skipped ({e.skip_reason})"
-    r = e.rendered
-    posts = ", ".join(f"{len(p)} {n}" for n, p in r.posts.items()) or "no"
-    lint = f"{len(e.problems)} lint problem(s)" if e.problems else "lint clean"
-    size = len(r.html.encode("utf-8")) / 1024
-    return (f"{head}: {len(r.edition.articles)} articles, {size:.0f} KB HTML, {posts} posts, {lint} "
-            f"-> {out / e.path / 'index.html'}")
 
 
 # -- the bundle --------------------------------------------------------------------------------------
@@ -141,10 +77,8 @@ def _environment() -> jinja2.Environment:
                               autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 
-def write_bundle(out: Path, entries: list[Entry], settings, now: datetime) -> None:
+def write_bundle(out: Path, entries: list[BundleEntry], settings, now: datetime) -> None:
     """Write the review bundle for `entries` into `out` (files replaced atomically, others left alone)."""
-    from publisher.message import preview_eml
-
     env = _environment()
     out.mkdir(parents=True, exist_ok=True)
     for e in entries:

@@ -35,9 +35,6 @@ class Task:
             log.info("%s: started%s", self.label, f" ({self.total} to do)" if self.total is not None else "")
         return self
 
-    def set_total(self, total: int) -> None:
-        self.total = total
-
     def advance(self, n: int = 1) -> None:
         self.done += n
         if self.p.quiet:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterator
 
 from publisher.errors import InputError
-from publisher.sanitize import one_line
+from publisher.text import one_line
 
 COLUMNS = {"email": "email", "e-mail": "email", "mail": "email", "adresse": "email", "address": "email",
            "name": "name", "nom": "name", "series": "lists", "séries": "lists", "lists": "lists", "list": "lists",

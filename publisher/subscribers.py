@@ -1,8 +1,6 @@
-"""Subscribers and the suppression list: import/export CSV, count, remove, and who an edition goes to.
+"""Subscriber files: addresses and locales normalised, CSV rows read and written, an import streamed to the store.
 
-A subscriber is one normalised address with a name, a locale and the lists it is on (a campaign's
-list name or a series name). The suppression list (unsubscribed, hard-bounce, complaint, manual) wins
-over everything: no send plans a suppressed address, and an import never takes one off the list.
+The subscribers themselves, their lists and the suppression list live in store/subscribers.py.
 """
 
 from __future__ import annotations
@@ -10,18 +8,15 @@ from __future__ import annotations
 import csv
 import functools
 import itertools
-import json
 import re
-import sys
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Iterable, Iterator, TextIO
 
-from publisher.errors import ConfigError, InputError
+from publisher.text import one_line
 from publisher.progress import Progress
-from publisher.sanitize import one_line
-from publisher.store import Store, iso
+from publisher.store.db import Store
+from publisher.store.subscribers import ImportReport, SubscriberRow, split_lists, upsert
 from publisher.subscriber_file import records, sniff
 
 SUPPRESSION_REASONS = ("unsubscribed", "hard-bounce", "complaint", "manual")
@@ -31,7 +26,6 @@ _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LOCAL = re.compile(rf"^{_ATEXT}(?:\.{_ATEXT})*$")
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _SPACE = re.compile(r"\s")  # the same characters as str.isspace
-_LIST_SEPARATORS = re.compile(r"[;|,\s]+")
 
 
 def normalise_address(text: str) -> str:
@@ -76,10 +70,6 @@ def _ascii_domain(domain: str) -> str | None:
     return domain
 
 
-def _split_lists(text: str) -> list[str]:
-    return [p.lower() for p in _LIST_SEPARATORS.split(text or "") if p]
-
-
 @functools.lru_cache(maxsize=256)  # a handful of locales, parsed once each
 def _normalise_locale(text: str) -> str:
     text = (text or "").strip().replace("-", "_")
@@ -91,177 +81,6 @@ def _normalise_locale(text: str) -> str:
         return str(Locale.parse(text))
     except Exception:
         raise ValueError(f"unknown locale {text!r} (e.g. fr_FR)") from None
-
-
-@dataclass(frozen=True)
-class SubscriberRow:
-    email: str
-    name: str = ""
-    lists: tuple[str, ...] = ()
-    locale: str = ""
-
-
-MAX_KEPT_REJECTS = 100  # rejected rows kept (and printed) with line and reason; the rest are only counted
-
-
-@dataclass
-class ImportReport:
-    new: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    suppressed: int = 0  # stored, but on the suppression list: they stay unsubscribed
-    rejected: list[tuple[int, str]] = field(default_factory=list)  # (line, reason), the first MAX_KEPT_REJECTS
-    rejected_count: int = 0  # all of them: a file of garbage must not fill the memory with reasons
-
-    def reject(self, line: int, reason: str) -> None:
-        """Count a bad row; keep its line and reason if it is among the first MAX_KEPT_REJECTS."""
-        self.rejected_count += 1
-        if len(self.rejected) < MAX_KEPT_REJECTS:
-            self.rejected.append((line, reason))
-
-    def line(self, source: str) -> str:
-        return (f"{source}: {self.new} new, {self.updated} updated, {self.unchanged} unchanged, "
-                f"{self.rejected_count} rejected" + (f", {self.suppressed} suppressed (kept unsubscribed)" if self.suppressed else ""))
-
-
-# -- store operations --------------------------------------------------------------------------
-
-
-def upsert(store: Store, rows: Iterable[SubscriberRow], now: datetime, batch: int = 5000, report: ImportReport | None = None) -> ImportReport:
-    """Add or update subscribers; names and locales are only replaced by non-empty values, lists only added.
-
-    One transaction per `batch` rows, with a handful of statements each: what the batch's addresses
-    already have is read in three queries, the rows are applied in file order in Python (a later row for
-    the same address updates the earlier one), and the writes go out with executemany.
-    """
-    report = report or ImportReport()
-    chunk: list[SubscriberRow] = []
-    for r in rows:
-        chunk.append(r)
-        if len(chunk) >= batch:
-            _upsert_batch(store, chunk, iso(now), report)
-            chunk.clear()
-    if chunk:
-        _upsert_batch(store, chunk, iso(now), report)
-    return report
-
-
-def _upsert_batch(store: Store, chunk: list[SubscriberRow], stamp: str, report: ImportReport) -> None:
-    emails = json.dumps(list({r.email: None for r in chunk}))
-    with store.transaction() as db:
-        people = {r[0]: [r[1], r[2], False] for r in db.execute(  # email -> [name, locale, changed]
-            "SELECT s.email, s.name, s.locale FROM json_each(?) j JOIN subscribers s ON s.email = j.value", (emails,))}
-        lists = {(r[0], r[1]) for r in db.execute("SELECT s.email, x.list FROM json_each(?) j JOIN subscribers s"
-                                                  " ON s.email = j.value JOIN subscriptions x ON x.subscriber_id = s.id",
-                                                  (emails,))}
-        suppressed = {r[0] for r in db.execute("SELECT p.email FROM json_each(?) j JOIN suppression p ON p.email = j.value",
-                                               (emails,))}
-        new: dict[str, None] = {}
-        added: list[tuple[str, str]] = []
-        for r in chunk:
-            person = people.get(r.email)
-            if person is None:
-                people[r.email] = [r.name, r.locale, False]
-                new[r.email] = None
-            else:
-                name, locale = r.name or person[0], r.locale or person[1]
-                changed = (name, locale) != (person[0], person[1])
-                if changed:
-                    person[:] = [name, locale, True]
-            fresh = [(r.email, lst) for lst in r.lists if (r.email, lst) not in lists]
-            lists.update(fresh)
-            added += fresh
-            if person is None:
-                report.new += 1
-            elif changed or fresh:
-                report.updated += 1
-            else:
-                report.unchanged += 1
-            if r.email in suppressed:
-                report.suppressed += 1
-        db.executemany("INSERT INTO subscribers (email, name, locale, created_at, updated_at) VALUES (?,?,?,?,?)",
-                       [(e, *people[e][:2], stamp, stamp) for e in new])
-        db.executemany("UPDATE subscribers SET name=?, locale=?, updated_at=? WHERE email=?",
-                       [(p[0], p[1], stamp, e) for e, p in people.items() if p[2] and e not in new])
-        db.executemany("INSERT OR IGNORE INTO subscriptions (subscriber_id, list) SELECT id, ? FROM subscribers WHERE email=?",
-                       [(lst, e) for e, lst in added])
-
-
-def suppress(store: Store, email: str, reason: str, now: datetime, detail: str | None = None) -> bool:
-    """Put an address on the suppression list (first reason kept); True if it was not there yet."""
-    if reason not in SUPPRESSION_REASONS:
-        raise ValueError(reason)
-    with store.transaction() as db:
-        cur = db.execute("INSERT OR IGNORE INTO suppression (email, reason, detail, created_at) VALUES (?,?,?,?)",
-                         (email, reason, detail, iso(now)))
-        return cur.rowcount == 1
-
-
-def suppression_reason(store: Store, email: str) -> str | None:
-    r = store.conn.execute("SELECT reason FROM suppression WHERE email=?", (email,)).fetchone()
-    return r[0] if r else None
-
-
-def remove(store: Store, email: str, now: datetime) -> bool:
-    """Delete a subscriber and suppress the address (reason `manual`); True if a subscriber was deleted."""
-    with store.transaction() as db:
-        cur = db.execute("DELETE FROM subscribers WHERE email=?", (email,))
-        db.execute("INSERT OR IGNORE INTO suppression (email, reason, detail, created_at) VALUES (?,?,?,?)",
-                   (email, "manual", "publisher subscribers remove", iso(now)))
-        return cur.rowcount == 1
-
-
-def lists_of(store: Store, email: str) -> list[str]:
-    return [r[0] for r in store.conn.execute(
-        "SELECT x.list FROM subscriptions x JOIN subscribers s ON s.id = x.subscriber_id WHERE s.email=? ORDER BY x.list", (email,))]
-
-
-def set_lists(store: Store, email: str, keep: Iterable[str], choosable: Iterable[str], now: datetime) -> None:
-    """Preferences: among `choosable` lists, keep the subscriber on exactly `keep`."""
-    keep, choosable = {k.lower() for k in keep}, {c.lower() for c in choosable}
-    with store.transaction() as db:
-        row = db.execute("SELECT id FROM subscribers WHERE email=?", (email,)).fetchone()
-        if row is None:
-            return
-        for lst in choosable:
-            if lst in keep:
-                db.execute("INSERT OR IGNORE INTO subscriptions (subscriber_id, list) VALUES (?,?)", (row[0], lst))
-            else:
-                db.execute("DELETE FROM subscriptions WHERE subscriber_id=? AND list=?", (row[0], lst))
-        db.execute("UPDATE subscribers SET updated_at=? WHERE id=?", (iso(now), row[0]))
-
-
-def plan_recipients(store: Store, edition_key: str, channel: str, lists: Iterable[str], stamp: str) -> int:
-    """Ledger rows for everyone on any of `lists` and not suppressed, one per address; returns rows added.
-
-    One INSERT ... SELECT: the subscriber list never passes through Python memory.
-    """
-    names = sorted({n.lower() for n in lists})
-    marks = ",".join("?" * len(names))
-    with store.transaction() as db:
-        cur = db.execute(
-            "INSERT OR IGNORE INTO deliveries (edition_key, channel, target, state, updated_at)"
-            " SELECT ?, ?, s.email, 'planned', ? FROM subscribers s"
-            f" WHERE EXISTS (SELECT 1 FROM subscriptions x WHERE x.subscriber_id = s.id AND x.list IN ({marks}))"
-            " AND NOT EXISTS (SELECT 1 FROM suppression p WHERE p.email = s.email)",
-            (edition_key, channel, stamp, *names))
-        return cur.rowcount
-
-
-def iter_subscribers(store: Store, list_name: str | None = None, *, include_suppressed: bool = False) -> Iterator[SubscriberRow]:
-    """Subscribers in address order, streamed."""
-    q = ("SELECT s.email, s.name, s.locale, (SELECT group_concat(list, ';') FROM"
-         " (SELECT list FROM subscriptions WHERE subscriber_id = s.id ORDER BY list)) AS lists FROM subscribers s")
-    where, args = [], []
-    if list_name:
-        where.append("EXISTS (SELECT 1 FROM subscriptions x WHERE x.subscriber_id = s.id AND x.list = ?)")
-        args.append(list_name.lower())
-    if not include_suppressed:
-        where.append("NOT EXISTS (SELECT 1 FROM suppression p WHERE p.email = s.email)")
-    if where:
-        q += " WHERE " + " AND ".join(where)
-    for r in store.conn.execute(q + " ORDER BY s.email", args):
-        yield SubscriberRow(email=r["email"], name=r["name"], lists=tuple(_split_lists(r["lists"] or "")), locale=r["locale"])
 
 
 # -- CSV -------------------------------------------------------------------------------------
@@ -283,7 +102,7 @@ def read_csv(path: Path, *, extra_list: str | None, known_lists: set[str] | None
 def _row(rec: dict[str, str], extra_list: str | None, known_lists: set[str] | None) -> SubscriberRow:
     """One CSV record as a subscriber; ValueError says what is wrong with it."""
     email = normalise_address(rec.get("email", ""))
-    lists = _split_lists(rec.get("lists", ""))
+    lists = split_lists(rec.get("lists", ""))
     if extra_list:
         lists.append(extra_list.lower())
     if known_lists is not None:
@@ -331,86 +150,3 @@ def write_csv(rows: Iterable[SubscriberRow], out: TextIO) -> int:
         w.writerow([r.email, r.name, ";".join(r.lists), r.locale])
         n += 1
     return n
-
-
-# -- CLI -------------------------------------------------------------------------------------
-
-
-def _known_lists(ctx) -> set[str]:
-    from publisher.config import load_campaigns
-
-    known = set(ctx.settings.series)
-    try:
-        for c in load_campaigns(ctx.settings):
-            known.add(c.list.lower())
-    except ConfigError:
-        pass  # a broken campaign file is reported by the commands that need campaigns
-    return known
-
-
-def command_subscribers(ctx, args) -> int:
-    """`publisher subscribers import|export|count|remove`."""
-    store = ctx.store
-    if args.subcommand == "import":
-        path = Path(args.file)
-        known = _known_lists(ctx)
-        if args.list_name:
-            known.add(args.list_name.lower())
-        report = import_csv(store, path, ctx.now, extra_list=args.list_name, known_lists=known, progress=ctx.progress)
-        for line, reason in report.rejected:  # after the progress bar, not through it
-            print(f"{path}: line {line}: {reason}", file=sys.stderr)
-        if report.rejected_count > len(report.rejected):
-            print(f"{path}: {report.rejected_count - len(report.rejected)} more rejected row(s) not listed"
-                  f" (only the first {len(report.rejected)} are)", file=sys.stderr)
-        print(report.line(str(path)))
-        if not (report.new or report.updated or report.unchanged or report.suppressed or report.rejected_count):
-            print(f"{path}: no subscriber rows after the header; nothing was imported", file=sys.stderr)
-        if report.rejected_count:
-            print(f"{report.rejected_count} row(s) rejected and not imported; fix them and rerun "
-                  f"'publisher subscribers import {path}' (rows already imported are updated, not duplicated)", file=sys.stderr)
-            return 2
-        return 0
-    if args.subcommand == "export":
-        rows = iter_subscribers(store, args.list_name)
-        if args.out:
-            try:
-                with open(args.out, "w", encoding="utf-8", newline="") as fh:
-                    n = write_csv(rows, fh)
-            except OSError as exc:
-                raise InputError(f"subscribers export: cannot write {args.out} ({exc.strerror})",
-                                 hint="pass --out with a file path in a folder you can write, or drop --out"
-                                      " to write to standard output") from None
-            print(f"{n} subscribers written to {args.out}", file=sys.stderr)
-        else:
-            write_csv(rows, sys.stdout)
-        return 0
-    if args.subcommand == "count":
-        db = store.conn
-        q = ("SELECT x.list, count(*) FROM subscriptions x JOIN subscribers s ON s.id = x.subscriber_id"
-             " WHERE NOT EXISTS (SELECT 1 FROM suppression p WHERE p.email = s.email)")
-        args_q: tuple = ()
-        if args.list_name:
-            q += " AND x.list = ?"
-            args_q = (args.list_name.lower(),)
-        for lst, n in db.execute(q + " GROUP BY x.list ORDER BY x.list", args_q):
-            print(f"{lst}: {n}")
-        total = db.execute("SELECT count(*) FROM subscribers s WHERE NOT EXISTS"
-                           " (SELECT 1 FROM suppression p WHERE p.email = s.email)").fetchone()[0]
-        by_reason = db.execute("SELECT reason, count(*) FROM suppression GROUP BY reason ORDER BY reason").fetchall()
-        sup = sum(n for _, n in by_reason)
-        detail = ", ".join(f"{n} {r}" for r, n in by_reason)
-        print(f"total: {total} subscribers; {sup} suppressed" + (f" ({detail})" if detail else ""))
-        return 0
-    if args.subcommand == "remove":
-        bad = 0
-        for text in args.addresses:
-            try:
-                email = normalise_address(text)
-            except ValueError as exc:
-                print(f"{text}: {exc}", file=sys.stderr)
-                bad += 1
-                continue
-            deleted = remove(store, email, ctx.now)
-            print(f"{email}: {'removed and suppressed' if deleted else 'not a subscriber; suppressed'}")
-        return 2 if bad else 0
-    raise AssertionError(args.subcommand)

@@ -14,10 +14,10 @@ import socket
 import pytest
 from aiosmtpd.smtp import AuthResult
 
-from email_project import ENV, NOW, prepared, send_args
-from smtp_servers import _Controller
-from user_errors import edit, error_line
-from publisher.smtp_security import scrub
+from publisher.channels.email.security import scrub
+from support.email_project import ENV, NOW, prepared, send_args
+from support.smtp_servers import _Controller
+from support.user_errors import edit, error_line
 
 FEED = "samples/feeds/endurance-info-2026-w46-w47.xml"
 
@@ -189,7 +189,7 @@ def test_preview_out_that_cannot_be_a_folder(project, where):
     proc = project.cli("--now", NOW, "preview", "--feed", FEED, "--out", where)
     assert proc.returncode == 2
     line = error_line(proc)
-    assert f"preview: " in line and f"{where} (--out)" in line
+    assert "preview: " in line and f"{where} (--out)" in line
     assert "pass --out DIR with a folder you can write" in line
     assert (project.root / "a-file").read_text(encoding="utf-8") == "keep me"
 

@@ -6,15 +6,26 @@ import re
 from datetime import timedelta
 
 import pytest
-from social_servers import (LINK, NOW, SLOT, BlueskyServer, Hang, Harness, Reply, make_campaign, make_posts,
-                            make_rendered, post_key)
 
 from publisher.channels import ChannelDisabled
 from publisher.channels.bluesky import facets, record_key
 from publisher.channels.social import PostKey
 from publisher.models import State
+from support.social_servers import (
+    LINK,
+    NOW,
+    SLOT,
+    BlueskyServer,
+    Hang,
+    Harness,
+    Reply,
+    make_campaign,
+    make_posts,
+    make_rendered,
+    post_key,
+)
 
-pytest_plugins = ["social_servers"]  # fixtures creds, bs, make_harness
+pytest_plugins = ["support.social_servers"]  # fixtures creds, bs, make_harness
 
 CREATE = "/xrpc/com.atproto.repo.createRecord"
 TID = re.compile(r"^[234567abcdefghij][234567abcdefghijklmnopqrstuvwxyz]{12}$")
@@ -124,7 +135,6 @@ def test_refused_login_reports_pending_without_the_password(tmp_path, bs, creds,
     assert bs.to("POST", CREATE) == []
     text = " ".join(report.messages)
     assert "login refused" in text and "PUBLISHER_BLUESKY_APP_PASSWORD" in text and "wrong-pass-9876" not in text
-    harness.close()
 
 
 def test_handle_from_settings_and_missing_password(tmp_path, monkeypatch):
@@ -135,8 +145,6 @@ def test_handle_from_settings_and_missing_password(tmp_path, monkeypatch):
     monkeypatch.setenv("PUBLISHER_BLUESKY_APP_PASSWORD", "p")
     with pytest.raises(ChannelDisabled, match=r"\[bluesky\].handle"):
         bare.channel("bluesky")
-    harness.close()
-    bare.close()
 
 
 def test_record_keys_are_valid_distinct_tids_near_the_slot():

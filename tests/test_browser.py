@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from browser import chromium, horizontal_overflow, require_chromium, serve, set_viewport
+from support.browser import chromium, horizontal_overflow, require_chromium, serve, set_viewport
 
 NOW = "2026-11-23T09:00:00+01:00"
 CAMPAIGNS = ("endurance", "gt", "imsa", "rallycross")

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from publisher.config import load_campaigns, load_settings, parse_duration
+from publisher.app import load_settings
+from publisher.config import load_campaigns, parse_duration
 from publisher.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent

@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from email_project import ENV, ledger, prepared, send_args, store_path
-from smtp_servers import SmtpServer
+from support.email_project import ENV, ledger, prepared, send_args, store_path
+from support.smtp_servers import SmtpServer
 
 _SCRIPT = r'''
 set -u

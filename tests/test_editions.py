@@ -8,8 +8,17 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from publisher.config import Campaign, SeriesSettings
-from publisher.editions import (current_edition, edition_id_of, latest_slot_edition, next_slot, parse_edition_id,
-                                plan_edition, series_of, slot, window)
+from publisher.editions import (
+    current_edition,
+    edition_id_of,
+    latest_slot_edition,
+    next_slot,
+    parse_edition_id,
+    plan_edition,
+    series_of,
+    slot,
+    window,
+)
 from publisher.errors import ConfigError
 from publisher.models import Article
 

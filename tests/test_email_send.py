@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from email_project import ENV, ledger, prepared, send_args, suppressed
-from smtp_servers import SmtpServer
+from support.email_project import ENV, ledger, prepared, send_args, suppressed
+from support.smtp_servers import SmtpServer
 
 
 def test_send_delivers_one_copy_each_and_a_rerun_sends_nothing(project):
@@ -130,9 +130,10 @@ def test_stop_finishes_messages_in_flight_and_leaves_the_rest_planned(project, m
     import time
     from datetime import datetime
 
-    from email_project import EDITION, NOW, SECRET
+    from publisher.app import Context
     from publisher.config import load_campaigns
-    from publisher.pipeline import Context, send
+    from publisher.pipeline import send
+    from support.email_project import EDITION, NOW, SECRET
 
     monkeypatch.setenv("PUBLISHER_UNSUBSCRIBE_SECRET", SECRET)
     with SmtpServer(delay=0.01) as srv:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 
-from publisher import excerpts
+from publisher.ingest import excerpts
 
 PIECES = ["Texte", "fin", "poursuite", "suite", "Lire la suite", "LIRE LA SUITE", "lire la suıte", "Lİre la suite",
           "Lire plus", "lire pluſ", "Read more", "READ MORE", "Continue reading", "Continuer la lecture",
@@ -105,17 +105,34 @@ def test_drop_empty_elements_skips_only_html_without_any():
 
 
 def test_one_line_takes_its_shortcut_only_where_it_changes_nothing():
-    from publisher import sanitize
+    import publisher.text as shared
 
     def plain(text: str) -> str:  # one_line before its shortcut for printable text
-        text = sanitize._TO_SPACE.sub(" ", text)
+        text = shared._TO_SPACE.sub(" ", text)
         text = text.replace("\ufeff", "")
-        text = sanitize._RUNS.sub(" ", text)
-        text = sanitize._NBSP_RUNS.sub(r"\1", text)
+        text = shared._RUNS.sub(" ", text)
+        text = shared._NBSP_RUNS.sub(r"\1", text)
         return text.strip(" \u00a0\u202f")
 
     rnd = random.Random(50)
     chars = list("ab é’…«»  ") + SPACES + ["\x00", "\x7f", "\x85", "\u2000", "\u200a", "\u200b", "\ufeff", "\u00ad"]
     for _ in range(30_000):
         text = "".join(rnd.choice(chars) for _ in range(rnd.randint(1, 12)))
-        assert sanitize.one_line(text) == plain(text), repr(text)
+        assert shared.one_line(text) == plain(text), repr(text)
+
+
+def test_canonical_url_of_a_plain_url_is_what_urlsplit_gives():
+    from urllib.parse import urlsplit, urlunsplit
+
+    import publisher.text as shared
+
+    def plain(url: str) -> str:  # canonical_url's general path, for a URL safe_url returns as is
+        parts = urlsplit(url)
+        return urlunsplit((parts.scheme, parts.netloc, parts.path, shared._without_tracking(parts.query), ""))
+
+    rnd = random.Random(51)
+    bits = ["a", "b=1", "utm_source=rss", "UTM_Medium=x", "fbclid=", "=", "", "x=a=b", "?", "#", "%20", "/", "q"]
+    for _ in range(20_000):
+        url = "https://www.endurance-info.com/a/" + "".join(rnd.choice(bits + ["&", "&", "?", "#"]) for _ in range(8))
+        if shared._PLAIN_URL.match(url):
+            assert shared.canonical_url(url) == plain(url), url

@@ -7,10 +7,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from publisher.config import FeedSettings
-from publisher.feeds import fetch_all, read_sources
+from publisher.ingest.feeds import fetch_all, read_sources
 from publisher.progress import Progress
 
-pytest_plugins = ["feed_server"]  # fixtures server, store
+pytest_plugins = ["support.feed_server"]  # fixtures server, store
 
 FEEDS = Path(__file__).resolve().parent.parent / "samples" / "feeds"
 BROKEN = FEEDS / "broken"
@@ -56,7 +56,7 @@ def test_conditional_get_second_fetch_is_304_and_counts_nothing(server, store):
     assert reqs[0].headers["user-agent"] == SETTINGS.user_agent
     assert store.article_count() == 37
     state = store.feed_state(server.url("/feed"))
-    assert state["etag"] == '"v1"' and state["ok"] == 1
+    assert state.etag == '"v1"' and state.ok == 1
 
 
 def test_last_modified_alone_also_gives_304(server, store):
@@ -126,7 +126,7 @@ def test_one_bad_source_never_stops_the_others(server, store, tmp_path):
     assert "no entries" in results[5].error
     assert "unsupported URL scheme 'ftp:'" in results[6].error
     assert all("rerun" in r.error or "check" in r.error for r in results if not r.ok)
-    assert store.feed_state(server.url("/gone"))["ok"] == 0
+    assert store.feed_state(server.url("/gone")).ok == 0
 
 
 def test_huge_response_with_content_length_is_refused_before_reading(server, store):

@@ -17,14 +17,14 @@ from datetime import datetime, timezone
 
 import pytest
 
-from feed_server import FeedServer, gzip_bomb
 from publisher.config import FeedSettings
 from publisher.errors import FeedError
-from publisher.feeds import fetch_all
-from publisher.network import Network, address_kind, system_resolve, vetted_addresses
+from publisher.ingest.feeds import fetch_all
+from publisher.ingest.network import Network, address_kind, system_resolve, vetted_addresses
 from publisher.progress import Progress
+from support.feed_server import FeedServer, gzip_bomb
 
-pytest_plugins = ["feed_server"]  # fixtures server, store
+pytest_plugins = ["support.feed_server"]  # fixtures server, store
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)
 SETTINGS = FeedSettings(timeout=2.0, max_bytes=2_000_000, user_agent="publisher-tests/1")
@@ -58,12 +58,13 @@ def wait_for(condition, seconds: float = 10.0) -> bool:
 
 
 def settings_with(project, **feeds) -> None:
-    """The project's settings with [feeds] keys replaced."""
-    text = project.settings.read_text(encoding="utf-8")
-    lines = [line for line in text.splitlines() if not any(line.startswith(f"{k} =") for k in feeds)]
-    at = lines.index("[feeds]") + 1
-    lines[at:at] = [f"{k} = {v!r}" if isinstance(v, str) else f"{k} = {v}" for k, v in feeds.items()]
-    project.write_settings("\n".join(lines) + "\n")
+    """The project's settings with these [feeds] keys replaced."""
+    lines = project.settings.read_text(encoding="utf-8").splitlines()
+    start = lines.index("[feeds]") + 1
+    end = next((i for i in range(start, len(lines)) if lines[i].startswith("[")), len(lines))
+    table = [line for line in lines[start:end] if line.split("=")[0].strip() not in feeds]
+    table[:0] = [f"{k} = {v}" for k, v in feeds.items()]
+    project.write_settings("\n".join(lines[:start] + table + lines[end:]) + "\n")
 
 
 # Peak RSS of the publisher process itself: wait4/RUSAGE_CHILDREN would report pytest's own peak from

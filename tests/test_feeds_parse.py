@@ -1,4 +1,4 @@
-"""publisher.feeds.parse on the bundled samples and on every broken/hostile feed in samples/feeds/broken/."""
+"""publisher.ingest.feeds.parse on the bundled samples and on every broken/hostile feed in samples/feeds/broken/."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from publisher.feeds import parse
+from publisher.ingest.entries import normalise_all
+from publisher.ingest.feeds import parse
 
 FEEDS = Path(__file__).resolve().parent.parent / "samples" / "feeds"
 BROKEN = FEEDS / "broken"
@@ -222,3 +223,23 @@ def test_huge_and_hostile_descriptions_are_cut_before_parsing():
     a = legit.articles[0]
     assert a.summary.startswith("Le prototype tourne à Sebring.")
     assert len(a.summary_html) <= 33_000  # the excerpt is kept, not a 150 KB article
+
+
+def test_an_entry_that_breaks_a_rule_costs_only_itself_whatever_the_stage():
+    # Entries go through the rules stage by stage; an exception in any stage stops its entry alone.
+    def entry(n: int, **kw) -> dict:
+        return {"link": f"https://www.endurance-info.com/a-{n}.html", "id": f"https://www.endurance-info.com/?p={n}",
+                "title": f"WEC : article {n}", "summary": f"<p>Résumé {n} […]</p>", "author": "Julie Fontaine",
+                "published_parsed": datetime(2026, 11, 16, 9, n, tzinfo=timezone.utc).timetuple(), **kw}
+
+    entries = [entry(1), entry(2, title=7), entry(3, summary=["<p>not text</p>"]), entry(4, tags=[3]),
+               entry(5, media_content=[None]), entry(6, link="javascript:x"), entry(7, title=""), entry(8)]
+    outcomes = normalise_all(entries, source="s", base=None, now=NOW)
+    assert [type(o).__name__ for o in outcomes] == ["tuple", "TypeError", "AttributeError", "TypeError", "AttributeError",
+                                                    "tuple", "tuple", "tuple"]
+    assert outcomes[5] == (None, "link is not http(s) (javascript:)") and outcomes[6] == (None, "empty title")
+    for good, n in ((outcomes[0], 1), (outcomes[7], 8)):
+        article, note = good
+        assert (article.title, article.summary, article.summary_html, note) == (f"WEC : article {n}", f"Résumé {n}…",
+                                                                                f"<p>Résumé {n}…</p>", None)
+        assert normalise_all([entries[n - 1]], source="s", base=None, now=NOW) == [good]  # alone or not, the same

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from publisher.tokens import Signer
+from publisher.web.tokens import Signer
 
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden"

@@ -10,10 +10,10 @@ import logging
 import sqlite3
 from datetime import datetime, timedelta, timezone
 
-from query_plans import captured, deliveries_steps, unbounded
-from publisher.ledger import Ledger
 from publisher.models import State
-from publisher.store import Store, iso
+from publisher.store.db import Store, iso
+from publisher.store.ledger import Ledger
+from support.query_plans import captured, deliveries_steps, unbounded
 
 UTC = timezone.utc
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from publisher.lint import lint_email
+from publisher.render.lint import lint_email
 
 
 def codes(html, text="texte"):

@@ -5,14 +5,25 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from social_servers import NOW, SLOT, Hang, Harness, MastodonServer, Reply, make_campaign, make_posts, make_rendered, post_key
 
 from publisher.channels import ChannelDisabled
 from publisher.channels.mastodon import idempotency_key
 from publisher.channels.social import PostKey
 from publisher.models import State
+from support.social_servers import (
+    NOW,
+    SLOT,
+    Hang,
+    Harness,
+    MastodonServer,
+    Reply,
+    make_campaign,
+    make_posts,
+    make_rendered,
+    post_key,
+)
 
-pytest_plugins = ["social_servers"]  # fixtures creds, ms, make_harness
+pytest_plugins = ["support.social_servers"]  # fixtures creds, ms, make_harness
 
 STATUSES = "/api/v1/statuses"
 
@@ -45,7 +56,6 @@ def test_settings_visibility_wins_over_the_campaign(tmp_path, ms, creds):
     harness = Harness(tmp_path, mastodon={"instance_url": ms.url, "visibility": "private"})
     harness.send("mastodon", make_rendered({"mastodon": make_posts("mastodon", 1)}), make_campaign(visibility="public"))
     assert ms.to("POST", STATUSES)[0].form["visibility"] == ["private"]
-    harness.close()
 
 
 def test_rerun_posts_nothing_new(h, ms):
@@ -107,14 +117,12 @@ def test_the_instance_character_limit_is_read_and_enforced(tmp_path, creds):
         assert (report.sent, report.failed, report.pending) == (0, 1, 1)
         assert small.to("GET", "/api/v1/instance/") and small.to("POST", STATUSES) == []
         assert "allows 60" in harness.rows("mastodon")["post:0"].reply
-        harness.close()
 
 
 def test_a_configured_limit_skips_the_instance_lookup(tmp_path, ms, creds):
     harness = Harness(tmp_path, mastodon={"instance_url": ms.url, "max_characters": 1000})
     assert harness.send("mastodon", make_rendered({"mastodon": make_posts("mastodon", 1)})).sent == 1
     assert ms.to("GET", "/api/v1/instance/") == []
-    harness.close()
 
 
 def test_media_upload_attaches_the_thumbnail(tmp_path, ms, creds):
@@ -124,7 +132,6 @@ def test_media_upload_attaches_the_thumbnail(tmp_path, ms, creds):
     media = ms.to("POST", "/api/v2/media")
     assert len(media) == 1 and b"\x89PNG" in media[0].body and "Toyota sacr".encode() in media[0].body
     assert ms.to("POST", STATUSES)[0].form["media_ids[]"] == ["m710"]
-    harness.close()
 
 
 def test_401_fails_without_leaking_the_token(h, ms):
@@ -144,8 +151,6 @@ def test_missing_token_or_instance_disables_the_channel(tmp_path, monkeypatch):
     bare = Harness(tmp_path / "b")
     with pytest.raises(ChannelDisabled, match=r"\[mastodon\].instance_url"):
         bare.channel("mastodon")
-    harness.close()
-    bare.close()
 
 
 def test_idempotency_key_is_stable_and_per_post():

@@ -10,8 +10,9 @@ from email.parser import BytesParser
 
 import pytest
 
-from publisher.config import Campaign, load_settings
-from publisher.message import SAMPLE_EMAIL, Recipient, build, preview_eml
+from publisher.app import load_settings
+from publisher.channels.email.message import SAMPLE_EMAIL, Recipient, build, preview_eml
+from publisher.config import Campaign
 from publisher.models import Article, Edition, RenderedEdition
 
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=timezone.utc)
@@ -134,7 +135,7 @@ HOSTILE_NAMES = [
 
 
 def _expected(name: str) -> str:
-    from publisher.sanitize import one_line
+    from publisher.text import one_line
 
     return one_line(name)[:200]  # what the import keeps: one line, at most 200 characters
 
@@ -165,8 +166,8 @@ def test_hostile_names_arrive_as_typed_through_a_real_relay(project):
     """The whole path: CSV import, `publisher send`, aiosmtpd, the stdlib parser on what the relay received."""
     import csv
 
-    from email_project import ENV, prepared, send_args
-    from smtp_servers import SmtpServer
+    from support.email_project import ENV, prepared, send_args
+    from support.smtp_servers import SmtpServer
 
     people = {f"nom{i:02d}@example.org": name for i, name in enumerate(HOSTILE_NAMES)}
     with SmtpServer() as srv:

@@ -9,9 +9,13 @@ from types import SimpleNamespace
 
 import pytest
 
+from publisher.channels.bluesky import bluesky_length
+from publisher.channels.mastodon import mastodon_length
+from publisher.channels.x import x_length
 from publisher.config import SocialSettings
-from publisher.posts import bluesky_length, compose, limit_for, mastodon_length, shorten, split_text, x_length
-from render_samples import article, campaign, edition, settings
+from publisher.render.posts import compose, limit_for, split_text
+from publisher.render.templates import shorten
+from support.render_samples import article, campaign, edition, settings
 
 LONG_URL = "https://www.endurance-info.com/2026/11/17/wec-bahrein-toyota-remporte-la-derniere-manche/?utm_source=x&utm_medium=social"
 
@@ -38,10 +42,12 @@ def test_x_weighted_length(text, expected):
     assert x_length(text) == expected
 
 
-def test_x_counts_bare_domains_at_least_as_links():
+def test_x_counts_bare_domains_as_links_like_twitter_text():
     assert x_length("lu sur endurance-info.com") == len("lu sur ") + 23
+    # the official count: a bare domain with a path is one link, 23 whatever its length (we used to
+    # count it as its own length when longer; tests/data/x_lengths.tsv has more such cases)
     long_domain = "tres-long-sous-domaine.endurance-info.com/2026/11/article"
-    assert x_length(long_domain) == len(long_domain)
+    assert x_length(long_domain) == 23
 
 
 def test_mastodon_length():
@@ -200,3 +206,24 @@ def test_web_version_link_mode(tmp_path):
     posts = _compose(tmp_path, articles, "x", social=social)
     assert posts[0].links == ("https://www.endurance-info.com/newsletter/endurance/2026-W47",)
     assert len(posts) == 3  # the thread then starts with the lead article itself
+
+
+def test_a_network_declared_only_by_its_channel_module_gets_posts(tmp_path, monkeypatch):
+    # What "a new channel is one file" needs from rendering: the spec's rules, no template of its own
+    # (posts/post.txt serves), and no name of it anywhere in render/.
+    from publisher.channels import ChannelSpec, PostRules, registry
+    from publisher.render.email import Renderer
+
+    spec = ChannelSpec(name="fedi", kind="social", network="fedi", settings_cls=SimpleNamespace,
+                       factory=lambda *args: None, posts=PostRules(length=len, limit=120, card=True))
+    registry.names()  # load the built-in channels first, then add this one beside them
+    monkeypatch.setitem(registry._specs, "fedi", spec)
+    articles = [article(i, summary="Une course très disputée jusqu'au bout de la nuit " * 3) for i in range(1, 4)]
+    posts = _compose(tmp_path, articles, "fedi", social=SocialSettings(mode="per_article"))
+    assert [p.network for p in posts] == ["fedi"] * len(posts) and len(posts) >= 3
+    assert all(p.length == len(p.text) <= 120 == p.limit for p in posts)
+    assert posts[0].card is not None  # the spec asked for a link card on the first post
+    s = settings(tmp_path)
+    c = dataclasses.replace(campaign(), channels=("email", "fedi"))
+    rendered = Renderer(dataclasses.replace(s, channels={**s.channels, "fedi": SimpleNamespace()})).render(edition(c, articles, s), c)
+    assert list(rendered.posts) == ["fedi"] and rendered.posts["fedi"]

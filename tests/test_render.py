@@ -11,8 +11,9 @@ import lxml.html
 import pytest
 
 from publisher.errors import ConfigError
-from publisher.render import Renderer, edition_label, inline_css
-from render_samples import article, campaign, edition, settings
+from publisher.render.email import Renderer, inline_css
+from publisher.render.templates import edition_label
+from support.render_samples import article, campaign, edition, settings
 
 
 def render(tmp_path, articles, **campaign_overrides):
@@ -193,7 +194,7 @@ def test_template_typo_is_one_clear_error(tmp_path):
 
 
 def test_french_de_elides_before_a_vowel_or_mute_h():
-    from publisher.render import french_de
+    from publisher.render.templates import french_de
 
     assert french_de("Endurance-Info") == "d’Endurance-Info"
     assert french_de("Hebdo Auto") == "d’Hebdo Auto"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from publisher.render import Renderer
-from render_samples import article, campaign, edition, settings
+from publisher.render.email import Renderer
+from support.render_samples import article, campaign, edition, settings
 
 
 def _render(tmp_path, **overrides):

@@ -11,11 +11,11 @@ import json
 
 import pytest
 
-from email_project import NOW
 from publisher.errors import ConfigError
-from publisher.render import Renderer
-from render_samples import article, campaign, edition, settings
-from user_errors import edit, error_line
+from publisher.render.email import Renderer
+from support.email_project import NOW
+from support.render_samples import article, campaign, edition, settings
+from support.user_errors import edit, error_line
 
 SECRET = "smtp-Pa55-never-in-a-template-0xC0FFEE"
 FEED = "samples/feeds/endurance-info-2026-w46-w47.xml"

@@ -1,11 +1,12 @@
-"""publisher.sanitize: URLs, one-line text, the HTML allow-list, publisher boilerplate."""
+"""publisher.ingest.sanitize: URLs, one-line text, the HTML allow-list, publisher boilerplate."""
 
 from __future__ import annotations
 
 import pytest
 
-from publisher.excerpts import clean_excerpt, clean_excerpt_html
-from publisher.sanitize import canonical_url, html_to_text, one_line, safe_url, sanitize_html
+from publisher.ingest.excerpts import clean_excerpt, clean_excerpt_html
+from publisher.ingest.sanitize import html_to_text, sanitize_html
+from publisher.text import canonical_url, one_line, safe_url
 
 BASE = "https://www.endurance-info.com/version-francaise/wec/"
 

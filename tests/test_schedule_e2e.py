@@ -18,9 +18,9 @@ import pytest
 
 from publisher.config import Campaign
 from publisher.editions import latest_slot_edition, window
-from scheduler_process import Proc, query, wait_for
-from smtp_servers import SmtpServer
-from social_servers import CREDS, BlueskyServer, MastodonServer, XServer
+from support.scheduler_process import Proc, query, wait_for
+from support.smtp_servers import SmtpServer
+from support.social_servers import CREDS, BlueskyServer, MastodonServer, XServer
 
 PARIS = ZoneInfo("Europe/Paris")
 SECRET = {"PUBLISHER_UNSUBSCRIBE_SECRET": "e2e-unsubscribe-secret-0123456789"}

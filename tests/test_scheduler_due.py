@@ -1,4 +1,4 @@
-"""The due decision (editions.due) with an injected clock: DST weeks, restarts, missed slots, fetch timing.
+"""The due decision (scheduler/due.py) with an injected clock: DST weeks, restarts, missed slots, fetch timing.
 
 Pure: campaigns and the store's facts are values; every `now` is a literal aware datetime.
 """
@@ -11,7 +11,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from publisher.config import Campaign
-from publisher.editions import EditionState, candidate_editions, due, edition_id_of, next_slot, slot, window
+from publisher.editions import edition_id_of, next_slot, slot, window
+from publisher.scheduler.due import EditionState, candidate_editions, due
 
 UTC = timezone.utc
 PARIS = ZoneInfo("Europe/Paris")

@@ -7,7 +7,7 @@ import socket
 import sqlite3
 from datetime import datetime, timedelta, timezone
 
-from scheduler_process import Proc, lease_holder, query, store_path, wait_for
+from support.scheduler_process import Proc, lease_holder, query, store_path, wait_for
 
 
 def test_two_schedulers_racing_one_gets_the_lease_the_other_says_who_and_exits_5(project):
@@ -60,7 +60,7 @@ def test_a_clock_ahead_never_takes_a_live_schedulers_lease_and_a_stale_row_block
         for ahead in (timedelta(minutes=30), timedelta(days=1), timedelta(days=365)):
             proc = project.cli("--now", (now + ahead).isoformat(), "run")
             assert proc.returncode == 5, proc.stdout + proc.stderr
-            assert f"another scheduler is running" in proc.stderr and f"pid {a.pid}" in proc.stderr
+            assert "another scheduler is running" in proc.stderr and f"pid {a.pid}" in proc.stderr
             assert "Traceback" not in proc.stderr
         assert a.poll() is None and lease_holder(project) == a.pid
         assert a.terminate() == 0, a.stderr

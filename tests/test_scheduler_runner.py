@@ -13,12 +13,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from publisher.app import Context, load_settings
 from publisher.channels import DispatchReport
-from publisher.config import Campaign, ScheduleSettings, load_settings
+from publisher.config import Campaign, ScheduleSettings
 from publisher.editions import slot
 from publisher.models import State
-from publisher.pipeline import Context
-from publisher.scheduler import Jobs, Runner, decide, edition_state, loop
+from publisher.scheduler.facts import decide, edition_state
+from publisher.scheduler.runner import Jobs, Runner, loop
 
 UTC = timezone.utc
 
@@ -110,7 +111,7 @@ def test_a_job_that_raises_is_logged_and_retried_at_the_next_wake_up(ctx, caplog
     assert second.errors == []
     assert len(rec.fetches) == 2
     assert [(n, e) for n, e, _, _ in rec.sends][-1] == ("endurance", "2026-W47")
-    assert ctx.store.edition_record("endurance", "2026-W47")["status"] == "frozen"
+    assert ctx.store.edition_record("endurance", "2026-W47").status == "frozen"
     assert r.wake(at + timedelta(minutes=2)).actions == []
 
 
@@ -135,8 +136,8 @@ def test_a_week_with_no_articles_is_skipped_and_recorded(ctx):
     result = r.wake(SLOT + timedelta(minutes=1))
     assert [a.kind for a in result.actions] == ["fetch", "send"]
     row = ctx.store.edition_record("endurance", "2026-W47")
-    assert row["status"] == "skipped"
-    assert row["reason"].startswith("thin week: 0 article(s)")
+    assert row.status == "skipped"
+    assert row.reason.startswith("thin week: 0 article(s)")
     assert r.wake(SLOT + timedelta(minutes=2)).actions == []
 
 
@@ -146,7 +147,7 @@ def test_a_slot_missed_beyond_lateness_is_recorded_with_the_reason(ctx):
     r.wake(SLOT + timedelta(hours=30))
     assert rec.sends == []
     row = ctx.store.edition_record("endurance", "2026-W47")
-    assert (row["status"], row["reason"]) == ("skipped", "missed: slot was 2026-11-23 08:00 CET, lateness is 24h")
+    assert (row.status, row.reason) == ("skipped", "missed: slot was 2026-11-23 08:00 CET, lateness is 24h")
 
 
 def test_an_interrupted_channel_is_resumed_and_a_finished_one_is_not(ctx):
@@ -204,6 +205,6 @@ def test_dispatch_runs_under_a_fixed_clock_are_all_kept_in_order(ctx):
         run = ctx.store.start_run("endurance/2026-W47", "email", SLOT)  # the same --now every time
         ctx.store.finish_run(run, SLOT, 1.5, outcome)
     runs = ctx.store.runs("endurance/2026-W47", "email")
-    assert [r["outcome"] for r in runs] == ["stopped", "error: relay down", "ok"]
-    assert sum(r["seconds"] for r in runs) == 4.5
+    assert [r.outcome for r in runs] == ["stopped", "error: relay down", "ok"]
+    assert sum(r.seconds for r in runs) == 4.5
     assert edition_state(ctx.store, ENDURANCE, "2026-W47", SLOT).status is None  # runs alone do not make an edition

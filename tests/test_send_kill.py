@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from email_project import ENV, ledger, prepared, send_args
-from smtp_servers import SmtpServer
+from support.email_project import ENV, ledger, prepared, send_args
+from support.smtp_servers import SmtpServer
 
 CONNECTIONS = 3
 

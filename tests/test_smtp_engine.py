@@ -11,10 +11,11 @@ from __future__ import annotations
 import time
 from datetime import datetime, timedelta
 
-from chaos_smtp import ChaosSmtp
-from email_project import ENV, NOW, attempts, ledger, prepared, send_args, suppressed
-from smtp_servers import SmtpServer
 from test_send_kill import _popen
+
+from support.chaos_smtp import ChaosSmtp
+from support.email_project import ENV, NOW, attempts, ledger, prepared, send_args, suppressed
+from support.smtp_servers import SmtpServer
 
 
 def test_a_relay_refusing_sessions_and_rcpts_in_bursts_burns_no_attempt_and_delivers_everyone_once(project):

@@ -14,12 +14,13 @@ import ssl
 
 import pytest
 
-from email_project import ENV, ledger, prepared, send_args, store_path
-from publisher.config import SmtpSettings, load_settings
+from publisher.app import load_settings
+from publisher.channels.email.proof import send_one
+from publisher.channels.email.security import password_for, tls_context
+from publisher.config import SmtpSettings
 from publisher.errors import ConfigError, DeliveryError
-from publisher.smtp import password_for, tls_context
-from publisher.smtp_pool import send_one
-from smtp_servers import SmtpServer, make_certs
+from support.email_project import ENV, ledger, prepared, send_args, store_path
+from support.smtp_servers import SmtpServer, make_certs
 
 USER = "relay-user"
 PASSWORD = "pw-Zq8!relay-3141"

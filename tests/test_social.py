@@ -7,14 +7,24 @@ import dataclasses
 import json
 from datetime import timedelta
 
-from social_servers import (CREDS, NOW, BlueskyServer, Harness, MastodonServer, Normal, Reply, make_campaign, make_posts,
-                            make_rendered)
-
+from publisher.app import Context
 from publisher.config import PublisherSettings
 from publisher.models import State
-from publisher.pipeline import Context, dispatch
+from publisher.pipeline import dispatch
+from support.social_servers import (
+    CREDS,
+    NOW,
+    BlueskyServer,
+    Harness,
+    MastodonServer,
+    Normal,
+    Reply,
+    make_campaign,
+    make_posts,
+    make_rendered,
+)
 
-pytest_plugins = ["social_servers"]  # fixtures creds, xs
+pytest_plugins = ["support.social_servers"]  # fixtures creds, xs
 
 KEY = "endurance/2026-W47"
 
@@ -38,7 +48,6 @@ def test_outbox_mode_writes_json_per_post_and_calls_nothing(tmp_path, monkeypatc
     again = harness.send("x", rendered)
     assert (again.sent, again.skipped) == (0, 3)
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "var" / "outbox").rglob("*.json")} == before
-    harness.close()
 
 
 def test_thread_resumes_after_a_partial_failure_replying_to_the_last_sent(tmp_path, xs, creds):
@@ -54,7 +63,6 @@ def test_thread_resumes_after_a_partial_failure_replying_to_the_last_sent(tmp_pa
     replies = [r.json.get("reply", {}).get("in_reply_to_tweet_id") for r in xs.to("POST", "/2/tweets")]
     assert replies == [None, "1000000", "1000000", "1000001", "1000002"]  # the 429'd post 1 was resent once
     assert [r.state for r in harness.rows("x").values()] == [State.SENT] * 4
-    harness.close()
 
 
 def test_bluesky_thread_resume_keeps_root_and_parent(tmp_path, creds):
@@ -77,7 +85,6 @@ def test_bluesky_thread_resume_keeps_root_and_parent(tmp_path, creds):
         assert creates[3]["record"]["reply"]["root"]["uri"] == uri0
         assert creates[3]["record"]["reply"]["parent"]["uri"] == uri1
         assert len(bs.records) == 3
-        harness.close()
 
 
 def test_spacing_leaves_the_rest_pending_until_its_time(tmp_path, xs, creds):
@@ -94,7 +101,6 @@ def test_spacing_leaves_the_rest_pending_until_its_time(tmp_path, xs, creds):
     harness.now = NOW + timedelta(minutes=62)
     assert harness.send("x", rendered, campaign).sent == 1
     assert [r.json.get("reply") for r in xs.to("POST", "/2/tweets")][2] == {"in_reply_to_tweet_id": "1000001"}
-    harness.close()
 
 
 def test_daily_cap_counts_every_edition_of_the_account(tmp_path, xs, creds):
@@ -108,7 +114,6 @@ def test_daily_cap_counts_every_edition_of_the_account(tmp_path, xs, creds):
     assert any("daily cap of 3" in m for m in report.messages)
     harness.now = NOW + timedelta(days=1, minutes=1)
     assert harness.send("x", rendered, campaign).sent == 2
-    harness.close()
 
 
 def test_per_article_posts_are_not_chained_and_a_failure_does_not_block_the_next(tmp_path, xs, creds):
@@ -118,7 +123,6 @@ def test_per_article_posts_are_not_chained_and_a_failure_does_not_block_the_next
     assert (report.sent, report.failed) == (2, 1)
     assert all("reply" not in r.json for r in xs.to("POST", "/2/tweets"))
     assert "bad text" in harness.rows("x")["post:0"].reply
-    harness.close()
 
 
 def test_stop_flag_sends_nothing_more(tmp_path, xs, creds):
@@ -126,7 +130,6 @@ def test_stop_flag_sends_nothing_more(tmp_path, xs, creds):
     harness.stop.set()
     report = harness.send("x", make_rendered({"x": make_posts("x", 2)}))
     assert (report.sent, report.pending) == (0, 2) and xs.to("POST", "/2/tweets") == []
-    harness.close()
 
 
 def test_a_row_left_sending_by_a_dead_process_is_unknown_on_x_but_checked_on_bluesky(tmp_path, xs, creds):
@@ -141,7 +144,6 @@ def test_a_row_left_sending_by_a_dead_process_is_unknown_on_x_but_checked_on_blu
         assert any("on the wire" in m for m in x_report.messages)
         bsky = harness.send("bluesky", rendered)
         assert bsky.sent == 1 and len(bs.records) == 1
-        harness.close()
 
 
 def test_a_disabled_channel_is_reported_and_the_others_still_post(tmp_path, xs, monkeypatch):
@@ -158,4 +160,3 @@ def test_a_disabled_channel_is_reported_and_the_others_still_post(tmp_path, xs, 
         assert "disabled" in by["x"].messages[0] and "PUBLISHER_X_CONSUMER_KEY" in by["x"].messages[0]
         assert by["mastodon"].sent == 2 and len(ms.statuses) == 2
         ctx.close()
-        harness.close()

@@ -4,7 +4,8 @@ servers exactly once, and reports a channel without credentials as disabled whil
 from __future__ import annotations
 
 import pytest
-from social_servers import CREDS, BlueskyServer, MastodonServer, XServer
+
+from support.social_servers import CREDS, BlueskyServer, MastodonServer, XServer
 
 NOW = "2026-11-23T08:30:00+01:00"
 

@@ -8,12 +8,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from publisher.config import load_campaigns, load_settings
+from publisher.app import Context, load_settings
+from publisher.cli.status import report
+from publisher.config import load_campaigns
 from publisher.models import State
-from publisher.pipeline import Context
-from publisher.scheduler import scheduler_lease
-from publisher.status import REASON_LIMIT, report
-from query_plans import captured, deliveries_steps, unbounded
+from publisher.scheduler.runner import scheduler_lease
+from support.query_plans import captured, deliveries_steps, unbounded
 
 UTC = timezone.utc
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)  # Monday 11:00 in Paris

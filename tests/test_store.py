@@ -13,7 +13,7 @@ import pytest
 
 from publisher.errors import LockedError
 from publisher.models import Article
-from publisher.store import Store, iso
+from publisher.store.db import Store
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=timezone.utc)
 
@@ -43,7 +43,7 @@ def test_upsert_counts_and_updates_in_place(tmp_path):
 _HOLDER = """
 import sys, time
 from datetime import datetime, timezone
-from publisher.store import Store
+from publisher.store.db import Store
 Store(sys.argv[1]).acquire_lease("scheduler", datetime(2026, 11, 22, 10, 0, tzinfo=timezone.utc))
 print("held", flush=True)
 time.sleep(120)
@@ -61,13 +61,13 @@ def test_a_live_holder_keeps_its_lease_whatever_the_clock_and_a_killed_one_frees
         for now in (NOW, NOW + timedelta(minutes=30), NOW + timedelta(days=365)):
             with pytest.raises(LockedError, match=rf"scheduler is held by pid {other.pid} on {host} since"):
                 store.acquire_lease("scheduler", now)
-        assert store.lease("scheduler")["pid"] == other.pid
+        assert store.lease("scheduler").pid == other.pid
     finally:
         other.kill()  # SIGKILL: no clean-up, its row stays behind
         other.wait()
     assert store.conn.execute("SELECT pid FROM leases WHERE name='scheduler'").fetchone()[0] == other.pid
     assert store.lease("scheduler") is None  # a row without a live holder is not a lease
     store.acquire_lease("scheduler", NOW - timedelta(days=1))  # taken over at once, even with a clock behind
-    assert store.lease("scheduler")["pid"] == os.getpid()
+    assert store.lease("scheduler").pid == os.getpid()
     store.release_lease("scheduler")
     assert store.lease("scheduler") is None

@@ -10,10 +10,17 @@ import pytest
 
 from publisher.cli import main
 from publisher.progress import Progress
-from publisher.store import Store
-from publisher.subscribers import (MAX_KEPT_REJECTS, SubscriberRow, import_csv, iter_subscribers, normalise_address,
-                                   plan_recipients, suppress, upsert)
-from publisher.tokens import Signer
+from publisher.store.db import Store
+from publisher.store.subscribers import (
+    MAX_KEPT_REJECTS,
+    SubscriberRow,
+    iter_subscribers,
+    plan_recipients,
+    suppress,
+    upsert,
+)
+from publisher.subscribers import import_csv, normalise_address
+from publisher.web.tokens import Signer
 
 NOW = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
 

@@ -20,10 +20,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from email_project import ENV, SECRET, send_args, store_path, suppressed, write_subscribers
-from user_errors import edit
 from publisher.cli import main
-from publisher.tokens import Signer
+from publisher.web.tokens import Signer
+from support.email_project import ENV, SECRET, send_args, store_path, suppressed, write_subscribers
+from support.user_errors import edit
 
 
 def _request(url: str, data: bytes | None = None, timeout: float = 10) -> tuple[int, bytes]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from social_servers import CREDS, NOW, Hang, Harness, Reply, XServer, make_campaign, make_posts, make_rendered
 
 from publisher.channels import ChannelDisabled
 from publisher.models import State
+from support.social_servers import CREDS, NOW, Hang, Harness, Reply, XServer, make_campaign, make_posts, make_rendered
 
-pytest_plugins = ["social_servers"]  # fixtures creds, xs, make_harness
+pytest_plugins = ["support.social_servers"]  # fixtures creds, xs, make_harness
 
 
 @pytest.fixture
@@ -127,7 +127,6 @@ def test_connection_refused_is_not_sent_and_stays_planned(tmp_path, creds):
     assert (report.pending, report.unknown, report.failed) == (2, 0, 0)
     row = harness.rows("x")["post:0"]
     assert row.state is State.PLANNED and "could not reach X" in row.reply
-    harness.close()
 
 
 def test_media_upload_attaches_the_thumbnail(tmp_path, xs, creds):
@@ -139,7 +138,6 @@ def test_media_upload_attaches_the_thumbnail(tmp_path, xs, creds):
     assert len(upload) == 1 and b"\x89PNG" in upload[0].body
     assert tweets(xs)[0]["media"] == {"media_ids": ["710"]}
     assert "media" not in tweets(xs)[1]
-    harness.close()
 
 
 def test_an_image_that_cannot_be_fetched_does_not_block_the_post(tmp_path, xs, creds):
@@ -149,7 +147,6 @@ def test_an_image_that_cannot_be_fetched_does_not_block_the_post(tmp_path, xs, c
     assert report.sent == 1 and "media" not in tweets(xs)[0]
     assert xs.to("POST", "/1.1/media/upload.json") == []
     assert "image skipped" in harness.rows("x")["post:0"].reply
-    harness.close()
 
 
 def test_missing_credentials_disable_the_channel_with_the_names(tmp_path, monkeypatch, creds):
@@ -159,4 +156,3 @@ def test_missing_credentials_disable_the_channel_with_the_names(tmp_path, monkey
         harness.channel("x")
     assert "PUBLISHER_X_ACCESS_TOKEN_SECRET" in str(exc.value)
     assert not any(v in str(exc.value) for v in CREDS.values())
-    harness.close()

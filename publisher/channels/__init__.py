@@ -8,7 +8,13 @@ Every channel, built-in or plugin, goes through one registry. A channel is a mod
 `settings_cls` is a frozen dataclass read from the `[mastodon]` table of settings.toml (unknown keys
 fail); `factory(settings, channel_settings, ctx)` returns an object with `dispatch(rendered, campaign)`,
 or raises ChannelDisabled with the reason (e.g. a missing credential) so the other channels still run.
-Adding a channel means adding a module here; nothing else dispatches on channel names.
+A social channel also declares its `posts=PostRules(...)`: how its network counts a post, its limit,
+whether the first post carries a link card. Rendering asks the registry for these rules; adding a
+channel means adding a module here (or a package, like email/), and nothing else names a network.
+
+Loading the registry imports every channel module, so a channel module imports its network's library
+(tweepy, Mastodon.py, atproto, twitter-text) only where it is used: `publisher status` loads the
+registry to read settings.toml and should not pay for those.
 """
 
 from __future__ import annotations
@@ -22,9 +28,9 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Protocol
 
 if TYPE_CHECKING:
     from publisher.config import Campaign, Settings
-    from publisher.ledger import Ledger
     from publisher.models import RenderedEdition
     from publisher.progress import Progress
+    from publisher.store.ledger import Ledger
 
 
 class ChannelDisabled(Exception):
@@ -78,12 +84,36 @@ class Channel(Protocol):
 
 
 @dataclass(frozen=True)
+class PostRules:
+    """What a social network makes of a post, declared by its channel module and read by render/posts.py."""
+
+    length: Callable[[str], int]  # the network's own count of a post's text (links, emoji, ...)
+    limit: int  # the most it takes
+    limit_setting: str | None = None  # a key of the channel's settings that overrides `limit` when above 0
+    card: bool = False  # the first post of a thread carries a link card (title, description, thumbnail)
+
+    def limit_in(self, channel_settings: Any) -> int:
+        """The limit, or the channel settings' override of it (e.g. [mastodon].max_characters)."""
+        configured = getattr(channel_settings, self.limit_setting, 0) if self.limit_setting else 0
+        return int(configured or self.limit)
+
+
+@dataclass(frozen=True)
 class ChannelSpec:
     name: str
     kind: Literal["email", "social"]
     settings_cls: type
-    factory: Callable[["Settings", Any, DispatchContext], Channel]
+    factory: Callable[["Settings", Any, DispatchContext], Channel] | str  # or "module:function", imported on use
     network: str | None = None  # for social channels: the post flavour rendered for it ("x", ...)
+    posts: PostRules | None = None  # for social channels: how the network counts and shows a post
+
+    def make(self, settings: "Settings", channel_settings: Any, ctx: DispatchContext) -> Channel:
+        """The channel object for one dispatch (the factory may raise ChannelDisabled)."""
+        factory = self.factory
+        if isinstance(factory, str):
+            module, _, name = factory.partition(":")
+            factory = getattr(importlib.import_module(module), name)
+        return factory(settings, channel_settings, ctx)
 
 
 class Registry:
@@ -105,7 +135,7 @@ class Registry:
             spec = getattr(module, "SPEC", None)
             if spec is not None:
                 self.register(spec)
-        from importlib.metadata import entry_points
+        from importlib.metadata import entry_points  # here: importing it is a third of `publisher status`'s start-up
 
         for ep in entry_points(group="publisher.channels"):
             self.register(ep.load())
@@ -121,6 +151,14 @@ class Registry:
     def social(self) -> list[ChannelSpec]:
         self._load()
         return [s for s in self._specs.values() if s.kind == "social"]
+
+    def post_rules(self, network: str) -> PostRules:
+        """The post rules of the social channel that renders `network`'s posts."""
+        self._load()
+        for spec in self._specs.values():
+            if spec.network == network and spec.posts is not None:
+                return spec.posts
+        raise KeyError(f"no social channel renders {network!r} posts")
 
 
 registry = Registry()

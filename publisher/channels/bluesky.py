@@ -8,6 +8,8 @@ row is retried by the next run without --resend-unknown: the retry either finds 
 
 Links become `app.bsky.richtext.facet#link` facets with UTF-8 byte offsets (French accents before a
 link shift them); hashtags become tag facets; the lead article becomes an external embed card.
+
+Length: grapheme clusters of the text as written (links included), limit 300.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
-from publisher.channels import ChannelDisabled, ChannelSpec
-from publisher.channels.social import Outcome, PostKey, SocialChannel, Thread, outbox_channel
+from publisher.channels import ChannelDisabled, ChannelSpec, PostRules
+from publisher.channels.counting import graphemes
+from publisher.channels.social import PostKey, PostOutcome, SocialChannel, Thread, outbox_channel
 from publisher.channels.transport import fetch_image, httpx_not_sent, redact, reply_line, reset_time
 from publisher.config import parse_duration, secret
+from publisher.config.schema import check_at_least, check_url
 from publisher.errors import DeliveryError
 from publisher.models import Delivery, Post
-from publisher.schema import check_at_least, check_url
 
 if TYPE_CHECKING:
     from atproto import models
@@ -32,6 +35,7 @@ if TYPE_CHECKING:
 
 PASSWORD = "PUBLISHER_BLUESKY_APP_PASSWORD"
 HANDLE = "PUBLISHER_BLUESKY_HANDLE"
+LIMIT = 300
 MAX_BLOB_BYTES = 1_000_000  # Bluesky's limit for an embed thumbnail
 _B32 = "234567abcdefghijklmnopqrstuvwxyz"
 
@@ -44,12 +48,17 @@ class BlueskySettings:
     handle: str | None = None  # the account, e.g. "endurance-info.bsky.social"; PUBLISHER_BLUESKY_HANDLE wins
     card_thumbnail: bool = True  # fetch the lead article's image and upload it as the card's thumbnail
     timeout: float = 30.0
-    max_wait: str = "5m"  # longest 429/spacing wait inside one run (under the 10-min send lease); longer: pending
+    max_wait: str = "5m"  # longest 429/spacing wait inside one run; a longer one leaves the post pending
 
     def _check(self, where: str) -> None:
         check_url(self.service_url, f"{where}.service_url", "https://bsky.social")
         parse_duration(self.max_wait, f"{where}.max_wait")
         check_at_least(self, where, 0.1, "timeout", meaning=" (seconds)")
+
+
+def bluesky_length(text: str) -> int:
+    """Bluesky's count: grapheme clusters of the text as written, links included (300 max)."""
+    return graphemes(text)
 
 
 def record_key(key: PostKey) -> str:
@@ -151,7 +160,7 @@ class BlueskyNetwork:
     def retry_unknown(self, row: Delivery, now: datetime) -> bool:
         return True  # the record key makes a repeat either find the post or create it once
 
-    def create(self, post: Post, reply_to: Thread | None, key: PostKey) -> Outcome:
+    def create(self, post: Post, reply_to: Thread | None, key: PostKey) -> PostOutcome:
         import httpx
         from atproto import models
         from atproto_client import exceptions as atx
@@ -168,35 +177,35 @@ class BlueskyNetwork:
             made = self.client.app.bsky.feed.post.create(self.did, record, rkey=rkey)
         except atx.RateLimitExceededError as exc:
             headers = exc.response.headers if exc.response is not None else None
-            return Outcome("rate_limited", retry_at=reset_time(headers, self.clock()), reply="429 from Bluesky")
+            return PostOutcome("rate_limited", retry_at=reset_time(headers, self.clock()), reply="429 from Bluesky")
         except atx.InvokeTimeoutError as exc:
             if httpx_not_sent(exc):
-                return Outcome("retry", reply="could not reach Bluesky (connect timeout)")
-            return Outcome("unknown", reply=f"no reply from Bluesky after the request was sent; record key {rkey}"
+                return PostOutcome("retry", reply="could not reach Bluesky (connect timeout)")
+            return PostOutcome("unknown", reply=f"no reply from Bluesky after the request was sent; record key {rkey}"
                                             " lets the next run check and finish it")
         except atx.UnauthorizedError as exc:
-            return Outcome("failed", reply=f"{self._text(exc)}; check {PASSWORD}")
+            return PostOutcome("failed", reply=f"{self._text(exc)}; check {PASSWORD}")
         except atx.RequestErrorBase as exc:
             status = exc.response.status_code if exc.response is not None else None
             if status is None:  # transport error
                 if httpx_not_sent(exc):
-                    return Outcome("retry", reply="could not reach Bluesky")
-                return Outcome("unknown", reply=f"connection lost after the request was sent; record key {rkey}")
+                    return PostOutcome("retry", reply="could not reach Bluesky")
+                return PostOutcome("unknown", reply=f"connection lost after the request was sent; record key {rkey}")
             found = self._existing(rkey, post.text)
             if found is not None:
                 return found
             if status >= 500 or status == 409:
-                return Outcome("retry", maybe_taken=True, reply=f"{self._text(exc)} (record key {rkey})")
-            return Outcome("failed", reply=self._text(exc))
+                return PostOutcome("retry", maybe_taken=True, reply=f"{self._text(exc)} (record key {rkey})")
+            return PostOutcome("failed", reply=self._text(exc))
         except httpx.TransportError as exc:  # the SDK passes some transport errors through untranslated
             if httpx_not_sent(exc):
-                return Outcome("retry", reply="could not reach Bluesky")
-            return Outcome("unknown", reply=f"connection lost after the request was sent; record key {rkey}")
+                return PostOutcome("retry", reply="could not reach Bluesky")
+            return PostOutcome("unknown", reply=f"connection lost after the request was sent; record key {rkey}")
         except (atx.AtProtocolError, httpx.HTTPError) as exc:
-            return Outcome("failed", reply=self._text(exc))
-        return Outcome("sent", remote_id=f"{made.uri} {made.cid}", reply=made.uri)
+            return PostOutcome("failed", reply=self._text(exc))
+        return PostOutcome("sent", remote_id=f"{made.uri} {made.cid}", reply=made.uri)
 
-    def _existing(self, rkey: str, text: str) -> Outcome | None:
+    def _existing(self, rkey: str, text: str) -> PostOutcome | None:
         """After a failed create: is the post already there under its record key?"""
         import httpx
         from atproto import models
@@ -210,8 +219,8 @@ class BlueskyNetwork:
         value = got.value
         found_text = value.get("text") if isinstance(value, dict) else getattr(value, "text", None)
         if found_text == text:
-            return Outcome("sent", remote_id=f"{got.uri} {got.cid}", reply=f"already posted as {got.uri}")
-        return Outcome("failed", reply=f"record key {rkey} already holds a different post ({got.uri})")
+            return PostOutcome("sent", remote_id=f"{got.uri} {got.cid}", reply=f"already posted as {got.uri}")
+        return PostOutcome("failed", reply=f"record key {rkey} already holds a different post ({got.uri})")
 
     def _card(self, post: Post) -> models.AppBskyEmbedExternal.Main | None:
         """The external embed for the lead article; the thumbnail is optional and never blocks."""
@@ -252,4 +261,5 @@ def make(settings, channel_settings: BlueskySettings, ctx) -> SocialChannel:
     return SocialChannel(BlueskyNetwork(channel_settings, handle, password, ctx.ledger.clock), ctx)  # type: ignore[arg-type]
 
 
-SPEC = ChannelSpec(name="bluesky", kind="social", network="bluesky", settings_cls=BlueskySettings, factory=make)
+SPEC = ChannelSpec(name="bluesky", kind="social", network="bluesky", settings_cls=BlueskySettings, factory=make,
+                   posts=PostRules(length=bluesky_length, limit=LIMIT, card=True))

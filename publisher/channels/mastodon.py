@@ -5,20 +5,26 @@ Mastodon remembers the key for an hour and answers a repeat with the status it a
 5xx is retried at once with the same key, and a post whose outcome is `unknown` (timeout, connection
 reset) is sent again by the next run without --resend-unknown, as long as the key is still fresh
 (`IDEMPOTENCY_WINDOW`, a margin under Mastodon's hour); after that only the user can resend it.
+
+Length: grapheme clusters, every http(s) URL counts 23, `@user@instance` counts as `@user`; limit 500
+or `[mastodon].max_characters`.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
-from publisher.channels import ChannelDisabled, ChannelSpec
-from publisher.channels.social import Outcome, PostKey, SocialChannel, Thread, outbox_channel
+from publisher.channels import ChannelDisabled, ChannelSpec, PostRules
+from publisher.channels.counting import URL_LENGTH, graphemes, with_links_as
+from publisher.channels.social import PostKey, PostOutcome, SocialChannel, Thread, outbox_channel
 from publisher.channels.transport import fetch_image, redact, reply_line, requests_not_sent, reset_time
 from publisher.config import parse_duration, secret
+from publisher.config.schema import check_at_least, check_url
+from publisher.errors import ConfigError
 from publisher.models import Delivery, Post
-from publisher.schema import check_at_least, check_url
 
 if TYPE_CHECKING:
     from publisher.config import Campaign
@@ -26,6 +32,12 @@ if TYPE_CHECKING:
 TOKEN = "PUBLISHER_MASTODON_ACCESS_TOKEN"
 DEFAULT_LIMIT = 500
 IDEMPOTENCY_WINDOW = timedelta(minutes=50)  # Mastodon keeps an Idempotency-Key for one hour
+_MENTION = re.compile(r"(?<![\w/])@(\w+)@[\w.-]+\w", re.UNICODE)
+
+
+def mastodon_length(text: str) -> int:
+    """Mastodon's count: grapheme clusters, http(s) URLs 23, `@user@instance` as `@user`."""
+    return with_links_as(text, URL_LENGTH, lambda plain: graphemes(_MENTION.sub(lambda m: "@" + m.group(1), plain)))
 
 
 @dataclass(frozen=True)
@@ -37,7 +49,7 @@ class MastodonSettings:
     visibility: Literal["public", "unlisted", "private", "direct"] | None = None  # None = the campaign's
     media_upload: bool = False  # attach the lead article's thumbnail
     timeout: float = 30.0
-    max_wait: str = "5m"  # longest 429/spacing wait inside one run (under the 10-min send lease); longer: pending
+    max_wait: str = "5m"  # longest 429/spacing wait inside one run; a longer one leaves the post pending
 
     def _check(self, where: str) -> None:
         if self.instance_url:  # "mastodon.social" alone is not a URL; say so here, not at the first post
@@ -45,8 +57,6 @@ class MastodonSettings:
         parse_duration(self.max_wait, f"{where}.max_wait")
         check_at_least(self, where, 0.1, "timeout", meaning=" (seconds)")
         if self.max_characters < 0:
-            from publisher.errors import ConfigError
-
             raise ConfigError(f"{where}.max_characters must be 0 (ask the instance) or a positive number")
 
 
@@ -99,13 +109,19 @@ class MastodonNetwork:
     def retry_unknown(self, row: Delivery, now: datetime) -> bool:
         return row.updated_at is not None and now - row.updated_at < IDEMPOTENCY_WINDOW
 
-    def create(self, post: Post, reply_to: Thread | None, key: PostKey) -> Outcome:
-        from mastodon import (MastodonAPIError, MastodonError, MastodonNetworkError, MastodonRatelimitError,
-                              MastodonServerError, MastodonUnauthorizedError)
+    def create(self, post: Post, reply_to: Thread | None, key: PostKey) -> PostOutcome:
+        from mastodon import (
+            MastodonAPIError,
+            MastodonError,
+            MastodonNetworkError,
+            MastodonRatelimitError,
+            MastodonServerError,
+            MastodonUnauthorizedError,
+        )
 
         limit = self.limit or DEFAULT_LIMIT
         if post.length > limit:
-            return Outcome("failed", reply=f"the post counts {post.length} characters but {self.settings.instance_url}"
+            return PostOutcome("failed", reply=f"the post counts {post.length} characters but {self.settings.instance_url}"
                                            f" allows {limit}; set [mastodon].max_characters = {limit} for future editions")
         media_ids, note = self._media(post)
         try:
@@ -114,24 +130,24 @@ class MastodonNetwork:
                                           language=post.language or self.language, idempotency_key=idempotency_key(key))
         except MastodonRatelimitError:
             headers = self._last.headers if self._last is not None and self._last.status_code == 429 else None
-            return Outcome("rate_limited", retry_at=reset_time(headers, self.clock()), reply="429 Too Many Requests from Mastodon")
+            return PostOutcome("rate_limited", retry_at=reset_time(headers, self.clock()), reply="429 Too Many Requests from Mastodon")
         except MastodonNetworkError as exc:
             if requests_not_sent(exc):
-                return Outcome("retry", reply=f"could not reach {self.settings.instance_url}")
-            return Outcome("unknown", reply="no reply from Mastodon after the request was sent; the idempotency key"
+                return PostOutcome("retry", reply=f"could not reach {self.settings.instance_url}")
+            return PostOutcome("unknown", reply="no reply from Mastodon after the request was sent; the idempotency key"
                                             " makes the next run's retry safe for an hour")
         except MastodonServerError as exc:
-            return Outcome("retry", maybe_taken=True, reply=self._text(exc))  # same key: a repeat cannot duplicate
+            return PostOutcome("retry", maybe_taken=True, reply=self._text(exc))  # same key: a repeat cannot duplicate
         except MastodonUnauthorizedError as exc:
-            return Outcome("failed", reply=f"{self._text(exc)}; check {TOKEN}")
+            return PostOutcome("failed", reply=f"{self._text(exc)}; check {TOKEN}")
         except MastodonAPIError as exc:  # 404 (reply target gone), 422 (refused), ...
-            return Outcome("failed", reply=self._text(exc))
+            return PostOutcome("failed", reply=self._text(exc))
         except MastodonError as exc:
-            return Outcome("failed", reply=reply_line(redact(str(exc), [self._token])))
+            return PostOutcome("failed", reply=reply_line(redact(str(exc), [self._token])))
         status_id = status.get("id") if hasattr(status, "get") else None
         if status_id is None:
-            return Outcome("unknown", reply="Mastodon accepted the request but returned no status id")
-        return Outcome("sent", remote_id=str(status_id), reply=f"{status.get('url') or 'status ' + str(status_id)}{note}")
+            return PostOutcome("unknown", reply="Mastodon accepted the request but returned no status id")
+        return PostOutcome("sent", remote_id=str(status_id), reply=f"{status.get('url') or 'status ' + str(status_id)}{note}")
 
     def _media(self, post: Post) -> tuple[list[str] | None, str]:
         """Upload the post's image if media upload is on; a failure only drops the image."""
@@ -172,4 +188,5 @@ def make(settings, channel_settings: MastodonSettings, ctx) -> SocialChannel:
     return SocialChannel(MastodonNetwork(channel_settings, token, ctx.ledger.clock), ctx)  # type: ignore[arg-type]
 
 
-SPEC = ChannelSpec(name="mastodon", kind="social", network="mastodon", settings_cls=MastodonSettings, factory=make)
+SPEC = ChannelSpec(name="mastodon", kind="social", network="mastodon", settings_cls=MastodonSettings, factory=make,
+                   posts=PostRules(length=mastodon_length, limit=DEFAULT_LIMIT, limit_setting="max_characters"))

@@ -6,7 +6,7 @@ is claimed (-> `sending`, committed) before the network call and finished as `se
 `unknown` after it. A thread never skips ahead: if a post fails, is unknown or has to wait, the posts
 after it wait too, so a rerun resumes at the first post not sent, replying to the last one that was.
 
-A network (see `Network`) only performs one create and says what happened (`Outcome`); the waiting
+A network (see `Network`) only performs one create and says what happened (`PostOutcome`); the waiting
 policy lives here: 429 waits until the announced reset when that is within `max_wait` (never a tight
 loop, interrupted by the stop flag), otherwise the row stays `planned` with a not-before time and is
 reported pending; the same for trickle spacing and the daily cap of `campaign.social`.
@@ -35,7 +35,7 @@ Kind = Literal["sent", "failed", "unknown", "rate_limited", "retry"]
 
 
 @dataclass(frozen=True)
-class Outcome:
+class PostOutcome:
     """What one create call did. `retry`: safe to repeat now (it did not take effect, or repeating it
     cannot duplicate); `maybe_taken` says whether, once retries run out, the row is `unknown`."""
 
@@ -84,7 +84,7 @@ class Network(Protocol):
     def prepare(self, campaign: "Campaign") -> None:
         """Log in, read the instance's limits...; raise DeliveryError with a one-line reason."""
 
-    def create(self, post: Post, reply_to: Thread | None, key: PostKey) -> Outcome:
+    def create(self, post: Post, reply_to: Thread | None, key: PostKey) -> PostOutcome:
         """Make one post; never raises for a network failure, says what happened instead."""
 
     def retry_unknown(self, row: Delivery, now: datetime) -> bool:
@@ -137,20 +137,11 @@ class SocialChannel:
                 t = target(post)
                 row = ledger.get(key, ch, t)
                 assert row is not None  # planned above
-                if row.state is State.SENT:
-                    report.skipped += 1
-                    thread = thread.after(row.remote_id)
-                    task.advance()
-                    continue
-                if row.state is State.FAILED:
-                    report.failed += 1
-                    report.messages.append(f"{ch}: {t} of {key} failed earlier: {row.reply or 'no reply recorded'}")
-                    blocked = blocked or (f"{t} failed" if threaded else None)
-                    continue
-                if row.state is State.UNKNOWN:
-                    report.unknown += 1
-                    report.messages.append(self._unknown_hint(t, key, campaign, row.reply))
-                    blocked = blocked or (f"{t} is unknown" if threaded else None)
+                if row.state in (State.SENT, State.FAILED, State.UNKNOWN):
+                    blocked = self._earlier(row, key, campaign, report, threaded, blocked)
+                    if row.state is State.SENT:
+                        thread = thread.after(row.remote_id)
+                        task.advance()
                     continue
                 if blocked:
                     report.pending += 1
@@ -185,6 +176,21 @@ class SocialChannel:
         return report
 
     # -- steps -------------------------------------------------------------------------------
+
+    def _earlier(self, row: Delivery, key: str, campaign: "Campaign", report: DispatchReport, threaded: bool,
+                 blocked: str | None) -> str | None:
+        """Count a post an earlier run settled; a failed or unknown post holds back the rest of a thread."""
+        ch, t = self.net.channel, row.target
+        if row.state is State.SENT:
+            report.skipped += 1
+            return blocked
+        if row.state is State.FAILED:
+            report.failed += 1
+            report.messages.append(f"{ch}: {t} of {key} failed earlier: {row.reply or 'no reply recorded'}")
+            return blocked or (f"{t} failed" if threaded else None)
+        report.unknown += 1
+        report.messages.append(self._unknown_hint(t, key, campaign, row.reply))
+        return blocked or (f"{t} is unknown" if threaded else None)
 
     def _release_unknown(self, key: str, ch: str, report: DispatchReport) -> None:
         """Put `unknown` rows back to `planned`: all of them on --resend-unknown, else those the
@@ -229,7 +235,7 @@ class SocialChannel:
             if self.clock() <= now:  # a fixed clock (--now) does not move: the wait is served
                 return None
 
-    def _attempt(self, post: Post, reply_to: Thread | None, pkey: PostKey) -> Outcome:
+    def _attempt(self, post: Post, reply_to: Thread | None, pkey: PostKey) -> PostOutcome:
         """One post with its allowed repeats: 429 waits until the reset, `retry` backs off."""
         waits = retries = 0
         while True:
@@ -251,7 +257,7 @@ class SocialChannel:
                 continue
             return outcome
 
-    def _record(self, o: Outcome, post: Post, key: str, campaign: "Campaign", report: DispatchReport,
+    def _record(self, o: PostOutcome, post: Post, key: str, campaign: "Campaign", report: DispatchReport,
                 threaded: bool) -> str | None:
         """Write the outcome to the ledger; returns why the rest of the thread must wait, if it must."""
         ledger, ch, t = self.ctx.ledger, self.net.channel, target(post)
@@ -310,7 +316,7 @@ class OutboxNetwork:
     def prepare(self, campaign: "Campaign") -> None:
         return None
 
-    def create(self, post: Post, reply_to: Thread | None, key: PostKey) -> Outcome:
+    def create(self, post: Post, reply_to: Thread | None, key: PostKey) -> PostOutcome:
         campaign, _, edition = key.edition_key.partition("/")
         folder = self.folder / campaign / edition / self.network
         path = folder / f"post-{post.position}.json"
@@ -324,8 +330,8 @@ class OutboxNetwork:
             tmp.write_text(json.dumps(doc, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
             os.replace(tmp, path)  # atomic: a reader never sees half a post
         except OSError as exc:
-            return Outcome("failed", reply=f"cannot write {path}: {exc.strerror}")
-        return Outcome("sent", remote_id=str(path.relative_to(self.folder)))
+            return PostOutcome("failed", reply=f"cannot write {path}: {exc.strerror}")
+        return PostOutcome("sent", remote_id=str(path.relative_to(self.folder)))
 
     def retry_unknown(self, row: Delivery, now: datetime) -> bool:
         return True  # rewriting the same file cannot duplicate anything

@@ -13,7 +13,7 @@ import email.utils
 from datetime import datetime, timedelta, timezone
 from typing import Iterable, Mapping
 
-from publisher.sanitize import one_line
+from publisher.text import one_line
 
 # requests and httpx are imported inside the functions: every CLI command loads the channel registry,
 # and only a live send needs the HTTP libraries.
@@ -38,19 +38,6 @@ def requests_not_sent(exc: BaseException | None) -> bool:
         exc = exc.__cause__ or exc.__context__
         seen += 1
     return False
-
-
-def requests_error(exc: BaseException | None) -> BaseException | None:
-    """The requests exception inside a library's wrapper (Mastodon.py keeps it as __context__)."""
-    import requests
-
-    seen = 0
-    while exc is not None and seen < 6:
-        if isinstance(exc, requests.exceptions.RequestException):
-            return exc
-        exc = exc.__cause__ or exc.__context__
-        seen += 1
-    return None
 
 
 def httpx_not_sent(exc: BaseException | None) -> bool:

@@ -8,23 +8,31 @@ request the configured timeout. Media upload is v1.1 (`tweepy.API.simple_upload`
 Exactly once on X: X has no idempotency key, so a create whose reply never came back is `unknown`
 and only `--resend-unknown` sends it again. That resend is fairly safe because X refuses duplicate
 content with a 403, which we read as "already posted".
+
+Length: X counts a post with its twitter-text v3 rules (weighted code points, an emoji sequence as 2,
+every URL as 23 whatever its length, including bare domains like `endurance-info.paris`); we count
+with `twitter-text-parser`, the port of the official library and its configuration, rather than
+our own approximation (tests/data/x_lengths.tsv holds strings and the official counts).
 """
 
 from __future__ import annotations
 
 import io
+import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable
 from urllib.parse import urlsplit
 
-from publisher.channels import ChannelDisabled, ChannelSpec
-from publisher.channels.social import Outcome, PostKey, SocialChannel, Thread, outbox_channel
+from publisher.channels import ChannelDisabled, ChannelSpec, PostRules
+from publisher.channels.social import PostKey, PostOutcome, SocialChannel, Thread, outbox_channel
 from publisher.channels.transport import fetch_image, redact, reply_line, requests_not_sent, reset_time
 from publisher.config import parse_duration, secret
+from publisher.config.schema import check_at_least, check_url
 from publisher.models import Delivery, Post
-from publisher.schema import check_at_least, check_url
 
+LIMIT = 280
 CREDENTIALS = ("PUBLISHER_X_CONSUMER_KEY", "PUBLISHER_X_CONSUMER_SECRET",
                "PUBLISHER_X_ACCESS_TOKEN", "PUBLISHER_X_ACCESS_TOKEN_SECRET")
 
@@ -37,13 +45,28 @@ class XSettings:
     upload_url: str = "https://upload.twitter.com"
     media_upload: bool = False  # attach the lead article's thumbnail (v1.1 media upload)
     timeout: float = 30.0
-    max_wait: str = "5m"  # longest 429/spacing wait inside one run (under the 10-min send lease); longer: pending
+    max_wait: str = "5m"  # longest 429/spacing wait inside one run; a longer one leaves the post pending
 
     def _check(self, where: str) -> None:
         check_url(self.api_url, f"{where}.api_url", "https://api.twitter.com")
         check_url(self.upload_url, f"{where}.upload_url", "https://upload.twitter.com")
         parse_duration(self.max_wait, f"{where}.max_wait")
         check_at_least(self, where, 0.1, "timeout", meaning=" (seconds)")
+
+
+_BARE_MARK = re.compile("[\u00a9\u00ae](?!\ufe0f)")  # © or ® in text presentation (no emoji selector)
+
+
+def x_length(text: str) -> int:
+    """The weighted length X gives `text` (twitter-text v3: URLs 23, CJK and emoji 2, 280 max)."""
+    # deferred for start-up time: importing twitter_text compiles its emoji and TLD patterns (~0.4 s)
+    from twitter_text import parse_tweet
+
+    text = unicodedata.normalize("NFC", text)
+    # Where the port and the official JavaScript library disagree, follow the official one: it counts
+    # CR LF as two characters (the port folds it into one LF) and a © or ® without the emoji variation
+    # selector as one plain character (the port counts it as an emoji, 2). tests/data/x_lengths.jsonl.
+    return parse_tweet(text).weightedLength + text.count("\r\n") - len(_BARE_MARK.findall(text))
 
 
 def _mount(session, real: str, configured: str, timeout: float) -> None:  # noqa: ANN001 - a requests.Session
@@ -97,7 +120,7 @@ class XNetwork:
     def retry_unknown(self, row: Delivery, now: datetime) -> bool:
         return False  # no idempotency key on X: only the user's --resend-unknown
 
-    def create(self, post: Post, reply_to: Thread | None, key: PostKey) -> Outcome:
+    def create(self, post: Post, reply_to: Thread | None, key: PostKey) -> PostOutcome:
         import requests
         import tweepy
 
@@ -106,28 +129,28 @@ class XNetwork:
             data = self.client.create_tweet(text=post.text, media_ids=media_ids,
                                             in_reply_to_tweet_id=reply_to.parent if reply_to and reply_to.parent else None)
         except tweepy.TooManyRequests as exc:
-            return Outcome("rate_limited", retry_at=reset_time(exc.response.headers, self.clock()),
+            return PostOutcome("rate_limited", retry_at=reset_time(exc.response.headers, self.clock()),
                            reply="429 Too Many Requests from X")
         except tweepy.Forbidden as exc:
             text = self._text(exc)
             if "duplicate" in text.lower():
-                return Outcome("sent", reply=f"X refused it as duplicate content, so it is already posted (id unknown): {text}")
-            return Outcome("failed", reply=f"403 from X: {text}")
+                return PostOutcome("sent", reply=f"X refused it as duplicate content, so it is already posted (id unknown): {text}")
+            return PostOutcome("failed", reply=f"403 from X: {text}")
         except tweepy.Unauthorized as exc:
-            return Outcome("failed", reply=f"401 from X: {self._text(exc)}; check the PUBLISHER_X_* credentials")
+            return PostOutcome("failed", reply=f"401 from X: {self._text(exc)}; check the PUBLISHER_X_* credentials")
         except tweepy.TwitterServerError as exc:
             # X has been seen to answer 5xx and still post: not known to be safe to repeat
-            return Outcome("unknown", reply=f"{exc.response.status_code} from X after the request was sent: {self._text(exc)}")
+            return PostOutcome("unknown", reply=f"{exc.response.status_code} from X after the request was sent: {self._text(exc)}")
         except tweepy.HTTPException as exc:
-            return Outcome("failed", reply=f"{exc.response.status_code} from X: {self._text(exc)}")
+            return PostOutcome("failed", reply=f"{exc.response.status_code} from X: {self._text(exc)}")
         except requests.RequestException as exc:
             if requests_not_sent(exc):
-                return Outcome("retry", reply=f"could not reach X: {type(exc).__name__}")
-            return Outcome("unknown", reply=f"no reply from X after the request was sent ({type(exc).__name__})")
+                return PostOutcome("retry", reply=f"could not reach X: {type(exc).__name__}")
+            return PostOutcome("unknown", reply=f"no reply from X after the request was sent ({type(exc).__name__})")
         tweet_id = (data.get("data") or {}).get("id") if isinstance(data, dict) else None
         if not tweet_id:
-            return Outcome("unknown", reply="X accepted the request but returned no tweet id")
-        return Outcome("sent", remote_id=str(tweet_id), reply=f"tweet {tweet_id}{note}")
+            return PostOutcome("unknown", reply="X accepted the request but returned no tweet id")
+        return PostOutcome("sent", remote_id=str(tweet_id), reply=f"tweet {tweet_id}{note}")
 
     def _media(self, post: Post) -> tuple[list[str] | None, str]:
         """Upload the post's image if media upload is on; a failure only drops the image."""
@@ -173,4 +196,5 @@ def make(settings, channel_settings: XSettings, ctx) -> SocialChannel:
     return SocialChannel(XNetwork(channel_settings, creds, ctx.ledger.clock), ctx)  # type: ignore[arg-type]
 
 
-SPEC = ChannelSpec(name="x", kind="social", network="x", settings_cls=XSettings, factory=make)
+SPEC = ChannelSpec(name="x", kind="social", network="x", settings_cls=XSettings, factory=make,
+                   posts=PostRules(length=x_length, limit=LIMIT))

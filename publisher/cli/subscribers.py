@@ -1,0 +1,81 @@
+"""`publisher subscribers import|export|count|remove`: the subscriber functions, and what they print."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from publisher.app import Context
+from publisher.config import load_campaigns
+from publisher.errors import ConfigError, InputError
+from publisher.store.subscribers import counts, iter_subscribers, remove
+from publisher.subscribers import import_csv, normalise_address, write_csv
+
+
+def _known_lists(ctx: Context) -> set[str]:
+    known = set(ctx.settings.series)
+    try:
+        for c in load_campaigns(ctx.settings):
+            known.add(c.list.lower())
+    except ConfigError:
+        pass  # a broken campaign file is reported by the commands that need campaigns
+    return known
+
+
+def command_subscribers(ctx: Context, args) -> int:
+    """`publisher subscribers import|export|count|remove`."""
+    store = ctx.store
+    if args.subcommand == "import":
+        path = Path(args.file)
+        known = _known_lists(ctx)
+        if args.list_name:
+            known.add(args.list_name.lower())
+        report = import_csv(store, path, ctx.now, extra_list=args.list_name, known_lists=known, progress=ctx.progress)
+        for line, reason in report.rejected:  # after the progress bar, not through it
+            print(f"{path}: line {line}: {reason}", file=sys.stderr)
+        if report.rejected_count > len(report.rejected):
+            print(f"{path}: {report.rejected_count - len(report.rejected)} more rejected row(s) not listed"
+                  f" (only the first {len(report.rejected)} are)", file=sys.stderr)
+        print(report.line(str(path)))
+        if not (report.new or report.updated or report.unchanged or report.suppressed or report.rejected_count):
+            print(f"{path}: no subscriber rows after the header; nothing was imported", file=sys.stderr)
+        if report.rejected_count:
+            print(f"{report.rejected_count} row(s) rejected and not imported; fix them and rerun "
+                  f"'publisher subscribers import {path}' (rows already imported are updated, not duplicated)", file=sys.stderr)
+            return InputError.exit_code
+        return 0
+    if args.subcommand == "export":
+        rows = iter_subscribers(store, args.list_name)
+        if args.out:
+            try:
+                with open(args.out, "w", encoding="utf-8", newline="") as fh:
+                    n = write_csv(rows, fh)
+            except OSError as exc:
+                raise InputError(f"subscribers export: cannot write {args.out} ({exc.strerror})",
+                                 hint="pass --out with a file path in a folder you can write, or drop --out"
+                                      " to write to standard output") from None
+            print(f"{n} subscribers written to {args.out}", file=sys.stderr)
+        else:
+            write_csv(rows, sys.stdout)
+        return 0
+    if args.subcommand == "count":
+        found = counts(store, args.list_name)
+        for lst, n in found.per_list:
+            print(f"{lst}: {n}")
+        sup = sum(n for _, n in found.suppressed)
+        detail = ", ".join(f"{n} {r}" for r, n in found.suppressed)
+        print(f"total: {found.total} subscribers; {sup} suppressed" + (f" ({detail})" if detail else ""))
+        return 0
+    if args.subcommand == "remove":
+        bad = 0
+        for text in args.addresses:
+            try:
+                email = normalise_address(text)
+            except ValueError as exc:
+                print(f"{text}: {exc}", file=sys.stderr)
+                bad += 1
+                continue
+            deleted = remove(store, email, ctx.now)
+            print(f"{email}: {'removed and suppressed' if deleted else 'not a subscriber; suppressed'}")
+        return InputError.exit_code if bad else 0
+    raise AssertionError(args.subcommand)

@@ -1,0 +1,245 @@
+"""settings.toml, read once into a frozen Settings.
+
+`read_settings(path, channel_tables)` knows nothing of channels: the caller (app.load_settings) passes
+each channel's name and settings class, read from the channel registry. Unknown keys, wrong types and
+unknown tables fail with one line naming the file and key: `settings.toml: [smtp].port must be an
+integer`. Secrets never live in files: `secret(NAME)` reads PUBLISHER_* environment variables only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+from publisher.config.schema import (
+    DOMAIN,
+    check_address,
+    check_at_least,
+    check_host,
+    check_port,
+    check_range,
+    check_readable_file,
+    check_url,
+    parse_duration,
+    read_table,
+    read_toml,
+)
+from publisher.errors import ConfigError
+
+
+def secret(name: str) -> str | None:
+    """A secret from the environment (PUBLISHER_*), or None. Never read from files, never logged."""
+    value = os.environ.get(name)
+    return value if value else None
+
+
+# ---------------------------------------------------------------------------------------------
+# settings.toml
+
+@dataclass(frozen=True)
+class PublisherSettings:
+    name: str = "publisher"
+    site_url: str = "https://example.org"
+    store: str = "var/publisher.sqlite3"
+    templates: str = "templates"
+    campaigns: str = "campaigns"
+    delivery: Literal["outbox", "live"] = "outbox"
+    outbox: str = "var/outbox"
+    preview_dir: str = "var/preview"
+
+    def _check(self, where: str) -> None:
+        check_url(self.site_url, f"{where}.site_url")
+
+
+@dataclass(frozen=True)
+class FeedSettings:
+    sources: tuple[str, ...] = ()
+    timeout: float = 20.0
+    max_bytes: int = 10_000_000
+    user_agent: str = "publisher/0.1 (+https://github.com/publisher-newsletters/publisher)"
+
+    def _check(self, where: str) -> None:
+        check_at_least(self, where, 0.1, "timeout", meaning=" (seconds)")
+        check_at_least(self, where, 1024, "max_bytes", meaning=" (bytes; the default is 10_000_000)")
+
+
+@dataclass(frozen=True)
+class SeriesSettings:
+    label: str
+    categories: tuple[str, ...] = ()  # feed <category> values (case- and accent-insensitive)
+    title_prefixes: tuple[str, ...] = ()  # e.g. "Rallycross France" matches "Rallycross France : ..."
+    keywords: tuple[str, ...] = ()  # whole words anywhere in the title
+    aliases: tuple[str, ...] = ()  # other names for the series, matched like categories and keywords
+    exclude: tuple[str, ...] = ()  # phrases that never count as a keyword match ("Petit Le Mans")
+    hashtags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class EmailSettings:
+    _toml_names = {"from": "sender"}
+    sender: str = "Newsletter <newsletter@example.org>"
+    reply_to: str | None = None
+    unsubscribe_url: str = "https://example.org/newsletter/unsubscribe"
+    unsubscribe_mailto: str | None = None
+    list_id_domain: str | None = None  # defaults to the sender's domain
+
+    def _check(self, where: str) -> None:
+        # each of these ends up in a mail header: a bad one would be sent silently mangled ("From: not")
+        check_address(self.sender, f"{where}.from")
+        if self.reply_to:
+            check_address(self.reply_to, f"{where}.reply_to")
+        if self.unsubscribe_mailto:
+            check_address(self.unsubscribe_mailto.removeprefix("mailto:"), f"{where}.unsubscribe_mailto")
+        check_url(self.unsubscribe_url, f"{where}.unsubscribe_url")
+        if self.list_id_domain and not DOMAIN.match(self.list_id_domain):
+            raise ConfigError(f"{where}.list_id_domain must be a domain name like 'example.org', not {self.list_id_domain!r}")
+
+
+MAX_SMTP_CONNECTIONS = 100
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str = "localhost"
+    port: int = 587
+    security: Literal["none", "starttls", "tls"] = "starttls"
+    username: str | None = None
+    connections: int = 4
+    rate_per_second: float = 0.0  # 0 = no limit
+    rate_per_hour: int = 0  # 0 = no limit
+    timeout: float = 30.0
+    retry_backoff: float = 30.0  # seconds before the first retry of a 4xx; doubles per attempt (max 1 h)
+    retry_wait: float = 300.0  # a send waits for due retries this long; later ones are left for the next run
+    max_attempts: int = 8  # a recipient still refused with 4xx after this many attempts is marked failed
+    # PEM file of the CA that signed the relay's certificate (a private CA); relative to settings.toml.
+    # None: the system trust store. Either way the certificate and host name are always verified.
+    ca_file: str | None = None
+    helo_name: str | None = None  # the name we give in EHLO; None: this machine's fully qualified name
+
+    def _check(self, where: str) -> None:
+        check_host(self.host, f"{where}.host")
+        if self.helo_name is not None:  # sent as the EHLO argument: a space or line break breaks the session
+            check_host(self.helo_name, f"{where}.helo_name", address_literal=True)
+        check_port(self.port, f"{where}.port")
+        # 0 would start no connection and wait forever; hundreds are a typo a relay reads as an attack
+        # (Postfix lets one client open 50 at a time) and cost a thread and a socket each
+        check_range(self, where, 1, MAX_SMTP_CONNECTIONS, "connections", meaning=" (parallel SMTP connections)")
+        check_at_least(self, where, 1, "max_attempts")
+        check_at_least(self, where, 0, "rate_per_second", "rate_per_hour", meaning=" (0 = no limit)")
+        check_at_least(self, where, 0, "retry_backoff", "retry_wait", meaning=" (seconds)")
+        check_at_least(self, where, 0.1, "timeout", meaning=" (seconds)")
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    fetch_every: str = "1h"
+    lateness: str = "24h"
+    tick: str = "60s"
+
+    def _check(self, where: str) -> None:
+        for name in ("fetch_every", "lateness", "tick"):
+            parse_duration(getattr(self, name), f"{where}.{name}")
+        for name in ("fetch_every", "tick"):  # zero would make the scheduler loop hot
+            if parse_duration(getattr(self, name), name) <= timedelta(0):
+                raise ConfigError(f"{where}.{name} must be longer than 0s, not {getattr(self, name)!r}")
+
+    @property
+    def fetch_interval(self) -> timedelta:
+        return parse_duration(self.fetch_every, "[schedule].fetch_every")
+
+    @property
+    def lateness_window(self) -> timedelta:
+        return parse_duration(self.lateness, "[schedule].lateness")
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    host: str = "127.0.0.1"
+    port: int = 8025
+    timeout: float = 10.0  # seconds for a whole request to arrive; slower clients are dropped
+    workers: int = 32  # connections served at once; more wait in the listen backlog
+
+    def _check(self, where: str) -> None:
+        check_port(self.port, f"{where}.port", zero_ok=True)
+        check_range(self, where, 0.1, 300, "timeout", meaning=" (seconds)")
+        check_range(self, where, 1, 256, "workers", meaning=" (threads)")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything in settings.toml. Paths are resolved against the settings file's folder."""
+
+    root: Path
+    source: str  # the file it came from, for error messages
+    publisher: PublisherSettings = PublisherSettings()
+    feeds: FeedSettings = FeedSettings()
+    series: dict[str, SeriesSettings] = field(default_factory=dict)
+    email: EmailSettings = EmailSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
+    web: WebSettings = WebSettings()
+    channels: dict[str, Any] = field(default_factory=dict)  # every known channel's table: [x], [mastodon], ...
+
+    def path(self, value: str) -> Path:
+        p = Path(value)
+        return p if p.is_absolute() else self.root / p
+
+    @property
+    def store_path(self) -> Path:
+        return self.path(self.publisher.store)
+
+
+_SETTINGS_TABLES = {
+    "publisher": PublisherSettings,
+    "feeds": FeedSettings,
+    "email": EmailSettings,
+    "smtp": SmtpSettings,
+    "schedule": ScheduleSettings,
+    "web": WebSettings,
+}
+
+
+def read_settings(path: str | Path, channel_tables: Mapping[str, type]) -> Settings:
+    """Read settings.toml into a frozen Settings; `channel_tables` maps each channel to its settings class."""
+    path = Path(path)
+    shown = path.name if path.parent == Path(".") else str(path)
+    data = read_toml(path, shown)
+    values: dict[str, Any] = {}
+    channels: dict[str, Any] = {}
+    known_channels = sorted(channel_tables)
+    for key, table in data.items():
+        where = f"{shown}: [{key}]"
+        if key in _SETTINGS_TABLES:
+            if not isinstance(table, dict):
+                raise ConfigError(f"{where} must be a table")
+            values[key] = read_table(_SETTINGS_TABLES[key], table, where)
+        elif key == "series":
+            if not isinstance(table, dict):
+                raise ConfigError(f"{where} must be a table of series")
+            values["series"] = {
+                name.lower(): read_table(SeriesSettings, t if isinstance(t, dict) else {"label": t}, f"{shown}: [series.{name}]")
+                for name, t in table.items()
+            }
+        elif key in known_channels:
+            if not isinstance(table, dict):
+                raise ConfigError(f"{where} must be a table")
+            channels[key] = read_table(channel_tables[key], table, where)
+        else:
+            known = ", ".join(sorted({*_SETTINGS_TABLES, "series", *known_channels}))
+            raise ConfigError(f"{shown}: unknown table [{key}] (known tables: {known})")
+    for name in known_channels:  # every channel gets its defaults even when its table is absent
+        if name in _SETTINGS_TABLES:  # e.g. "email": its table is the top-level [email], read above
+            channels[name] = values.get(name) or _SETTINGS_TABLES[name]()
+            continue
+        channels.setdefault(name, read_table(channel_tables[name], {}, f"{shown}: [{name}]"))
+    root = path.resolve().parent
+    if "smtp" in values and values["smtp"].ca_file:  # resolved here: the SMTP code only sees [smtp]
+        ca_file = root / Path(values["smtp"].ca_file).expanduser()
+        check_readable_file(ca_file, f"{shown}: [smtp].ca_file", hint=f"relative paths start from the folder of {shown};"
+                            " point it at the relay's CA certificate (PEM), or remove the key to use the system trust store")
+        values["smtp"] = dataclasses.replace(values["smtp"], ca_file=str(ca_file))
+    return Settings(root=root, source=shown, channels=channels, **values)

@@ -1,0 +1,149 @@
+"""What is due now, decided purely from the campaigns, one `now` and what the store says (EditionState).
+
+Shared by `publisher run`, `publisher schedule` and `publisher status`, so the three can never disagree.
+Nothing here reads the clock or the store: scheduler/facts.py gathers the facts, runner.py acts on them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Mapping, Sequence
+
+from publisher.config import Campaign
+from publisher.editions import latest_slot_edition, shift, slot
+
+
+@dataclass(frozen=True)
+class EditionState:
+    """What the store says about one edition, as the due decision needs it."""
+
+    status: str | None = None  # None (never started), "frozen" (rendered, sending) or "skipped"
+    done_channels: frozenset[str] = frozenset()  # last run finished (ok or disabled) and no planned/sending rows
+    waiting_channels: frozenset[str] = frozenset()  # rows left, but all held back by a retry time (4xx, 429)
+
+
+@dataclass(frozen=True)
+class Due:
+    """One thing to do now: fetch the feeds, send an edition (on some channels), or record a missed slot."""
+
+    kind: str  # "fetch" | "send" | "skip"
+    reason: str
+    campaign: str = ""
+    edition_id: str = ""
+    slot: datetime | None = None
+    channels: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.campaign}/{self.edition_id}" if self.campaign else self.kind
+
+    def line(self) -> str:
+        """One log line naming the action and why."""
+        if self.kind == "fetch":
+            return f"fetch: {self.reason}"
+        if self.kind == "send":
+            return f"send {self.key} on {', '.join(self.channels)}: {self.reason}"
+        return f"skip {self.key}: {self.reason}"
+
+
+_UTC = timezone.utc
+_MAX_LOOKBACK = 60  # weeks scanned back for slots missed while nothing ran
+
+
+def candidate_editions(campaign: Campaign, now: datetime, lateness: timedelta,
+                       last_tick: datetime | None = None) -> list[str]:
+    """Editions to look at now, oldest first: the latest slot's edition, those still inside lateness,
+    and those whose slot passed since the last wake-up (`last_tick`) so a missed one is recorded."""
+    now = now.astimezone(_UTC)
+    floor = now - lateness
+    if last_tick is not None and last_tick.astimezone(_UTC) < floor:
+        floor = last_tick.astimezone(_UTC)
+    latest = latest_slot_edition(campaign, now)
+    out = [latest]
+    eid = shift(latest, -1)
+    for _ in range(_MAX_LOOKBACK):
+        if slot(campaign, eid).astimezone(_UTC) <= floor:
+            break
+        out.append(eid)
+        eid = shift(eid, -1)
+    return out[::-1]
+
+
+def due(campaigns: Sequence[Campaign], now: datetime, editions: Mapping[tuple[str, str], EditionState], *,
+        lateness: timedelta, fetch_every: timedelta, last_fetch: datetime | None,
+        last_tick: datetime | None = None, lateness_text: str | None = None) -> list[Due]:
+    """What to do at `now`: a fetch first if one is due, then sends and missed-slot records.
+
+    An edition is sent when slot <= now < slot + lateness and it has no record yet, or when it was
+    started (frozen) and some channel is not done; an edition started but unfinished keeps going
+    only until the campaign's next slot. A slot passed beyond lateness with no record becomes a
+    `skip` ("missed: ..."). `editions` maps (campaign, edition id) to its stored state; missing
+    means no record.
+    """
+    now = now.astimezone(_UTC)
+    lateness_text = lateness_text or _duration_text(lateness)
+    actions: list[Due] = []
+    fresh_slots: list[datetime] = []  # slots of editions about to be rendered for the first time
+    for campaign in campaigns:
+        latest = latest_slot_edition(campaign, now)
+        for eid in candidate_editions(campaign, now, lateness, last_tick):
+            at = slot(campaign, eid)
+            state = editions.get((campaign.name, eid), EditionState())
+            if state.status == "skipped":
+                continue
+            if state.status == "frozen":
+                if eid != latest:
+                    continue  # the next edition's slot has passed: an unfinished old one waits for the user
+                left = tuple(c for c in campaign.channels
+                             if c not in state.done_channels and c not in state.waiting_channels)
+                if left:
+                    actions.append(Due("send", f"resuming (slot was {_local(at)})", campaign.name, eid, at, left))
+                continue
+            if now < at.astimezone(_UTC) + lateness:
+                late = now - at.astimezone(_UTC)
+                why = f"slot {_local(at)}" + (f", {_duration_text(late)} late" if late >= timedelta(minutes=5) else "")
+                actions.append(Due("send", why, campaign.name, eid, at, tuple(campaign.channels)))
+                fresh_slots.append(at.astimezone(_UTC))
+            else:
+                actions.append(Due("skip", f"missed: slot was {_local(at)}, lateness is {lateness_text}",
+                                   campaign.name, eid, at))
+    fetch = _fetch_reason(now, fetch_every, last_fetch, fresh_slots)
+    if fetch:
+        actions.insert(0, Due("fetch", fetch))
+    return actions
+
+
+def _fetch_reason(now: datetime, every: timedelta, last: datetime | None, fresh_slots: list[datetime]) -> str | None:
+    if last is None:
+        return "no fetch recorded yet"
+    last = last.astimezone(_UTC)
+    # an edition is rendered from a fetch made after its slot, whatever the interval says
+    if any(last < s for s in fresh_slots):
+        return f"an edition is due and the last fetch ({last:%Y-%m-%d %H:%M} UTC) is older than its slot"
+    if now >= last + every:
+        return f"last fetch {last:%Y-%m-%d %H:%M} UTC, every {_duration_text(every)}"
+    return None
+
+
+def next_fetch(now: datetime, every: timedelta, last: datetime | None) -> datetime:
+    """When the fetch interval next falls due (now if it never ran or is overdue)."""
+    if last is None:
+        return now
+    return max(now, last + every)
+
+
+def _local(moment: datetime) -> str:
+    return f"{moment:%Y-%m-%d %H:%M %Z}"
+
+
+def _duration_text(d: timedelta) -> str:
+    s = int(d.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600)):
+        if s >= size and s % size == 0:
+            return f"{s // size}{unit}"
+    if s >= 3600:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m"
+    return f"{s}s"

@@ -1,0 +1,11 @@
+"""⑤ The store: the only place with SQL (SQLite now).
+
+    db.py           Store: the connection, transactions, articles, feed state, editions, leases, runs
+    tables.py       the schema and its migration
+    ledger.py       Ledger: one row per (edition, channel, target) and its state machine
+    subscribers.py  subscribers, lists and the suppression list
+    reports.py      the read-only queries `publisher status` and the scheduler ask
+
+Every function here takes and returns values (dataclasses from publisher.models or this folder), never
+sqlite3 rows.
+"""

@@ -1,0 +1,117 @@
+"""Leases: a named lock (a send of one edition, the scheduler) held for as long as the holding process lives.
+
+A lease is an flock() on a file beside the store: the kernel drops it when the process exits or is
+killed, and no clock (an NTP step, a VM resume, a catch-up run with --now) can make it expire. The
+`leases` row only says who holds it, for messages and `publisher status`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import socket
+import sqlite3
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+from publisher.errors import ConfigError, LockedError, PublisherError
+from publisher.store.isotime import from_iso, iso
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Who holds a named lease (the OS lock is the lease; this says who has it, for messages)."""
+
+    name: str
+    holder: str  # "pid 1234 on host"
+    pid: int
+    host: str
+    acquired_at: datetime
+
+
+class Leases:
+    """The lease half of Store: needs its `path`, `conn`, `transaction()` and a `_locks` dict."""
+
+    path: Path
+    conn: sqlite3.Connection
+    _locks: dict[str, int]
+    transaction: Callable[[], AbstractContextManager[sqlite3.Connection]]
+
+    def _lock_file(self, name: str) -> Path:
+        return self.path.parent / f"{self.path.name}.locks" / (re.sub(r"[^A-Za-z0-9._-]", "_", name) + ".lock")
+
+    def acquire_lease(self, name: str, now: datetime) -> None:
+        """Take the named lease or raise LockedError naming its holder; a dead holder's lease is free."""
+        path = self._lock_file(name)
+        while True:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as exc:
+                raise ConfigError(f"store {self.path}: cannot create the lock file {path} ({exc.strerror or exc})",
+                                  hint="check the permissions of the store's folder") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                held = self.lease(name)
+                who = f"{held.holder} since {iso(held.acquired_at)}" if held else "another process"
+                raise LockedError(f"{name} is held by {who}",
+                                  hint="wait for it to finish, or stop that process (its lease ends with it)") from None
+            # the holder we waited for may have removed the file as it let go: lock the file that is there
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        holder = f"pid {os.getpid()} on {socket.gethostname()}"
+        try:
+            with self.transaction() as db:
+                db.execute("INSERT INTO leases (name, holder, pid, host, acquired_at, expires_at) VALUES (?,?,?,?,?,'')"
+                           " ON CONFLICT(name) DO UPDATE SET holder=excluded.holder, pid=excluded.pid, host=excluded.host,"
+                           " acquired_at=excluded.acquired_at, expires_at=''",
+                           (name, holder, os.getpid(), socket.gethostname(), iso(now)))
+        except BaseException:
+            os.close(fd)
+            raise
+        self._locks[name] = fd
+
+    def release_lease(self, name: str) -> None:
+        fd = self._locks.pop(name, None)
+        if fd is None:
+            return
+        try:
+            with self.transaction() as db:
+                db.execute("DELETE FROM leases WHERE name = ? AND pid = ? AND host = ?", (name, os.getpid(), socket.gethostname()))
+        except PublisherError:
+            pass  # a full disk: the row says who held it last; the lock itself goes with the descriptor
+        finally:
+            try:
+                self._lock_file(name).unlink()  # while still locked: a waiter re-checks which file it locked
+            except OSError:
+                pass
+            os.close(fd)
+
+    def lease(self, name: str) -> Lease | None:
+        """Who holds the named lease, or None when nobody does (a row left by a dead holder is not a lease)."""
+        r = self.conn.execute("SELECT * FROM leases WHERE name = ?", (name,)).fetchone()
+        row = Lease(r["name"], r["holder"], r["pid"], r["host"], from_iso(r["acquired_at"])) if r else None
+        if row is None or name in self._locks:
+            return row
+        try:
+            fd = os.open(self._lock_file(name), os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return row  # held: the row names its holder
+        finally:
+            os.close(fd)  # also drops the shared lock we may just have taken
+        return None

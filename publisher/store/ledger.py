@@ -1,0 +1,231 @@
+"""The delivery ledger: one row per (edition, channel, target), planned -> sending -> sent | failed | unknown.
+
+The rule that keeps mail and posts from going out twice: a row is moved to `sending` (and committed)
+before the request leaves, and to `sent`/`failed` after the reply. A row found in `sending` by a later
+run belongs to a process that died mid-request, so its outcome is unknown: it becomes `unknown` and is
+reported, and only an explicit `--resend-unknown` puts it back to `planned`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Callable, Iterable, Sequence
+
+from publisher.models import Delivery, State
+from publisher.store.db import Store, from_iso, iso
+
+Clock = Callable[[], datetime]
+
+_ANY = object()  # first_targets: any reply
+# one row: the count of each state, each a range of the deliveries_state index
+_COUNTS = "SELECT " + ", ".join(f"(SELECT count(*) FROM deliveries WHERE edition_key=?1 AND channel=?2 AND state='{s.value}')"
+                                for s in State)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Ledger:
+    """Ledger operations for one store. `clock` gives timestamps only; decisions take `now` as a value."""
+
+    def __init__(self, store: Store, clock: Clock = _utcnow):
+        self.store = store
+        self.db = store.conn
+        self.clock = clock
+
+    def plan(self, edition_key: str, channel: str, targets: Iterable[str], batch: int = 5000) -> int:
+        """Add `planned` rows for targets that have none; existing rows keep their state. Returns rows added."""
+        added = 0
+        stamp = iso(self.clock())
+        chunk: list[tuple] = []
+
+        def flush() -> None:
+            nonlocal added
+            with self.store.transaction() as db:
+                before = db.total_changes
+                db.executemany("INSERT OR IGNORE INTO deliveries (edition_key, channel, target, state, updated_at)"
+                               " VALUES (?,?,?,'planned',?)", chunk)
+                added += db.total_changes - before
+            chunk.clear()
+
+        for t in targets:
+            chunk.append((edition_key, channel, t, stamp))
+            if len(chunk) >= batch:
+                flush()
+        if chunk:
+            flush()
+        return added
+
+    def recover(self, edition_key: str, channel: str) -> list[str]:
+        """Rows left in `sending` by a dead process become `unknown`; returns their targets."""
+        with self.store.transaction() as db:
+            rows = [r[0] for r in db.execute("SELECT target FROM deliveries WHERE edition_key=? AND channel=?"
+                                             " AND state='sending'", (edition_key, channel))]
+            db.execute("UPDATE deliveries SET state='unknown', reply=coalesce(reply, '') ||"
+                       " 'process stopped while this was on the wire; outcome unknown', updated_at=?"
+                       " WHERE edition_key=? AND channel=? AND state='sending'", (iso(self.clock()), edition_key, channel))
+        return rows
+
+    def resend_unknown(self, edition_key: str, channel: str) -> int:
+        """The user's explicit go-ahead: put `unknown` rows back to `planned`."""
+        with self.store.transaction() as db:
+            cur = db.execute("UPDATE deliveries SET state='planned', updated_at=? WHERE edition_key=? AND channel=?"
+                             " AND state='unknown'", (iso(self.clock()), edition_key, channel))
+            return cur.rowcount
+
+    def claim_one(self, edition_key: str, channel: str, target: str) -> bool:
+        """Move one specific row planned -> sending; False if it is in any other state."""
+        with self.store.transaction() as db:
+            cur = db.execute("UPDATE deliveries SET state='sending', attempts=attempts+1, updated_at=?"
+                             " WHERE edition_key=? AND channel=? AND target=? AND state='planned'",
+                             (iso(self.clock()), edition_key, channel, target))
+            return cur.rowcount == 1
+
+    def finish(self, edition_key: str, channel: str,
+               results: Sequence[tuple[str, State, str | None, str | None]], *, count_attempt: bool = False) -> None:
+        """Record outcomes: (target, state, remote_id, reply) for rows this process holds in `sending`.
+
+        `count_attempt`: the relay answered for these targets, so each used up an attempt (email; a
+        social post counts its attempt when it is claimed)."""
+        stamp, bump = iso(self.clock()), int(count_attempt)
+        with self.store.transaction() as db:
+            for chunk in _chunks(results):
+                # one statement for the batch: executemany steps (and hands the GIL over) once per row
+                db.execute("UPDATE deliveries SET state=v.column2, remote_id=coalesce(v.column3, remote_id),"
+                           " reply=v.column4, updated_at=?, attempts=attempts+? FROM (VALUES "
+                           + ",".join(["(?,?,?,?)"] * len(chunk)) + ") AS v"
+                           " WHERE edition_key=? AND channel=? AND target=v.column1",
+                           [stamp, bump, *(x for t, st, rid, reply in chunk for x in (t, st.value, rid, reply)),
+                            edition_key, channel])
+
+    def retry_later(self, edition_key: str, channel: str, targets: Sequence[tuple[str, datetime, str]], *,
+                    count_attempt: bool = False) -> None:
+        """Put rows back to `planned` with a not-before time (4xx, 429, connection dropped before acceptance).
+
+        `count_attempt` only when the server answered for the target (a 4xx to RCPT): a refused connection
+        or a 421 says nothing about the recipient and must not use up its attempts."""
+        stamp, bump = iso(self.clock()), int(count_attempt)
+        with self.store.transaction() as db:
+            for chunk in _chunks(targets):
+                db.execute("UPDATE deliveries SET state='planned', not_before=v.column2, reply=v.column3, updated_at=?,"
+                           " attempts=attempts+? FROM (VALUES " + ",".join(["(?,?,?)"] * len(chunk)) + ") AS v"
+                           " WHERE edition_key=? AND channel=? AND target=v.column1",
+                           [stamp, bump, *(x for t, when, reply in chunk for x in (t, iso(when), reply)), edition_key, channel])
+
+    def claim_range(self, edition_key: str, channel: str, limit: int, after: str, now: datetime) -> list[tuple[str, int]]:
+        """The next due `planned` rows after `after` in target order, moved to `sending`: (target, attempts so far).
+
+        Walking the primary key from a cursor keeps every claim cheap on a 100,000-row edition (`claim`
+        sorts all planned rows each time). The unary + keeps SQLite on the primary key. Claiming counts
+        no attempt: `finish`/`retry_later` count one when the relay answered for the target.
+        """
+        due = iso(now)
+        with self.store.transaction() as db:
+            rows = db.execute(
+                "UPDATE deliveries SET state='sending', updated_at=? WHERE edition_key=? AND channel=? AND target IN"
+                " (SELECT target FROM deliveries WHERE edition_key=? AND channel=? AND target > ? AND +state='planned'"
+                " AND (not_before IS NULL OR not_before <= ?) ORDER BY target LIMIT ?) RETURNING target, attempts",
+                (iso(self.clock()), edition_key, channel, edition_key, channel, after, due, limit)).fetchall()
+        return sorted((r[0], r[1]) for r in rows)
+
+    def release(self, edition_key: str, channel: str, targets: Sequence[str]) -> None:
+        """Rows claimed but never started (stop, login refused) go back to `planned`, no attempt counted."""
+        with self.store.transaction() as db:
+            db.executemany("UPDATE deliveries SET state='planned', updated_at=?"
+                           " WHERE edition_key=? AND channel=? AND target=? AND state='sending'",
+                           [(iso(self.clock()), edition_key, channel, t) for t in targets])
+
+    def sending(self, edition_key: str, channel: str) -> list[str]:
+        """Targets left in `sending`: a process died while their request was out."""
+        return [r[0] for r in self.db.execute("SELECT target FROM deliveries WHERE edition_key=? AND channel=?"
+                                              " AND state='sending'", (edition_key, channel))]
+
+    def drop_suppressed(self, edition_key: str, channel: str) -> int:
+        """Planned rows whose address was suppressed since planning are removed: nobody suppressed is mailed."""
+        with self.store.transaction() as db:
+            return db.execute("DELETE FROM deliveries WHERE edition_key=? AND channel=? AND state='planned'"
+                              " AND target IN (SELECT email FROM suppression)", (edition_key, channel)).rowcount
+
+    def get(self, edition_key: str, channel: str, target: str) -> Delivery | None:
+        r = self.db.execute("SELECT * FROM deliveries WHERE edition_key=? AND channel=? AND target=?",
+                            (edition_key, channel, target)).fetchone()
+        return _delivery(r) if r else None
+
+    def rows(self, edition_key: str, channel: str | None = None, state: State | None = None) -> list[Delivery]:
+        q, args = "SELECT * FROM deliveries WHERE edition_key=?", [edition_key]
+        if channel:
+            q += " AND channel=?"
+            args.append(channel)
+        if state:
+            q += " AND state=?"
+            args.append(state.value)
+        return [_delivery(r) for r in self.db.execute(q + " ORDER BY channel, target", args)]
+
+    def counts(self, edition_key: str, channel: str | None = None) -> dict[str, int]:
+        """Rows per state of one edition, on one channel or all: a count of an index range per state."""
+        out = {s.value: 0 for s in State}
+        for ch in [channel] if channel else self.store.delivery_channels(edition_key):
+            for s, n in zip(State, self.db.execute(_COUNTS, (edition_key, ch)).fetchone()):
+                out[s.value] += n
+        return out
+
+    def failures(self, edition_key: str, channels: Sequence[str], limit: int,
+                 targets: int) -> list[tuple[str | None, int, list[str]]]:
+        """The `limit` most frequent failure replies over these channels, most rows first:
+        (reply, rows, the first `targets` addresses). Read from the deliveries_failed index alone."""
+        if not channels:
+            return []
+        one = "SELECT reply, count(*) AS n FROM deliveries WHERE edition_key=? AND channel=? AND state='failed' GROUP BY reply"
+        rows = self.db.execute(f"SELECT reply, sum(n) FROM ({' UNION ALL '.join([one] * len(channels))})"
+                               " GROUP BY reply ORDER BY 2 DESC, 1 LIMIT ?",
+                               (*[a for ch in channels for a in (edition_key, ch)], limit)).fetchall()
+        return [(reply, n, self.first_targets(edition_key, channels, State.FAILED, targets, reply=reply)) for reply, n in rows]
+
+    def first_targets(self, edition_key: str, channels: Sequence[str], state: State, limit: int,
+                      *, reply: str | None | object = _ANY) -> list[str]:
+        """The first `limit` targets in address order of rows in `state` (and with this reply) over these channels."""
+        q, extra = "SELECT target FROM deliveries WHERE edition_key=? AND channel=? AND state=?", ()
+        if reply is not _ANY:
+            q, extra = q + " AND reply IS ?", (reply,)
+        found: list[str] = []
+        for ch in channels:
+            found += [r[0] for r in self.db.execute(q + " ORDER BY target LIMIT ?", (edition_key, ch, state.value, *extra, limit))]
+        return sorted(found)[:limit]
+
+    def not_before(self, edition_key: str, channel: str, target: str) -> datetime | None:
+        """The earliest time one row may be tried again, if one was set (429 reset, spacing, daily cap)."""
+        r = self.db.execute("SELECT not_before FROM deliveries WHERE edition_key=? AND channel=? AND target=?",
+                            (edition_key, channel, target)).fetchone()
+        return from_iso(r[0]) if r and r[0] else None
+
+    # last_sent_at and sent_times read the deliveries_sent index (channel, 'sent', updated_at): a few steps
+    # whatever the ledger's history, where the table itself holds millions of old email rows.
+
+    def sent_times(self, channel: str, since: datetime) -> list[datetime]:
+        """When rows of `channel` (any edition) were sent, at or after `since`, oldest first (daily caps)."""
+        rows = self.db.execute("SELECT updated_at FROM deliveries WHERE channel=? AND state='sent' AND updated_at >= ?"
+                               " ORDER BY updated_at", (channel, iso(since)))
+        return [from_iso(r[0]) for r in rows]
+
+    def last_sent_at(self, channel: str) -> datetime | None:
+        """When `channel` (any edition) last had a row marked sent (spacing between posts of one account)."""
+        r = self.db.execute("SELECT max(updated_at) FROM deliveries WHERE channel=? AND state='sent'", (channel,)).fetchone()
+        return from_iso(r[0]) if r and r[0] else None
+
+    def next_not_before(self, edition_key: str, channel: str) -> datetime | None:
+        r = self.db.execute("SELECT min(not_before) FROM deliveries WHERE edition_key=? AND channel=? AND state='planned'",
+                            (edition_key, channel)).fetchone()
+        return from_iso(r[0]) if r and r[0] else None
+
+
+def _chunks(rows: Sequence, size: int = 400) -> Iterable[Sequence]:
+    """Slices small enough for SQLite's limit on bound parameters."""
+    for i in range(0, len(rows), size):
+        yield rows[i:i + size]
+
+
+def _delivery(r) -> Delivery:
+    return Delivery(edition_key=r["edition_key"], channel=r["channel"], target=r["target"], state=State(r["state"]),
+                    remote_id=r["remote_id"], reply=r["reply"], attempts=r["attempts"],
+                    updated_at=from_iso(r["updated_at"]) if r["updated_at"] else None)

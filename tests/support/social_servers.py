@@ -1,0 +1,394 @@
+"""Small local HTTP apps for the social APIs we call, on 127.0.0.1 port 0, recording every request.
+
+Each server implements the endpoints our channels use, the way the real service behaves where it
+matters (X refuses duplicate text with 403; Mastodon answers a repeated Idempotency-Key with the
+status it already made; a Bluesky PDS refuses a second record under the same key). A test can queue
+scripted answers per path: `Reply(429, headers=...)`, `Reply(500)`, `Reply(500, commit=True)`
+(the post is made, then the answer is an error), `Normal()`, `Hang()` (no answer until the test ends), and
+`Hang(commit=True)` (made, then no answer).
+
+The fixtures at the end (`creds`, `xs`, `ms`, `bs`, `make_harness`) are shared by the social test modules, which load
+this module with `pytest_plugins = ["support.social_servers"]` (tests/conftest.py is not ours to extend).
+Those modules import it before pytest loads it as a plugin, too late for assertion rewriting; it holds
+no assert (tests assert on what the servers recorded), so it opts out: PYTEST_DONT_REWRITE.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from publisher.channels import DispatchContext, DispatchReport, registry
+from publisher.channels.social import PostKey
+from publisher.config import Campaign, Settings, SocialSettings
+from publisher.config.schema import read_table
+from publisher.models import Delivery, Edition, Post, RenderedEdition
+from publisher.progress import Progress
+from publisher.store.db import Store
+from publisher.store.ledger import Ledger
+
+# A valid 1x1 PNG: the thumbnail every server serves at /img/thumb.png
+PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any = None  # dict/list -> JSON, bytes as is
+    headers: dict[str, str] = field(default_factory=dict)
+    commit: bool = False  # do the normal work first (the post exists), then answer this
+
+
+@dataclass
+class Normal:
+    """Answer this one request the normal way (to script a failure for a later request)."""
+
+
+@dataclass
+class Hang:
+    commit: bool = False  # make the post, then never answer
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body or b"null")
+
+    @property
+    def form(self) -> dict[str, list[str]]:
+        return parse_qs(self.body.decode("utf-8"), keep_blank_values=True)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args: Any) -> None:  # keep test output clean
+        pass
+
+    def _serve(self) -> None:
+        app: LocalApp = self.server.app  # type: ignore[attr-defined]
+        parts = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        req = Recorded(self.command, parts.path, parse_qs(parts.query), {k.lower(): v for k, v in self.headers.items()}, body)
+        status, headers, payload = app.dispatch(req)
+        if status is None:  # hung: the client has given up by now
+            return
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode("utf-8")
+        try:
+            self.send_response(status)
+            if not isinstance(payload, bytes):
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    do_GET = do_POST = do_PUT = _serve
+
+
+class LocalApp:
+    """A threaded HTTP server with scripted answers; subclasses implement `handle`."""
+
+    def __init__(self) -> None:
+        self.requests: list[Recorded] = []
+        self.scripts: dict[tuple[str, str], deque] = defaultdict(deque)
+        self.release = threading.Event()
+        self._lock = threading.Lock()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.httpd.daemon_threads = True
+        self.httpd.app = self  # type: ignore[attr-defined]
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def __enter__(self) -> "LocalApp":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def script(self, method: str, path: str, *answers: Reply | Hang | Normal) -> None:
+        """Answer the next requests to (method, path) with these, in order, then normally again."""
+        self.scripts[(method, path)].extend(answers)
+
+    def to(self, method: str, path: str) -> list[Recorded]:
+        return [r for r in self.requests if r.method == method and r.path == path]
+
+    def dispatch(self, req: Recorded) -> tuple[int | None, dict[str, str], Any]:
+        with self._lock:
+            self.requests.append(req)
+            queue = self.scripts.get((req.method, req.path.rstrip("/") or "/"))
+            scripted = queue.popleft() if queue else None
+            if scripted is None or isinstance(scripted, Normal) or getattr(scripted, "commit", False):
+                normal = self.handle(req)
+        if isinstance(scripted, Hang):
+            self.release.wait(30)
+            return None, {}, b""
+        if isinstance(scripted, Reply):
+            return scripted.status, scripted.headers, scripted.body if scripted.body is not None else {"error": "scripted"}
+        return normal
+
+    def handle(self, req: Recorded) -> tuple[int, dict[str, str], Any]:
+        if req.method == "GET" and req.path == "/img/thumb.png":
+            return 200, {"Content-Type": "image/png"}, PNG
+        return 404, {}, {"error": "not found"}
+
+
+class XServer(LocalApp):
+    """X API v2 `POST /2/tweets` and v1.1 `POST /1.1/media/upload.json`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tweets: list[dict] = []
+
+    def handle(self, req: Recorded):
+        if req.method == "POST" and req.path == "/2/tweets":
+            body = req.json
+            if any(t["text"] == body.get("text") for t in self.tweets):
+                return 403, {}, {"detail": "You are not allowed to create a Tweet with duplicate content.",
+                                 "type": "about:blank", "title": "Forbidden", "status": 403}
+            tweet = {"id": str(1_000_000 + len(self.tweets)), **body}
+            self.tweets.append(tweet)
+            return 201, {}, {"data": {"id": tweet["id"], "text": body.get("text", "")}}
+        if req.method == "POST" and req.path == "/1.1/media/upload.json":
+            return 200, {}, {"media_id": 710, "media_id_string": "710", "size": len(req.body)}
+        return super().handle(req)
+
+
+class MastodonServer(LocalApp):
+    """Mastodon `GET /api/v1/instance` (and v2), `POST /api/v1/statuses`, `POST /api/v2/media`."""
+
+    def __init__(self, max_characters: int = 500) -> None:
+        super().__init__()
+        self.max_characters = max_characters
+        self.statuses: list[dict] = []
+        self.keys: dict[str, dict] = {}
+
+    def handle(self, req: Recorded):
+        path = req.path.rstrip("/")
+        if req.method == "GET" and path in ("/api/v1/instance", "/api/v2/instance"):
+            return 200, {}, {"uri": "127.0.0.1", "title": "test", "version": "4.3.0", "api_versions": {"mastodon": 2},
+                             "configuration": {"statuses": {"max_characters": self.max_characters}}}
+        if req.method == "POST" and path == "/api/v1/statuses":
+            key = req.headers.get("idempotency-key")
+            if key and key in self.keys:  # what Mastodon does: the same key gets the same status
+                return 200, {}, self.keys[key]
+            form = req.form
+            status = {"id": str(110_000 + len(self.statuses)), "content": form.get("status", [""])[0],
+                      "in_reply_to_id": form.get("in_reply_to_id", [None])[0],
+                      "visibility": form.get("visibility", ["public"])[0], "language": form.get("language", [None])[0],
+                      "url": f"{self.url}/@test/{110_000 + len(self.statuses)}", "media_ids": form.get("media_ids[]", []),
+                      "created_at": "2026-11-23T07:00:00.000Z", "account": {"id": "1", "acct": "test"}}
+            self.statuses.append(status)
+            if key:
+                self.keys[key] = status
+            return 200, {}, status
+        if req.method == "POST" and path == "/api/v2/media":
+            return 202, {}, {"id": "m710", "type": "image", "url": None, "preview_url": None, "description": None}
+        return super().handle(req)
+
+
+def fake_jwt(did: str) -> str:
+    def b64(obj: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
+
+    # the SDK reads `exp` against the real clock to decide when to refresh: keep it well ahead
+    return f"{b64({'alg': 'HS256', 'typ': 'JWT'})}.{b64({'sub': did, 'scope': 'com.atproto.appPass', 'exp': int(time.time()) + 7200, 'iat': int(time.time())})}.c2ln"
+
+
+class BlueskyServer(LocalApp):
+    """A PDS: createSession, createRecord (refusing an existing rkey like a real PDS: 500),
+    getRecord, uploadBlob."""
+
+    did = "did:plc:publishertest"
+
+    def __init__(self, handle: str = "endurance.test", password: str = "app-pass-1234") -> None:
+        super().__init__()
+        self.account, self.password = handle, password
+        self.records: dict[str, dict] = {}  # rkey -> {"uri", "cid", "value"}
+
+    def handle(self, req: Recorded):
+        if req.path == "/xrpc/com.atproto.server.createSession":
+            body = req.json
+            if body.get("identifier") != self.account or body.get("password") != self.password:
+                return 401, {}, {"error": "AuthenticationRequired", "message": "Invalid identifier or password"}
+            return 200, {}, {"did": self.did, "handle": self.account, "accessJwt": fake_jwt(self.did),
+                             "refreshJwt": fake_jwt(self.did), "active": True}
+        if req.path == "/xrpc/com.atproto.repo.createRecord":
+            body = req.json
+            rkey = body.get("rkey") or f"auto{len(self.records)}"
+            if rkey in self.records:
+                return 500, {}, {"error": "InternalServerError", "message": "Internal Server Error"}
+            rec = {"uri": f"at://{self.did}/{body['collection']}/{rkey}", "cid": f"bafyreicid{len(self.records):04d}",
+                   "value": body["record"]}
+            self.records[rkey] = rec
+            return 200, {}, {"uri": rec["uri"], "cid": rec["cid"]}
+        if req.path == "/xrpc/com.atproto.repo.getRecord":
+            rec = self.records.get(req.query.get("rkey", [""])[0])
+            if rec is None:
+                return 400, {}, {"error": "RecordNotFound", "message": "Could not locate record"}
+            return 200, {}, rec
+        if req.path == "/xrpc/com.atproto.repo.uploadBlob":
+            return 200, {}, {"blob": {"$type": "blob", "ref": {"$link": "bafkreithumb"}, "mimeType": "image/png",
+                                      "size": len(req.body)}}
+        return super().handle(req)
+
+
+# -- building editions and running a channel without the CLI -------------------------------------
+
+NOW = datetime(2026, 11, 23, 8, 5, tzinfo=timezone.utc)
+SLOT = datetime(2026, 11, 23, 8, 0, tzinfo=timezone.utc)
+LINK = "https://www.endurance-info.com/wec/bahrein-2026-toyota-championne"
+CREDS = {"PUBLISHER_X_CONSUMER_KEY": "ck-secret-1", "PUBLISHER_X_CONSUMER_SECRET": "cs-secret-2",
+         "PUBLISHER_X_ACCESS_TOKEN": "at-secret-3", "PUBLISHER_X_ACCESS_TOKEN_SECRET": "ats-secret-4",
+         "PUBLISHER_MASTODON_ACCESS_TOKEN": "masto-secret-5", "PUBLISHER_BLUESKY_APP_PASSWORD": "app-pass-1234",
+         "PUBLISHER_BLUESKY_HANDLE": "endurance.test"}
+
+
+def make_posts(network: str, n: int = 3, image: str | None = None, card: dict | None = None) -> tuple[Post, ...]:
+    """A thread of n posts in French, each with a link and hashtags, as the composer would give them."""
+    out = []
+    for i in range(n):
+        link = f"{LINK}-{i}"
+        text = (f"Été décisif à Bahreïn : Toyota sacrée, Ferrari déçue ({i + 1}/{n}) {link} #WEC #LeMans24" if i == 0
+                else f"À lire aussi n°{i + 1} : l'équipe privée célèbre {link} #WEC")
+        out.append(Post(network=network, position=i, text=text, length=len(text), limit=500, links=(link,),
+                        image=image if i == 0 else None, article_id=f"a{i}", card=card if i == 0 else None))
+    return tuple(out)
+
+
+def make_rendered(posts: dict[str, tuple[Post, ...]], edition_id: str = "2026-W47", campaign: str = "endurance") -> RenderedEdition:
+    edition = Edition(campaign=campaign, id=edition_id, window_start=SLOT - timedelta(days=7), window_end=SLOT,
+                      slot=SLOT, articles=())
+    return RenderedEdition(edition=edition, subject="Endurance Hebdo", preheader="", html="<p>x</p>", text="x", posts=posts)
+
+
+def post_key(network: str, i: int) -> PostKey:
+    """The key of post i of the edition make_rendered builds by default, on that network."""
+    return PostKey("endurance/2026-W47", network, f"post:{i}", SLOT)
+
+
+def make_campaign(mode: str = "thread", spacing: str = "0s", daily_cap: int = 0, **social: Any) -> Campaign:
+    return Campaign(name="endurance", title="Endurance Hebdo", series=("wec",), source="campaigns/endurance.toml",
+                    channels=("x", "mastodon", "bluesky"),
+                    social=SocialSettings(mode=mode, spacing=spacing, daily_cap=daily_cap, **social))
+
+
+_OPEN: list["Harness"] = []  # closed by the autouse fixture below when each test ends
+
+
+class Harness:
+    """A store, a ledger on a fixed clock, and the channels built by their factories, as `send` does.
+
+    Closed when the test ends (fixture `_close_harnesses`), or at the end of a `with` block."""
+
+    def __init__(self, root: Path, now: datetime = NOW, outbox: bool = False, **tables: dict[str, Any]):
+        _OPEN.append(self)
+        self.root = root
+        self.now = now
+        self.store = Store(root / "var" / "publisher.sqlite3")
+        self.ledger = Ledger(self.store, clock=lambda: self.now)
+        self.stop = threading.Event()
+        channels = {name: read_table(registry.get(name).settings_cls, tables.get(name, {}), f"settings.toml: [{name}]")
+                    for name in ("x", "mastodon", "bluesky")}
+        self.settings = Settings(root=root, source="settings.toml", channels=channels)
+        self.outbox = root / "var" / "outbox" if outbox else None
+        self.resend_unknown = False
+
+    def channel(self, name: str):
+        ctx = DispatchContext(settings=self.settings, ledger=self.ledger, now=self.now, progress=Progress(quiet=True),
+                              stop=self.stop, outbox=self.outbox, resend_unknown=self.resend_unknown)
+        return registry.get(name).make(self.settings, self.settings.channels[name], ctx)
+
+    def send(self, name: str, rendered: RenderedEdition, campaign: Campaign | None = None) -> DispatchReport:
+        return self.channel(name).dispatch(rendered, campaign or make_campaign())
+
+    def rows(self, channel: str, edition_key: str = "endurance/2026-W47") -> dict[str, Delivery]:
+        return {r.target: r for r in self.ledger.rows(edition_key, channel)}
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> "Harness":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+# -- fixtures shared by the social test modules (test_x.py, test_mastodon.py, test_bluesky.py, test_social.py) -----------
+
+
+@pytest.fixture(autouse=True)
+def _close_harnesses():
+    """Every Harness a test made is closed when it ends, passed or failed."""
+    yield
+    while _OPEN:
+        _OPEN.pop().close()
+
+
+@pytest.fixture
+def creds(monkeypatch):
+    """Every PUBLISHER_* credential of the three networks set to the fake values in CREDS."""
+    for k, v in CREDS.items():
+        monkeypatch.setenv(k, v)
+
+
+@pytest.fixture
+def xs():
+    """A running local X API."""
+    with XServer() as server:
+        yield server
+
+
+@pytest.fixture
+def ms():
+    """A running local Mastodon instance."""
+    with MastodonServer() as server:
+        yield server
+
+
+@pytest.fixture
+def bs():
+    """A running local Bluesky PDS."""
+    with BlueskyServer() as server:
+        yield server
+
+
+@pytest.fixture
+def make_harness(tmp_path):
+    """make_harness(**tables) builds a Harness on tmp_path; every one built is closed at teardown."""
+    built: list[Harness] = []
+
+    def build(**tables: dict[str, Any]) -> Harness:
+        built.append(Harness(tmp_path, **tables))
+        return built[-1]
+
+    yield build
+    for harness in built:
+        harness.close()
