@@ -15,8 +15,9 @@ sent long ago (1% failed), and a dozen social posts per edition. At each size:
 Then, on the largest store, the edition that status reports grows to --edition-rows (97% sent, 1% failed
 over 20 reasons, 1% unknown, 1% pending of which a tenth wait for a retry time): status.report in-process
 and the `publisher status` command as a subprocess, each against its 0-row case. Last, what the indexes
-cost: building them on the largest store (the first open after an upgrade), and plan/claim/finish of
-20,000 email rows with and without them (alternating rounds, medians).
+and the delivery_counts table (per-state counts kept by triggers) cost: building them on the largest
+store (the first open after an upgrade), and plan/claim/finish of 20,000 email rows with and without
+each (alternating rounds, medians).
 """
 
 from __future__ import annotations
@@ -166,16 +167,25 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.3f} ms" if seconds < 0.01 else f"{seconds * 1000:.1f} ms"
 
 
-def write_cost(tmp: Path, rows: int, rounds: int) -> tuple[float, float]:
-    """Median seconds to plan, claim and finish `rows` email rows: (with the new indexes, without them)."""
+def drop_indexes(store: Store) -> None:
+    for name in NEW_INDEXES:
+        store.conn.execute(f"DROP INDEX {name}")
+
+
+def drop_counts(store: Store) -> None:
+    store.conn.executescript("DROP TRIGGER deliveries_counted_insert; DROP TRIGGER deliveries_counted_delete;"
+                             " DROP TRIGGER deliveries_counted_update; DROP TABLE delivery_counts;")
+
+
+def write_cost(tmp: Path, rows: int, rounds: int, strip) -> tuple[float, float]:
+    """Median seconds to plan, claim and finish `rows` email rows: (the store as shipped, after `strip(store)`)."""
     results: dict[bool, list[float]] = {True: [], False: []}
     for r in range(rounds * 2):
         with_indexes = r % 2 == 0
         path = tmp / f"write-{r}.sqlite3"
         store = Store(path)
         if not with_indexes:
-            for name in NEW_INDEXES:
-                store.conn.execute(f"DROP INDEX {name}")
+            strip(store)
         ledger = Ledger(store, clock=lambda: NOW)
         targets = [f"w{i:06d}@example.org" for i in range(rows)]
         t = time.perf_counter()
@@ -248,18 +258,23 @@ def main() -> None:
         text = "\n".join(report(ctx, campaigns, NOW))
         print("\n".join(line for line in text.splitlines() if line.startswith("    email") or line.startswith("      "))[:1500])
 
-        print("\nwhat the indexes cost")
-        for name in NEW_INDEXES:
-            store.conn.execute(f"DROP INDEX {name}")
+        print("\nwhat the indexes and the counts cost")
+        drop_indexes(store)
         t = time.perf_counter()
         migrate(store.conn)
         print(f"  building {', '.join(NEW_INDEXES)} on {have + in_edition:,} rows (first open after the upgrade):"
               f" {time.perf_counter() - t:.1f}s")
+        drop_counts(store)
+        t = time.perf_counter()
+        migrate(store.conn)
+        print(f"  counting {have + in_edition:,} rows into delivery_counts (first open after the upgrade):"
+              f" {time.perf_counter() - t:.1f}s")
         ctx.close()
         store.close()
-        with_idx, without = write_cost(tmp, 20_000, 3)
-        print(f"  plan + claim + finish of 20,000 email rows (1% failed): {with_idx:.2f}s with them, {without:.2f}s"
-              f" without ({(with_idx / without - 1) * 100:+.0f}%)")
+        for what, strip in (("the indexes", drop_indexes), ("the delivery_counts triggers", drop_counts)):
+            shipped, without = write_cost(tmp, 20_000, 3, strip)
+            print(f"  plan + claim + finish of 20,000 email rows (1% failed): {shipped:.2f}s as shipped, {without:.2f}s"
+                  f" without {what} ({(shipped / without - 1) * 100:+.0f}%)")
     print(f"\nbench took {time.perf_counter() - started:.0f}s")
 
 
