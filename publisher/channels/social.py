@@ -44,6 +44,7 @@ class PostOutcome:
     reply: str = ""
     retry_at: datetime | None = None  # rate_limited: the reset the server announced
     maybe_taken: bool = False
+    found: bool = False  # sent: the network already had this post (a repeat it recognised, or a read-back)
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,8 @@ class Network(Protocol):
     network: str  # which rendered posts it sends: "x"
     paced: bool  # whether spacing and the daily cap apply
     max_wait: timedelta  # the longest wait (429, spacing) inside one run
+    min_interval: timedelta  # the network's own pacing between two posts of one account (0: none)
+    daily_limit: int  # the network's own cap of posts per 24 hours (0: none)
 
     def prepare(self, campaign: "Campaign") -> None:
         """Log in, read the instance's limits...; raise DeliveryError with a one-line reason."""
@@ -88,11 +91,36 @@ class Network(Protocol):
         """Make one post; never raises for a network failure, says what happened instead."""
 
     def retry_unknown(self, row: Delivery, now: datetime) -> bool:
-        """May this `unknown` row be sent again without the user's --resend-unknown?"""
+        """May this `unknown` row be sent again without the user's --resend-unknown (once `find` found nothing)?"""
+
+    def find(self, post: Post, key: PostKey) -> PostOutcome | None:
+        """After an unclear outcome: the post as the network already has it (`sent`, found=True), or None."""
+
+
+class Plain:
+    """Defaults for a Network: no pacing of its own, no read-back, no safe retry of an unknown post."""
+
+    paced = True
+    min_interval = timedelta(0)
+    daily_limit = 0
+
+    def prepare(self, campaign: "Campaign") -> None:
+        return None
+
+    def retry_unknown(self, row: Delivery, now: datetime) -> bool:
+        return False
+
+    def find(self, post: Post, key: PostKey) -> PostOutcome | None:
+        return None
 
 
 def target(post: Post) -> str:
     return f"post:{post.position}"
+
+
+def position(target: str) -> int:
+    """The thread position in a target ("post:3" -> 3)."""
+    return int(target.partition(":")[2] or 0)
 
 
 @dataclass
@@ -124,14 +152,13 @@ class SocialChannel:
         ledger.plan(key, ch, [target(p) for p in posts])
         for t in ledger.recover(key, ch):
             report.messages.append(f"{ch}: {t} of {key} was on the wire when a run stopped; its outcome is unknown")
-        self._release_unknown(key, ch, report)
+        prepared = self._release_unknown(edition, {target(p): p for p in posts}, campaign, report)
 
         threaded = campaign.social.mode != "per_article"
-        spacing = parse_duration(campaign.social.spacing, f"{campaign.source}: [social].spacing")
-        cap = campaign.social.daily_cap
+        spacing = max(parse_duration(campaign.social.spacing, f"{campaign.source}: [social].spacing"), net.min_interval)
+        cap = min((c for c in (campaign.social.daily_cap, net.daily_limit) if c > 0), default=0)
         thread = Thread()
         blocked: str | None = None
-        prepared = False
         with self.ctx.progress.task(f"{ch} {key}", total=len(posts)) as task:
             for post in posts:
                 t = target(post)
@@ -192,20 +219,39 @@ class SocialChannel:
         report.messages.append(self._unknown_hint(t, key, campaign, row.reply))
         return blocked or (f"{t} is unknown" if threaded else None)
 
-    def _release_unknown(self, key: str, ch: str, report: DispatchReport) -> None:
-        """Put `unknown` rows back to `planned`: all of them on --resend-unknown, else those the
-        network can retry without any risk of a second post (idempotency key, record key)."""
-        ledger = self.ctx.ledger
+    def _release_unknown(self, edition, posts: dict[str, Post], campaign: "Campaign", report: DispatchReport) -> bool:  # noqa: ANN001
+        """Settle `unknown` rows: a post the network already has (read back by `find`) becomes `sent`
+        and is reported as found; the others go back to `planned`: all of them on --resend-unknown,
+        else those the network can retry without any risk of a second post (idempotency key, record
+        key, a read-back that found nothing). Returns whether the network was prepared for the read-back."""
+        ledger, net, key, ch = self.ctx.ledger, self.net, edition.key, self.net.channel
+        unknown = [r for r in ledger.rows(key, ch, State.UNKNOWN) if r.target in posts]
+        if not unknown:
+            return False
+        try:
+            net.prepare(campaign)
+        except DeliveryError:
+            return False  # the loop reports it when it tries to send
+        still = []
+        for row in unknown:
+            pkey = PostKey(edition_key=key, network=net.network, target=row.target, slot=edition.slot)
+            found = net.find(posts[row.target], pkey)
+            if found is not None and found.kind == "sent":
+                ledger.finish(key, ch, [(row.target, State.SENT, found.remote_id, found.reply or None)])
+                report.found += 1
+                report.messages.append(f"{ch}: {row.target} of {key} was found already posted ({found.reply})")
+            else:
+                still.append(row)
         if self.ctx.resend_unknown:
             n = ledger.resend_unknown(key, ch)
             if n:
                 report.messages.append(f"{ch}: resending {n} post(s) of {key} whose outcome was unknown")
-            return
+            return True
         now = self.clock()
-        safe = [(r.target, now, (r.reply or "") + "; retried safely")
-                for r in ledger.rows(key, ch, State.UNKNOWN) if self.net.retry_unknown(r, now)]
+        safe = [(r.target, now, (r.reply or "") + "; retried safely") for r in still if net.retry_unknown(r, now)]
         if safe:
             ledger.retry_later(key, ch, safe)
+        return True
 
     def _wait_for_turn(self, key: str, t: str, spacing: timedelta, cap: int) -> str | None:
         """Wait (within max_wait) for the row's not-before time, spacing and daily cap; or leave the
@@ -263,7 +309,10 @@ class SocialChannel:
         ledger, ch, t = self.ctx.ledger, self.net.channel, target(post)
         if o.kind == "sent":
             ledger.finish(key, ch, [(t, State.SENT, o.remote_id, o.reply or None)])
-            report.sent += 1
+            if o.found:
+                report.found += 1
+            else:
+                report.sent += 1
             if not o.remote_id and o.reply:
                 report.messages.append(f"{ch}: {t} of {key}: {o.reply}")
             return None
@@ -300,7 +349,7 @@ class SocialChannel:
 
 
 @dataclass
-class OutboxNetwork:
+class OutboxNetwork(Plain):
     """`delivery = "outbox"`: each post is written as JSON under outbox/<campaign>/<edition>/<network>/;
     no network call and no credentials. Rows live under channel "outbox:<network>"."""
 
@@ -324,6 +373,8 @@ class OutboxNetwork:
                "limit": post.limit, "links": list(post.links), "image": post.image, "article_id": post.article_id,
                "card": post.card, "language": post.language, "edition": key.edition_key,
                "in_reply_to": reply_to.parent if reply_to else None, "thread_root": reply_to.root if reply_to else None}
+        if post.images:
+            doc["images"] = list(post.images)
         try:
             folder.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".json.tmp")

@@ -16,6 +16,7 @@ no assert (tests assert on what the servers recorded), so it opts out: PYTEST_DO
 from __future__ import annotations
 
 import base64
+import email.utils
 import json
 import threading
 import time
@@ -103,7 +104,10 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass
 
-    do_GET = do_POST = do_PUT = _serve
+    def date_time_string(self, timestamp: float | None = None) -> str:  # the Date header, on the app's clock
+        return email.utils.format_datetime(self.server.app.now(), usegmt=True)  # type: ignore[attr-defined]
+
+    do_GET = do_POST = do_PUT = do_DELETE = _serve
 
 
 class LocalApp:
@@ -113,6 +117,7 @@ class LocalApp:
         self.requests: list[Recorded] = []
         self.scripts: dict[tuple[str, str], deque] = defaultdict(deque)
         self.release = threading.Event()
+        self.skew = timedelta(0)  # the server's clock runs this far ahead (a later run, minutes after)
         self._lock = threading.Lock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.httpd.daemon_threads = True
@@ -122,6 +127,10 @@ class LocalApp:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def now(self) -> datetime:
+        """The server's own clock (its Date header and the times it stamps on what it makes)."""
+        return datetime.now(timezone.utc) + self.skew
 
     def __enter__(self) -> "LocalApp":
         self._thread.start()
@@ -188,6 +197,8 @@ class MastodonServer(LocalApp):
         self.max_characters = max_characters
         self.statuses: list[dict] = []
         self.keys: dict[str, dict] = {}
+        self.media: dict[str, int] = {}  # media id -> polls left before it is processed
+        self.processing_polls = 2
 
     def handle(self, req: Recorded):
         path = req.path.rstrip("/")
@@ -203,13 +214,26 @@ class MastodonServer(LocalApp):
                       "in_reply_to_id": form.get("in_reply_to_id", [None])[0],
                       "visibility": form.get("visibility", ["public"])[0], "language": form.get("language", [None])[0],
                       "url": f"{self.url}/@test/{110_000 + len(self.statuses)}", "media_ids": form.get("media_ids[]", []),
-                      "created_at": "2026-11-23T07:00:00.000Z", "account": {"id": "1", "acct": "test"}}
+                      # the instance's own clock, like the Date header of its reply (a replayed key shows an older one)
+                      "created_at": self.now().strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+                      "account": {"id": "1", "acct": "test"}}
             self.statuses.append(status)
             if key:
                 self.keys[key] = status
             return 200, {}, status
         if req.method == "POST" and path == "/api/v2/media":
-            return 202, {}, {"id": "m710", "type": "image", "url": None, "preview_url": None, "description": None}
+            # asynchronous processing, as Mastodon 3.1.4+ does: 202 with no url, then GET /api/v1/media/:id
+            # answers 206 (still processing) `processing_polls` times before 200 with the url
+            media_id = f"m{710 + len(self.media)}"
+            self.media[media_id] = self.processing_polls
+            return 202, {}, {"id": media_id, "type": "image", "url": None, "preview_url": None, "description": None}
+        if req.method == "GET" and path.startswith("/api/v1/media/") and path.rsplit("/", 1)[1] in self.media:
+            media_id = path.rsplit("/", 1)[1]
+            left = self.media[media_id]
+            self.media[media_id] = max(0, left - 1)
+            url = None if left else f"{self.url}/media/{media_id}.png"
+            return (206 if left else 200), {}, {"id": media_id, "type": "image", "url": url, "preview_url": url,
+                                                  "description": None}
         return super().handle(req)
 
 
