@@ -20,15 +20,15 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Literal, Protocol
 
-from publisher.channels import DispatchContext, DispatchReport
-from publisher.config import parse_duration
+from publisher.channels import ChannelDisabled, DispatchContext, DispatchReport
+from publisher.config import parse_duration, secret
 from publisher.errors import DeliveryError
 from publisher.models import Delivery, Post, State
 
 if TYPE_CHECKING:
-    from publisher.config import Campaign
+    from publisher.config import Campaign, Settings
     from publisher.models import RenderedEdition
 
 Kind = Literal["sent", "failed", "unknown", "rate_limited", "retry"]
@@ -152,7 +152,7 @@ class SocialChannel:
         ledger.plan(key, ch, [target(p) for p in posts])
         for t in ledger.recover(key, ch):
             report.messages.append(f"{ch}: {t} of {key} was on the wire when a run stopped; its outcome is unknown")
-        prepared = self._release_unknown(edition, {target(p): p for p in posts}, campaign, report)
+        prepared, found = self._release_unknown(edition, {target(p): p for p in posts}, campaign, report)
 
         threaded = campaign.social.mode != "per_article"
         spacing = max(parse_duration(campaign.social.spacing, f"{campaign.source}: [social].spacing"), net.min_interval)
@@ -165,7 +165,8 @@ class SocialChannel:
                 row = ledger.get(key, ch, t)
                 assert row is not None  # planned above
                 if row.state in (State.SENT, State.FAILED, State.UNKNOWN):
-                    blocked = self._earlier(row, key, campaign, report, threaded, blocked)
+                    if t not in found:  # a post found by the read-back above is already counted
+                        blocked = self._earlier(row, key, campaign, report, threaded, blocked)
                     if row.state is State.SENT:
                         thread = thread.after(row.remote_id)
                         task.advance()
@@ -219,39 +220,43 @@ class SocialChannel:
         report.messages.append(self._unknown_hint(t, key, campaign, row.reply))
         return blocked or (f"{t} is unknown" if threaded else None)
 
-    def _release_unknown(self, edition, posts: dict[str, Post], campaign: "Campaign", report: DispatchReport) -> bool:  # noqa: ANN001
+    def _release_unknown(self, edition, posts: dict[str, Post], campaign: "Campaign",  # noqa: ANN001
+                         report: DispatchReport) -> tuple[bool, set[str]]:
         """Settle `unknown` rows: a post the network already has (read back by `find`) becomes `sent`
         and is reported as found; the others go back to `planned`: all of them on --resend-unknown,
         else those the network can retry without any risk of a second post (idempotency key, record
-        key, a read-back that found nothing). Returns whether the network was prepared for the read-back."""
+        key, a read-back that found nothing). Returns whether the network was prepared for the read-back,
+        and the targets found."""
         ledger, net, key, ch = self.ctx.ledger, self.net, edition.key, self.net.channel
         unknown = [r for r in ledger.rows(key, ch, State.UNKNOWN) if r.target in posts]
+        found: set[str] = set()
         if not unknown:
-            return False
+            return False, found
         try:
             net.prepare(campaign)
         except DeliveryError:
-            return False  # the loop reports it when it tries to send
+            return False, found  # the loop reports it when it tries to send
         still = []
         for row in unknown:
             pkey = PostKey(edition_key=key, network=net.network, target=row.target, slot=edition.slot)
-            found = net.find(posts[row.target], pkey)
-            if found is not None and found.kind == "sent":
-                ledger.finish(key, ch, [(row.target, State.SENT, found.remote_id, found.reply or None)])
+            outcome = net.find(posts[row.target], pkey)
+            if outcome is not None and outcome.kind == "sent":
+                ledger.finish(key, ch, [(row.target, State.SENT, outcome.remote_id, outcome.reply or None)])
                 report.found += 1
-                report.messages.append(f"{ch}: {row.target} of {key} was found already posted ({found.reply})")
+                found.add(row.target)
+                report.messages.append(f"{ch}: {row.target} of {key} was found already posted ({outcome.reply})")
             else:
                 still.append(row)
         if self.ctx.resend_unknown:
             n = ledger.resend_unknown(key, ch)
             if n:
                 report.messages.append(f"{ch}: resending {n} post(s) of {key} whose outcome was unknown")
-            return True
+            return True, found
         now = self.clock()
         safe = [(r.target, now, (r.reply or "") + "; retried safely") for r in still if net.retry_unknown(r, now)]
         if safe:
             ledger.retry_later(key, ch, safe)
-        return True
+        return True, found
 
     def _wait_for_turn(self, key: str, t: str, spacing: timedelta, cap: int) -> str | None:
         """Wait (within max_wait) for the row's not-before time, spacing and daily cap; or leave the
@@ -345,6 +350,27 @@ class SocialChannel:
                 f" the post is missing run 'publisher send {campaign.name} --resend-unknown'")
 
 
+class ReadBack(Plain):
+    """A network whose account can be read back: after an unclear outcome, a post found there is
+    `sent` (reported as found), and one that a complete read-back did not find may be sent again
+    without --resend-unknown. `lookup` returns (found or None, whether every list was read)."""
+
+    def __init__(self) -> None:
+        self._absent: set[tuple[str, str]] = set()
+
+    def lookup(self, post: Post, key: PostKey) -> tuple[PostOutcome | None, bool]:
+        raise NotImplementedError
+
+    def find(self, post: Post, key: PostKey) -> PostOutcome | None:
+        found, complete = self.lookup(post, key)
+        if found is None and complete:
+            self._absent.add((key.edition_key, key.target))
+        return found
+
+    def retry_unknown(self, row: Delivery, now: datetime) -> bool:
+        return (row.edition_key, row.target) in self._absent
+
+
 # -- outbox -------------------------------------------------------------------------------------
 
 
@@ -391,3 +417,35 @@ class OutboxNetwork(Plain):
 def outbox_channel(network: str, ctx: DispatchContext) -> SocialChannel:
     """The outbox form of a social channel (no credentials needed)."""
     return SocialChannel(OutboxNetwork(network, Path(ctx.outbox)), ctx)
+
+
+def credential(name: str, settings: "Settings") -> str:
+    """A PUBLISHER_* secret a live channel needs; without it the channel is disabled, naming the variable."""
+    value = secret(name)
+    if not value:
+        raise ChannelDisabled(f"missing {name} in the environment; set it, or use"
+                              f" [publisher] delivery = \"outbox\" in {settings.source}")
+    return value
+
+
+def required(value: str | None, key: str, settings: "Settings") -> str:
+    """A setting a live channel needs (which Page, account, chat); without it the channel is disabled."""
+    if not value:
+        raise ChannelDisabled(f"not configured: set {key} in {settings.source}")
+    return value
+
+
+def token_factory(network: str, token: str, account: str | None, build: Callable[..., Network]):
+    """The factory of a channel that needs one PUBLISHER_* token and (optionally) an account setting:
+    the outbox form, or `build(channel_settings, token, clock)` wrapped in the loop; without the token or
+    the setting the channel is disabled, naming what to set."""
+
+    def make(settings: "Settings", channel_settings: Any, ctx: DispatchContext) -> SocialChannel:
+        if ctx.outbox is not None:
+            return outbox_channel(network, ctx)
+        if account:
+            required(getattr(channel_settings, account), f"[{network}].{account}", settings)
+        return SocialChannel(build(channel_settings, credential(token, settings), ctx.ledger.clock), ctx)
+
+    make.__doc__ = f"The {network} channel: the outbox form, or live posting with {token}."
+    return make
