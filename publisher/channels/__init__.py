@@ -1,4 +1,4 @@
-"""Channels: where a rendered edition goes (email, x, mastodon, bluesky, outbox).
+"""Channels: where a rendered edition goes (email, the social networks, outbox).
 
 Every channel, built-in or plugin, goes through one registry. A channel is a module in this package
 (or a plugin exposing the entry point group `publisher.channels`) that defines

@@ -6,10 +6,17 @@ second record under the same key. When a create fails or its outcome is unknown,
 that key tells whether the post exists (and its text proves it is ours). So an `unknown` Bluesky
 row is retried by the next run without --resend-unknown: the retry either finds it or makes it.
 
-Links become `app.bsky.richtext.facet#link` facets with UTF-8 byte offsets (French accents before a
-link shift them); hashtags become tag facets; the lead article becomes an external embed card.
+Record keys are TIDs (microseconds, then a clock id): the posts of a thread get increasing keys in
+thread order, so a reply never sorts before its parent.
 
-Length: grapheme clusters of the text as written (links included), limit 300.
+Links become `app.bsky.richtext.facet#link` facets with UTF-8 byte offsets (French accents before a
+link shift them); a link a template leaves in the text is shown as the Bluesky app shows it
+(`host/path...`, PostRules.link_text) with the facet pointing to the full URL. Mentions
+(`[social].mentions`, `@handle.domain`) become `#mention` facets with the DID that
+`com.atproto.identity.resolveHandle` gives (a handle that does not resolve stays text); hashtags become
+tag facets; the lead article becomes an external embed card.
+
+Length: grapheme clusters of the text as shown, limit 300.
 """
 
 from __future__ import annotations

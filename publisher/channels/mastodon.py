@@ -6,6 +6,14 @@ Mastodon remembers the key for an hour and answers a repeat with the status it a
 reset) is sent again by the next run without --resend-unknown, as long as the key is still fresh
 (`IDEMPOTENCY_WINDOW`, a margin under Mastodon's hour); after that only the user can resend it.
 
+A reply to a repeated key is the status made the first time: its `created_at` is then older than the
+reply's `Date` (both from the instance's clock), and the post is reported as found already posted.
+
+Media (Mastodon 3.1.4+): `POST /api/v2/media` answers 202 while the instance processes the file (its
+`url` is null) and a status naming an unprocessed attachment is refused (422), so we poll
+`GET /api/v1/media/:id` (206 while processing, 200 when done) within `[mastodon].timeout` before the
+status is created; an image still processing then is left out (the post never waits on it).
+
 Length: grapheme clusters, every http(s) URL counts 23, `@user@instance` counts as `@user`; limit 500
 or `[mastodon].max_characters`.
 """

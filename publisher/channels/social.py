@@ -1,4 +1,4 @@
-"""The exactly-once loop shared by the social channels (x, mastodon, bluesky) and their outbox form.
+"""The exactly-once loop shared by every social channel and its outbox form.
 
 Each post of an edition has one ledger row, (edition, channel, "post:N"). For every post, in thread
 order: a `sent` row is skipped (its remote id becomes the parent of the next reply); a `planned` row
@@ -9,7 +9,14 @@ after it wait too, so a rerun resumes at the first post not sent, replying to th
 A network (see `Network`) only performs one create and says what happened (`PostOutcome`); the waiting
 policy lives here: 429 waits until the announced reset when that is within `max_wait` (never a tight
 loop, interrupted by the stop flag), otherwise the row stays `planned` with a not-before time and is
-reported pending; the same for trickle spacing and the daily cap of `campaign.social`.
+reported pending; the same for trickle spacing and the daily cap of `campaign.social`, and for the
+network's own pacing (`min_interval`, `daily_limit`), whichever is stricter.
+
+Recovery: a row left `sending` by a killed run becomes `unknown`. Before anything is retried, the
+network may read the post back (`find`): a post it already has is `sent` and reported as found
+already posted, never as sent again. What is still unknown is retried only where the network makes
+that safe (`retry_unknown`: an idempotency key, a record key, a complete read-back that found nothing),
+or on the user's --resend-unknown.
 """
 
 from __future__ import annotations
@@ -234,12 +241,13 @@ class SocialChannel:
             return False, found
         try:
             net.prepare(campaign)
+            prepared = True
         except DeliveryError:
-            return False, found  # the loop reports it when it tries to send
+            prepared = False  # no read-back then; the loop reports why when it tries to send
         still = []
         for row in unknown:
             pkey = PostKey(edition_key=key, network=net.network, target=row.target, slot=edition.slot)
-            outcome = net.find(posts[row.target], pkey)
+            outcome = net.find(posts[row.target], pkey) if prepared else None
             if outcome is not None and outcome.kind == "sent":
                 ledger.finish(key, ch, [(row.target, State.SENT, outcome.remote_id, outcome.reply or None)])
                 report.found += 1
@@ -251,12 +259,12 @@ class SocialChannel:
             n = ledger.resend_unknown(key, ch)
             if n:
                 report.messages.append(f"{ch}: resending {n} post(s) of {key} whose outcome was unknown")
-            return True, found
+            return prepared, found
         now = self.clock()
         safe = [(r.target, now, (r.reply or "") + "; retried safely") for r in still if net.retry_unknown(r, now)]
         if safe:
             ledger.retry_later(key, ch, safe)
-        return True, found
+        return prepared, found
 
     def _wait_for_turn(self, key: str, t: str, spacing: timedelta, cap: int) -> str | None:
         """Wait (within max_wait) for the row's not-before time, spacing and daily cap; or leave the
