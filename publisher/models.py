@@ -78,6 +78,7 @@ class Post:
     article_id: str | None = None
     card: dict[str, str] | None = None  # Bluesky external embed: uri, title, description, thumb
     language: str = "fr"
+    images: tuple[str, ...] = ()  # a carousel's image URLs in order (Instagram thread), when there are several
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,7 @@ def rendered_from_dict(d: dict) -> RenderedEdition:
                       window_end=datetime.fromisoformat(e["window_end"]), slot=datetime.fromisoformat(e["slot"]),
                       articles=tuple(_article_from_dict(a) for a in e["articles"]),
                       series={k: tuple(v) for k, v in e["series"].items()})
-    posts = {n: tuple(Post(**{**p, "links": tuple(p["links"])}) for p in ps) for n, ps in d["posts"].items()}
+    posts = {n: tuple(Post(**{**p, "links": tuple(p["links"]), "images": tuple(p.get("images", ()))}) for p in ps)
+             for n, ps in d["posts"].items()}
     return RenderedEdition(edition=edition, subject=d["subject"], preheader=d["preheader"], html=d["html"],
                            text=d["text"], posts=posts, lint=tuple(LintIssue(**i) for i in d["lint"]))

@@ -10,7 +10,7 @@ import pytest
 from publisher.channels import ChannelDisabled
 from publisher.channels.bluesky import facets, record_key
 from publisher.channels.social import PostKey
-from publisher.models import State
+from publisher.models import Post, State
 from support.social_servers import (
     LINK,
     NOW,
@@ -96,7 +96,9 @@ def test_hang_after_the_record_was_made_resolves_to_sent_on_the_next_run_without
     assert (report.sent, report.unknown, report.pending) == (0, 1, 1)
     assert len(bs.to("POST", CREATE)) == 1  # not retried in the same run
     later = h.send("bluesky", rendered)
-    assert later.sent == 2
+    # the first post is read back under its record key and reported as found, not as sent again
+    assert (later.sent, later.found) == (1, 1) and "1 sent, 1 found already posted" in later.line()
+    assert len(bs.to("POST", CREATE)) == 2  # no second create for the post already there
     assert len(bs.records) == 2  # the same record key could not make a second post
     assert bs.to("GET", "/xrpc/com.atproto.repo.getRecord")  # the existing record was checked
     row = h.rows("bluesky")["post:0"]
@@ -164,3 +166,40 @@ def test_facets_for_accents_emoji_and_a_url_inside_parentheses():
     data = text.encode("utf-8")
     spans = [data[f.index.byte_start:f.index.byte_end].decode() for f in out]
     assert spans == ["https://ex.org/é?x=1", "#IMSA"]  # a number alone is not a hashtag
+
+
+def test_record_keys_of_a_thread_increase_in_thread_order():
+    # clients sort a repo's records by their TID: a reply must never sort before the post it answers
+    for campaign in ("endurance", "gt", "imsa", "rallycross"):
+        keys = [record_key(PostKey(f"{campaign}/2026-W47", "bluesky", f"post:{i}", SLOT)) for i in range(12)]
+        assert keys == sorted(keys) and len(set(keys)) == 12
+    # and a later edition's keys come after an earlier one's
+    later = record_key(PostKey("endurance/2026-W48", "bluesky", "post:0", SLOT + timedelta(days=7)))
+    assert later > max(record_key(PostKey("endurance/2026-W47", "bluesky", f"post:{i}", SLOT)) for i in range(12))
+
+
+def test_mentions_become_mention_facets_with_the_did_resolved_by_the_server(h, bs):
+    text = "Toyota sacrée à Bahreïn, bravo @fiawec.bsky.social et @LeMans24.bsky.social ! @FIAWEC @inconnu.bsky.social #WEC"
+    post = Post(network="bluesky", position=0, text=text, length=len(text), limit=300)
+    report = h.send("bluesky", make_rendered({"bluesky": (post,)}), make_campaign(mode="lead"))
+    assert report.sent == 1
+    resolved = sorted(r.query["handle"][0] for r in bs.to("GET", "/xrpc/com.atproto.identity.resolveHandle"))
+    assert resolved == ["fiawec.bsky.social", "inconnu.bsky.social", "lemans24.bsky.social"]  # "@FIAWEC" is no handle
+    record = bs.to("POST", CREATE)[0].json["record"]
+    data = record["text"].encode("utf-8")
+    mentions = [(data[f["index"]["byteStart"]:f["index"]["byteEnd"]].decode(), f["features"][0]["did"])
+                for f in record["facets"] if f["features"][0]["$type"] == "app.bsky.richtext.facet#mention"]
+    assert mentions == [("@fiawec.bsky.social", "did:plc:fiawec0000000000000000"),
+                        ("@LeMans24.bsky.social", "did:plc:lemans240000000000000000")]
+    # a handle that does not resolve stays plain text rather than a facet pointing nowhere
+    assert "@inconnu.bsky.social" in record["text"]
+
+
+def test_a_shortened_link_in_the_text_gets_a_facet_to_the_full_url():
+    full = "https://www.endurance-info.com/2026/11/wec-toyota-sacree/?utm_source=bluesky"
+    text = "Été décisif : www.endurance-info.com/2026/11/wec-... #WEC"
+    out = facets(text, (full,))
+    data = text.encode("utf-8")
+    link = next(f for f in out if f.features[0].py_type == "app.bsky.richtext.facet#link")
+    assert data[link.index.byte_start:link.index.byte_end].decode() == "www.endurance-info.com/2026/11/wec-..."
+    assert link.features[0].uri == full

@@ -84,9 +84,11 @@ def test_hang_is_unknown_then_the_next_run_retries_safely_within_the_key_window(
     assert (report.sent, report.unknown, report.pending) == (0, 1, 1)
     assert len(ms.to("POST", STATUSES)) == 1  # not retried in the same run
     h.now = NOW + timedelta(minutes=10)
+    ms.skew = timedelta(minutes=10)  # the instance's clock too: its reply comes 10 minutes after the status
     later = h.send("mastodon", rendered)
-    assert later.sent == 2
-    assert len(ms.statuses) == 2  # the retry got the status the hung request had made
+    # the retry got the status the hung request had made: reported as found, not as sent
+    assert (later.sent, later.found) == (1, 1) and "1 sent, 1 found already posted" in later.line()
+    assert len(ms.statuses) == 2
     rows = h.rows("mastodon")
     assert rows["post:0"].remote_id == "110000" and rows["post:0"].state is State.SENT
     assert ms.to("POST", STATUSES)[-1].form["in_reply_to_id"] == ["110000"]
@@ -132,6 +134,10 @@ def test_media_upload_attaches_the_thumbnail(tmp_path, ms, creds):
     media = ms.to("POST", "/api/v2/media")
     assert len(media) == 1 and b"\x89PNG" in media[0].body and "Toyota sacr".encode() in media[0].body
     assert ms.to("POST", STATUSES)[0].form["media_ids[]"] == ["m710"]
+    # async media: the status is created only once the instance says the file is processed
+    polls = ms.to("GET", "/api/v1/media/m710")
+    assert len(polls) == ms.processing_polls + 1
+    assert ms.requests.index(polls[-1]) < ms.requests.index(ms.to("POST", STATUSES)[0])
 
 
 def test_401_fails_without_leaking_the_token(h, ms):

@@ -76,7 +76,8 @@ def test_duplicate_403_is_read_as_already_posted_and_the_thread_goes_on(h, xs):
     posts = make_posts("x", 3)
     xs.tweets.append({"id": "999", "text": posts[1].text})  # posted by hand, earlier
     report = h.send("x", make_rendered({"x": posts}))
-    assert (report.sent, report.failed) == (3, 0)
+    assert (report.sent, report.found, report.failed) == (2, 1, 0)
+    assert "2 sent, 1 found already posted" in report.line()
     rows = h.rows("x")
     assert rows["post:1"].state is State.SENT and rows["post:1"].remote_id is None
     assert "duplicate" in rows["post:1"].reply
@@ -113,7 +114,7 @@ def test_a_hanging_server_makes_the_post_unknown_and_it_is_not_retried(h, xs):
     # the user checks and resends: X refuses the duplicate, which marks it sent
     h.resend_unknown = True
     forced = h.send("x", make_rendered({"x": posts}))
-    assert forced.sent == 2 and len(xs.tweets) == 2
+    assert (forced.sent, forced.found) == (1, 1) and len(xs.tweets) == 2
     assert h.rows("x")["post:0"].state is State.SENT
 
 

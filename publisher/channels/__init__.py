@@ -1,4 +1,4 @@
-"""Channels: where a rendered edition goes (email, x, mastodon, bluesky, outbox).
+"""Channels: where a rendered edition goes (email, the social networks, outbox).
 
 Every channel, built-in or plugin, goes through one registry. A channel is a module in this package
 (or a plugin exposing the entry point group `publisher.channels`) that defines
@@ -57,6 +57,7 @@ class DispatchReport:
     channel: str
     edition_key: str
     sent: int = 0
+    found: int = 0  # recovered: the network already had the post (an earlier run's request took effect)
     skipped: int = 0  # already sent by an earlier run
     failed: int = 0
     unknown: int = 0
@@ -70,7 +71,10 @@ class DispatchReport:
         return bool(self.failed or self.unknown or self.pending or self.error)
 
     def line(self) -> str:
-        parts = [f"{self.sent} sent", f"{self.skipped} already sent"]
+        parts = [f"{self.sent} sent"]
+        if self.found:
+            parts.append(f"{self.found} found already posted")
+        parts.append(f"{self.skipped} already sent")
         for name in ("failed", "unknown", "pending"):
             if getattr(self, name):
                 parts.append(f"{getattr(self, name)} {name}")
@@ -91,6 +95,16 @@ class PostRules:
     limit: int  # the most it takes
     limit_setting: str | None = None  # a key of the channel's settings that overrides `limit` when above 0
     card: bool = False  # the first post of a thread carries a link card (title, description, thumbnail)
+    # How a thread ("thread" mode) appears on the network: "replies", each post answering the one before;
+    # "carousel", one post whose images are the thread's articles (Instagram); "lead", the lead post only
+    # (a page feed has no threads).
+    thread: Literal["replies", "carousel", "lead"] = "replies"
+    max_hashtags: int = 0  # the most hashtags a post may carry (0: no rule); extra ones are dropped from the end
+    max_images: int = 1  # images one post can carry (a carousel's items)
+    # How the network shows a link written in the text, when it shortens it (Bluesky's app shows
+    # "host/path..." and keeps the full URL in a link facet): the post's text holds this form, its
+    # `links` the full URLs, and the length is counted on the text as shown.
+    link_text: Callable[[str], str] | None = None
 
     def limit_in(self, channel_settings: Any) -> int:
         """The limit, or the channel settings' override of it (e.g. [mastodon].max_characters)."""

@@ -6,22 +6,31 @@ second record under the same key. When a create fails or its outcome is unknown,
 that key tells whether the post exists (and its text proves it is ours). So an `unknown` Bluesky
 row is retried by the next run without --resend-unknown: the retry either finds it or makes it.
 
-Links become `app.bsky.richtext.facet#link` facets with UTF-8 byte offsets (French accents before a
-link shift them); hashtags become tag facets; the lead article becomes an external embed card.
+Record keys are TIDs (microseconds, then a clock id): the posts of a thread get increasing keys in
+thread order, so a reply never sorts before its parent.
 
-Length: grapheme clusters of the text as written (links included), limit 300.
+Links become `app.bsky.richtext.facet#link` facets with UTF-8 byte offsets (French accents before a
+link shift them); a link a template leaves in the text is shown as the Bluesky app shows it
+(`host/path...`, PostRules.link_text) with the facet pointing to the full URL. Mentions
+(`[social].mentions`, `@handle.domain`) become `#mention` facets with the DID that
+`com.atproto.identity.resolveHandle` gives (a handle that does not resolve stays text); hashtags become
+tag facets; the lead article becomes an external embed card.
+
+Length: grapheme clusters of the text as shown, limit 300.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
+from urllib.parse import urlsplit
 
 from publisher.channels import ChannelDisabled, ChannelSpec, PostRules
 from publisher.channels.counting import graphemes
-from publisher.channels.social import PostKey, PostOutcome, SocialChannel, Thread, outbox_channel
+from publisher.channels.social import Plain, PostKey, PostOutcome, SocialChannel, Thread, outbox_channel, position
 from publisher.channels.transport import fetch_image, httpx_not_sent, redact, reply_line, reset_time
 from publisher.config import parse_duration, secret
 from publisher.config.schema import check_at_least, check_url
@@ -62,22 +71,39 @@ def bluesky_length(text: str) -> int:
 
 
 def record_key(key: PostKey) -> str:
-    """A TID that is the same for the same post in every run: the edition's slot plus a hash.
+    """A TID that is the same for the same post in every run: the edition's slot, the post's place in
+    the thread, and a hash of the edition and network.
 
-    The hash spreads over a second of microseconds and the 10-bit clock id, so two campaigns due at the
-    same minute still get different keys."""
-    h = int(key.digest[:16], 16)
-    micros = int(key.slot.timestamp()) * 1_000_000 + (h >> 10) % 1_000_000
+    A TID is microseconds since the epoch (then a 10-bit clock id), and clients sort a repo's records by
+    it: the posts of a thread get increasing keys in thread order (the position counts microseconds),
+    and a reply never sorts before its parent. The hash picks the millisecond inside the slot's second
+    and the clock id, so two campaigns due at the same minute still get different keys."""
+    h = int(hashlib.sha256(f"{key.edition_key}\x1f{key.network}".encode()).hexdigest()[:16], 16)
+    micros = int(key.slot.timestamp()) * 1_000_000 + ((h >> 10) % 1000) * 1000 + min(position(key.target), 999)
     value = (micros << 10) | (h & 0x3FF)
     return "".join(_B32[(value >> (5 * i)) & 31] for i in reversed(range(13)))
 
 
+def short_link(url: str) -> str:
+    """A link as the Bluesky app writes it in a post: host and the start of the path ("host/path..."),
+    the full URL kept in the link facet (the app's toShortUrl: a path over 15 characters is cut to 13 and "...")."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return url
+    path = ("" if parts.path == "/" else parts.path) + (f"?{parts.query}" if parts.query else "") + \
+        (f"#{parts.fragment}" if parts.fragment else "")
+    return parts.netloc + (path[:13] + "..." if len(path) > 15 else path)
+
+
 _URL = re.compile(r"https?://[^\s<>\"]+")
 _TAG = re.compile(r"(?<!\S)#(\w+)")
+# a handle is a domain name: "@fiawec.bsky.social", not "@FIAWEC" (an X account, left as text)
+MENTION = re.compile(r"(?<![\w@/.])@([a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)+)")
 
 
-def facets(text: str, links: tuple[str, ...] = ()) -> list[models.AppBskyRichtextFacet.Main]:
-    """Link facets for the post's links (and any other URL in the text) and tag facets for hashtags,
+def facets(text: str, links: tuple[str, ...] = (), dids: dict[str, str] | None = None) -> list[models.AppBskyRichtextFacet.Main]:
+    """Link facets for the post's links (written in full or as the app shortens them) and any other URL
+    in the text, mention facets for the handles in `dids` (handle -> DID), tag facets for hashtags;
     indexed in UTF-8 bytes as the lexicon requires."""
     from atproto import models  # here, not at the top: importing the SDK takes seconds
 
@@ -87,11 +113,16 @@ def facets(text: str, links: tuple[str, ...] = ()) -> list[models.AppBskyRichtex
         return any(i < b and a < j for a, b, _ in spans)
 
     for link in dict.fromkeys(links):
-        start = 0
-        while link and (i := text.find(link, start)) >= 0:
-            if not taken(i, i + len(link)):
-                spans.append((i, i + len(link), models.AppBskyRichtextFacet.Link(uri=link)))
-            start = i + len(link)
+        for shown in dict.fromkeys((link, short_link(link))):
+            start = 0
+            while shown and (i := text.find(shown, start)) >= 0:
+                if not taken(i, i + len(shown)):
+                    spans.append((i, i + len(shown), models.AppBskyRichtextFacet.Link(uri=link)))
+                start = i + len(shown)
+    for m in MENTION.finditer(text):
+        did = (dids or {}).get(m.group(1).lower())
+        if did and not taken(m.start(), m.end()):
+            spans.append((m.start(), m.end(), models.AppBskyRichtextFacet.Mention(did=did)))
     for m in _URL.finditer(text):
         url = m.group(0).rstrip(".,;:!?)»")
         if url and not taken(m.start(), m.start() + len(url)):
@@ -115,7 +146,7 @@ def _ref(remote_id: str) -> models.ComAtprotoRepoStrongRef.Main:
     return models.ComAtprotoRepoStrongRef.Main(uri=uri, cid=cid)
 
 
-class BlueskyNetwork:
+class BlueskyNetwork(Plain):
     """Posts through the atproto SDK; translates its errors into Outcomes in this one place."""
 
     channel = "bluesky"
@@ -129,6 +160,7 @@ class BlueskyNetwork:
         self.max_wait = parse_duration(settings.max_wait, "[bluesky].max_wait")
         self._password = password
         self.did: str | None = None
+        self._dids: dict[str, str] = {}  # handle -> DID ("" when it does not resolve)
         from atproto import Client
         from atproto_client.request import Request
 
@@ -171,8 +203,8 @@ class BlueskyNetwork:
             reply = models.AppBskyFeedPost.ReplyRef(root=_ref(reply_to.root or reply_to.parent), parent=_ref(reply_to.parent))
         record = models.AppBskyFeedPost.Record(
             text=post.text, created_at=self.clock().astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
-            facets=facets(post.text, post.links) or None, langs=[post.language or "fr"], reply=reply,
-            embed=self._card(post))
+            facets=facets(post.text, post.links, self._resolve(post.text)) or None, langs=[post.language or "fr"],
+            reply=reply, embed=self._card(post))
         try:
             made = self.client.app.bsky.feed.post.create(self.did, record, rkey=rkey)
         except atx.RateLimitExceededError as exc:
@@ -205,6 +237,22 @@ class BlueskyNetwork:
             return PostOutcome("failed", reply=self._text(exc))
         return PostOutcome("sent", remote_id=f"{made.uri} {made.cid}", reply=made.uri)
 
+    def _resolve(self, text: str) -> dict[str, str]:
+        """The DIDs of the handles mentioned in `text` (com.atproto.identity.resolveHandle, once per run
+        each); a handle that does not resolve stays plain text."""
+        import httpx
+        from atproto_client import exceptions as atx
+
+        for handle in {m.group(1).lower() for m in MENTION.finditer(text)} - self._dids.keys():
+            try:
+                self._dids[handle] = self.client.com.atproto.identity.resolve_handle({"handle": handle}).did
+            except (atx.AtProtocolError, httpx.HTTPError, ValueError):
+                self._dids[handle] = ""
+        return {h: d for h, d in self._dids.items() if d}
+
+    def find(self, post: Post, key: PostKey) -> PostOutcome | None:
+        return self._existing(record_key(key), post.text)
+
     def _existing(self, rkey: str, text: str) -> PostOutcome | None:
         """After a failed create: is the post already there under its record key?"""
         import httpx
@@ -219,7 +267,7 @@ class BlueskyNetwork:
         value = got.value
         found_text = value.get("text") if isinstance(value, dict) else getattr(value, "text", None)
         if found_text == text:
-            return PostOutcome("sent", remote_id=f"{got.uri} {got.cid}", reply=f"already posted as {got.uri}")
+            return PostOutcome("sent", remote_id=f"{got.uri} {got.cid}", reply=f"already posted as {got.uri}", found=True)
         return PostOutcome("failed", reply=f"record key {rkey} already holds a different post ({got.uri})")
 
     def _card(self, post: Post) -> models.AppBskyEmbedExternal.Main | None:
@@ -262,4 +310,4 @@ def make(settings, channel_settings: BlueskySettings, ctx) -> SocialChannel:
 
 
 SPEC = ChannelSpec(name="bluesky", kind="social", network="bluesky", settings_cls=BlueskySettings, factory=make,
-                   posts=PostRules(length=bluesky_length, limit=LIMIT, card=True))
+                   posts=PostRules(length=bluesky_length, limit=LIMIT, card=True, link_text=short_link))

@@ -48,3 +48,9 @@ def with_links_as(text: str, url_length: int, plain) -> int:  # noqa: ANN001 - p
         total += plain(text[pos:a]) + url_length
         pos = b
     return total + plain(text[pos:])
+
+
+def utf16_length(text: str) -> int:
+    """`text` in UTF-16 code units (an emoji or any character beyond the BMP is 2): never less than its
+    grapheme or code point count, so a post within a limit counted this way fits however the network counts."""
+    return len(text.encode("utf-16-le")) // 2

@@ -6,20 +6,30 @@ Mastodon remembers the key for an hour and answers a repeat with the status it a
 reset) is sent again by the next run without --resend-unknown, as long as the key is still fresh
 (`IDEMPOTENCY_WINDOW`, a margin under Mastodon's hour); after that only the user can resend it.
 
+A reply to a repeated key is the status made the first time: its `created_at` is then older than the
+reply's `Date` (both from the instance's clock), and the post is reported as found already posted.
+
+Media (Mastodon 3.1.4+): `POST /api/v2/media` answers 202 while the instance processes the file (its
+`url` is null) and a status naming an unprocessed attachment is refused (422), so we poll
+`GET /api/v1/media/:id` (206 while processing, 200 when done) within `[mastodon].timeout` before the
+status is created; an image still processing then is left out (the post never waits on it).
+
 Length: grapheme clusters, every http(s) URL counts 23, `@user@instance` counts as `@user`; limit 500
 or `[mastodon].max_characters`.
 """
 
 from __future__ import annotations
 
+import email.utils
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from publisher.channels import ChannelDisabled, ChannelSpec, PostRules
 from publisher.channels.counting import URL_LENGTH, graphemes, with_links_as
-from publisher.channels.social import PostKey, PostOutcome, SocialChannel, Thread, outbox_channel
+from publisher.channels.social import Plain, PostKey, PostOutcome, SocialChannel, Thread, outbox_channel
 from publisher.channels.transport import fetch_image, redact, reply_line, requests_not_sent, reset_time
 from publisher.config import parse_duration, secret
 from publisher.config.schema import check_at_least, check_url
@@ -32,6 +42,7 @@ if TYPE_CHECKING:
 TOKEN = "PUBLISHER_MASTODON_ACCESS_TOKEN"
 DEFAULT_LIMIT = 500
 IDEMPOTENCY_WINDOW = timedelta(minutes=50)  # Mastodon keeps an Idempotency-Key for one hour
+REPLAY_AGE = timedelta(seconds=10)  # a status this much older than the reply answering its key was made before
 _MENTION = re.compile(r"(?<![\w/])@(\w+)@[\w.-]+\w", re.UNICODE)
 
 
@@ -65,7 +76,7 @@ def idempotency_key(key: PostKey) -> str:
     return f"publisher-{key.digest[:40]}"
 
 
-class MastodonNetwork:
+class MastodonNetwork(Plain):
     """Posts through Mastodon.py; translates its errors into Outcomes in this one place."""
 
     channel = "mastodon"
@@ -147,7 +158,26 @@ class MastodonNetwork:
         status_id = status.get("id") if hasattr(status, "get") else None
         if status_id is None:
             return PostOutcome("unknown", reply="Mastodon accepted the request but returned no status id")
-        return PostOutcome("sent", remote_id=str(status_id), reply=f"{status.get('url') or 'status ' + str(status_id)}{note}")
+        url = status.get("url") or f"status {status_id}"
+        if self._replayed(status):
+            return PostOutcome("sent", remote_id=str(status_id), found=True,
+                               reply=f"{url}: the Idempotency-Key was already used, so the status already existed")
+        return PostOutcome("sent", remote_id=str(status_id), reply=f"{url}{note}")
+
+    def _replayed(self, status: Any) -> bool:
+        """Did Mastodon answer with a status it made for an earlier request with the same key? Its
+        `created_at` is then older than the reply itself (both read from the instance's clock)."""
+        created = status.get("created_at")
+        date = self._last.headers.get("Date") if self._last is not None else None
+        if not isinstance(created, datetime) or not date:
+            return False
+        try:
+            replied = email.utils.parsedate_to_datetime(date)
+        except (TypeError, ValueError):
+            return False
+        if created.tzinfo is None or replied.tzinfo is None:
+            return False
+        return replied - created > REPLAY_AGE
 
     def _media(self, post: Post) -> tuple[list[str] | None, str]:
         """Upload the post's image if media upload is on; a failure only drops the image."""
@@ -162,6 +192,16 @@ class MastodonNetwork:
 
         try:
             media = self.api.media_post(data, mime_type=mime, description=description)
+            # POST /api/v2/media answers 202 while the instance still processes the file (its `url` is
+            # null); a status naming it before then is refused (422), so poll GET /api/v1/media/:id
+            # (206 while processing, 200 when done) until it is ready, within [mastodon].timeout.
+            deadline, pause = time.monotonic() + self.settings.timeout, 0.25
+            while not media.get("url"):
+                if time.monotonic() + pause > deadline:
+                    return None, " (image skipped: the instance was still processing it)"
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
+                media = self.api.media(media["id"])
         except MastodonError as exc:
             return None, f" (image skipped: upload failed: {reply_line(redact(str(exc), [self._token]), 80)})"
         return [str(media["id"])], ""

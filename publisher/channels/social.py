@@ -1,4 +1,4 @@
-"""The exactly-once loop shared by the social channels (x, mastodon, bluesky) and their outbox form.
+"""The exactly-once loop shared by every social channel and its outbox form.
 
 Each post of an edition has one ledger row, (edition, channel, "post:N"). For every post, in thread
 order: a `sent` row is skipped (its remote id becomes the parent of the next reply); a `planned` row
@@ -9,7 +9,14 @@ after it wait too, so a rerun resumes at the first post not sent, replying to th
 A network (see `Network`) only performs one create and says what happened (`PostOutcome`); the waiting
 policy lives here: 429 waits until the announced reset when that is within `max_wait` (never a tight
 loop, interrupted by the stop flag), otherwise the row stays `planned` with a not-before time and is
-reported pending; the same for trickle spacing and the daily cap of `campaign.social`.
+reported pending; the same for trickle spacing and the daily cap of `campaign.social`, and for the
+network's own pacing (`min_interval`, `daily_limit`), whichever is stricter.
+
+Recovery: a row left `sending` by a killed run becomes `unknown`. Before anything is retried, the
+network may read the post back (`find`): a post it already has is `sent` and reported as found
+already posted, never as sent again. What is still unknown is retried only where the network makes
+that safe (`retry_unknown`: an idempotency key, a record key, a complete read-back that found nothing),
+or on the user's --resend-unknown.
 """
 
 from __future__ import annotations
@@ -20,15 +27,15 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Literal, Protocol
 
-from publisher.channels import DispatchContext, DispatchReport
-from publisher.config import parse_duration
+from publisher.channels import ChannelDisabled, DispatchContext, DispatchReport
+from publisher.config import parse_duration, secret
 from publisher.errors import DeliveryError
 from publisher.models import Delivery, Post, State
 
 if TYPE_CHECKING:
-    from publisher.config import Campaign
+    from publisher.config import Campaign, Settings
     from publisher.models import RenderedEdition
 
 Kind = Literal["sent", "failed", "unknown", "rate_limited", "retry"]
@@ -44,6 +51,7 @@ class PostOutcome:
     reply: str = ""
     retry_at: datetime | None = None  # rate_limited: the reset the server announced
     maybe_taken: bool = False
+    found: bool = False  # sent: the network already had this post (a repeat it recognised, or a read-back)
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,8 @@ class Network(Protocol):
     network: str  # which rendered posts it sends: "x"
     paced: bool  # whether spacing and the daily cap apply
     max_wait: timedelta  # the longest wait (429, spacing) inside one run
+    min_interval: timedelta  # the network's own pacing between two posts of one account (0: none)
+    daily_limit: int  # the network's own cap of posts per 24 hours (0: none)
 
     def prepare(self, campaign: "Campaign") -> None:
         """Log in, read the instance's limits...; raise DeliveryError with a one-line reason."""
@@ -88,11 +98,36 @@ class Network(Protocol):
         """Make one post; never raises for a network failure, says what happened instead."""
 
     def retry_unknown(self, row: Delivery, now: datetime) -> bool:
-        """May this `unknown` row be sent again without the user's --resend-unknown?"""
+        """May this `unknown` row be sent again without the user's --resend-unknown (once `find` found nothing)?"""
+
+    def find(self, post: Post, key: PostKey) -> PostOutcome | None:
+        """After an unclear outcome: the post as the network already has it (`sent`, found=True), or None."""
+
+
+class Plain:
+    """Defaults for a Network: no pacing of its own, no read-back, no safe retry of an unknown post."""
+
+    paced = True
+    min_interval = timedelta(0)
+    daily_limit = 0
+
+    def prepare(self, campaign: "Campaign") -> None:
+        return None
+
+    def retry_unknown(self, row: Delivery, now: datetime) -> bool:
+        return False
+
+    def find(self, post: Post, key: PostKey) -> PostOutcome | None:
+        return None
 
 
 def target(post: Post) -> str:
     return f"post:{post.position}"
+
+
+def position(target: str) -> int:
+    """The thread position in a target ("post:3" -> 3)."""
+    return int(target.partition(":")[2] or 0)
 
 
 @dataclass
@@ -124,21 +159,21 @@ class SocialChannel:
         ledger.plan(key, ch, [target(p) for p in posts])
         for t in ledger.recover(key, ch):
             report.messages.append(f"{ch}: {t} of {key} was on the wire when a run stopped; its outcome is unknown")
-        self._release_unknown(key, ch, report)
+        prepared, found = self._release_unknown(edition, {target(p): p for p in posts}, campaign, report)
 
         threaded = campaign.social.mode != "per_article"
-        spacing = parse_duration(campaign.social.spacing, f"{campaign.source}: [social].spacing")
-        cap = campaign.social.daily_cap
+        spacing = max(parse_duration(campaign.social.spacing, f"{campaign.source}: [social].spacing"), net.min_interval)
+        cap = min((c for c in (campaign.social.daily_cap, net.daily_limit) if c > 0), default=0)
         thread = Thread()
         blocked: str | None = None
-        prepared = False
         with self.ctx.progress.task(f"{ch} {key}", total=len(posts)) as task:
             for post in posts:
                 t = target(post)
                 row = ledger.get(key, ch, t)
                 assert row is not None  # planned above
                 if row.state in (State.SENT, State.FAILED, State.UNKNOWN):
-                    blocked = self._earlier(row, key, campaign, report, threaded, blocked)
+                    if t not in found:  # a post found by the read-back above is already counted
+                        blocked = self._earlier(row, key, campaign, report, threaded, blocked)
                     if row.state is State.SENT:
                         thread = thread.after(row.remote_id)
                         task.advance()
@@ -192,20 +227,44 @@ class SocialChannel:
         report.messages.append(self._unknown_hint(t, key, campaign, row.reply))
         return blocked or (f"{t} is unknown" if threaded else None)
 
-    def _release_unknown(self, key: str, ch: str, report: DispatchReport) -> None:
-        """Put `unknown` rows back to `planned`: all of them on --resend-unknown, else those the
-        network can retry without any risk of a second post (idempotency key, record key)."""
-        ledger = self.ctx.ledger
+    def _release_unknown(self, edition, posts: dict[str, Post], campaign: "Campaign",  # noqa: ANN001
+                         report: DispatchReport) -> tuple[bool, set[str]]:
+        """Settle `unknown` rows: a post the network already has (read back by `find`) becomes `sent`
+        and is reported as found; the others go back to `planned`: all of them on --resend-unknown,
+        else those the network can retry without any risk of a second post (idempotency key, record
+        key, a read-back that found nothing). Returns whether the network was prepared for the read-back,
+        and the targets found."""
+        ledger, net, key, ch = self.ctx.ledger, self.net, edition.key, self.net.channel
+        unknown = [r for r in ledger.rows(key, ch, State.UNKNOWN) if r.target in posts]
+        found: set[str] = set()
+        if not unknown:
+            return False, found
+        try:
+            net.prepare(campaign)
+            prepared = True
+        except DeliveryError:
+            prepared = False  # no read-back then; the loop reports why when it tries to send
+        still = []
+        for row in unknown:
+            pkey = PostKey(edition_key=key, network=net.network, target=row.target, slot=edition.slot)
+            outcome = net.find(posts[row.target], pkey) if prepared else None
+            if outcome is not None and outcome.kind == "sent":
+                ledger.finish(key, ch, [(row.target, State.SENT, outcome.remote_id, outcome.reply or None)])
+                report.found += 1
+                found.add(row.target)
+                report.messages.append(f"{ch}: {row.target} of {key} was found already posted ({outcome.reply})")
+            else:
+                still.append(row)
         if self.ctx.resend_unknown:
             n = ledger.resend_unknown(key, ch)
             if n:
                 report.messages.append(f"{ch}: resending {n} post(s) of {key} whose outcome was unknown")
-            return
+            return prepared, found
         now = self.clock()
-        safe = [(r.target, now, (r.reply or "") + "; retried safely")
-                for r in ledger.rows(key, ch, State.UNKNOWN) if self.net.retry_unknown(r, now)]
+        safe = [(r.target, now, (r.reply or "") + "; retried safely") for r in still if net.retry_unknown(r, now)]
         if safe:
             ledger.retry_later(key, ch, safe)
+        return prepared, found
 
     def _wait_for_turn(self, key: str, t: str, spacing: timedelta, cap: int) -> str | None:
         """Wait (within max_wait) for the row's not-before time, spacing and daily cap; or leave the
@@ -263,7 +322,10 @@ class SocialChannel:
         ledger, ch, t = self.ctx.ledger, self.net.channel, target(post)
         if o.kind == "sent":
             ledger.finish(key, ch, [(t, State.SENT, o.remote_id, o.reply or None)])
-            report.sent += 1
+            if o.found:
+                report.found += 1
+            else:
+                report.sent += 1
             if not o.remote_id and o.reply:
                 report.messages.append(f"{ch}: {t} of {key}: {o.reply}")
             return None
@@ -296,11 +358,32 @@ class SocialChannel:
                 f" the post is missing run 'publisher send {campaign.name} --resend-unknown'")
 
 
+class ReadBack(Plain):
+    """A network whose account can be read back: after an unclear outcome, a post found there is
+    `sent` (reported as found), and one that a complete read-back did not find may be sent again
+    without --resend-unknown. `lookup` returns (found or None, whether every list was read)."""
+
+    def __init__(self) -> None:
+        self._absent: set[tuple[str, str]] = set()
+
+    def lookup(self, post: Post, key: PostKey) -> tuple[PostOutcome | None, bool]:
+        raise NotImplementedError
+
+    def find(self, post: Post, key: PostKey) -> PostOutcome | None:
+        found, complete = self.lookup(post, key)
+        if found is None and complete:
+            self._absent.add((key.edition_key, key.target))
+        return found
+
+    def retry_unknown(self, row: Delivery, now: datetime) -> bool:
+        return (row.edition_key, row.target) in self._absent
+
+
 # -- outbox -------------------------------------------------------------------------------------
 
 
 @dataclass
-class OutboxNetwork:
+class OutboxNetwork(Plain):
     """`delivery = "outbox"`: each post is written as JSON under outbox/<campaign>/<edition>/<network>/;
     no network call and no credentials. Rows live under channel "outbox:<network>"."""
 
@@ -324,6 +407,8 @@ class OutboxNetwork:
                "limit": post.limit, "links": list(post.links), "image": post.image, "article_id": post.article_id,
                "card": post.card, "language": post.language, "edition": key.edition_key,
                "in_reply_to": reply_to.parent if reply_to else None, "thread_root": reply_to.root if reply_to else None}
+        if post.images:
+            doc["images"] = list(post.images)
         try:
             folder.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".json.tmp")
@@ -340,3 +425,35 @@ class OutboxNetwork:
 def outbox_channel(network: str, ctx: DispatchContext) -> SocialChannel:
     """The outbox form of a social channel (no credentials needed)."""
     return SocialChannel(OutboxNetwork(network, Path(ctx.outbox)), ctx)
+
+
+def credential(name: str, settings: "Settings") -> str:
+    """A PUBLISHER_* secret a live channel needs; without it the channel is disabled, naming the variable."""
+    value = secret(name)
+    if not value:
+        raise ChannelDisabled(f"missing {name} in the environment; set it, or use"
+                              f" [publisher] delivery = \"outbox\" in {settings.source}")
+    return value
+
+
+def required(value: str | None, key: str, settings: "Settings") -> str:
+    """A setting a live channel needs (which Page, account, chat); without it the channel is disabled."""
+    if not value:
+        raise ChannelDisabled(f"not configured: set {key} in {settings.source}")
+    return value
+
+
+def token_factory(network: str, token: str, account: str | None, build: Callable[..., Network]):
+    """The factory of a channel that needs one PUBLISHER_* token and (optionally) an account setting:
+    the outbox form, or `build(channel_settings, token, clock)` wrapped in the loop; without the token or
+    the setting the channel is disabled, naming what to set."""
+
+    def make(settings: "Settings", channel_settings: Any, ctx: DispatchContext) -> SocialChannel:
+        if ctx.outbox is not None:
+            return outbox_channel(network, ctx)
+        if account:
+            required(getattr(channel_settings, account), f"[{network}].{account}", settings)
+        return SocialChannel(build(channel_settings, credential(token, settings), ctx.ledger.clock), ctx)
+
+    make.__doc__ = f"The {network} channel: the outbox form, or live posting with {token}."
+    return make

@@ -1,5 +1,5 @@
 """How the social channels read the wire: did a failed request leave, when does a rate limit reset,
-and fetching a thumbnail. Shared by x, mastodon and bluesky; no channel logic here.
+fetching a thumbnail, and a JSON API client for the networks without a client library. No channel logic here.
 
 The distinction that matters for exactly-once: an error raised *before* the request reached the
 server (DNS failure, connection refused, connect timeout) proves nothing was posted, so the post may
@@ -10,9 +10,13 @@ reply) means the post may exist, so its ledger row becomes `unknown`.
 from __future__ import annotations
 
 import email.utils
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Iterable, Mapping
 
+from publisher.channels.social import PostOutcome
+from publisher.config import parse_duration
+from publisher.config.schema import check_at_least, check_url
 from publisher.text import one_line
 
 # requests and httpx are imported inside the functions: every CLI command loads the channel registry,
@@ -119,3 +123,62 @@ def reply_line(text: object, limit: int = 200) -> str:
     """A server reply squeezed onto one short line for the ledger and the report."""
     s = one_line(str(text))
     return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+class JsonApi:
+    """One httpx client for a network's JSON API: its base URL, a timeout, auth headers, and the
+    secrets to scrub from every reply line. Used by the channels without a client library."""
+
+    def __init__(self, name: str, base_url: str, timeout: float, headers: Mapping[str, str],
+                 secrets: Iterable[str | None]):
+        import httpx
+
+        self.name = name
+        self.secrets = [s for s in secrets if s]
+        # trust_env=False: no proxy or .netrc from the environment on the way to a network holding our token
+        self.client = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, headers=dict(headers),
+                                   trust_env=False, follow_redirects=False)
+
+    def call(self, method: str, path: str, *, takes_effect: bool, **kwargs):  # noqa: ANN201 - httpx.Response | PostOutcome
+        """The response, or what a transport failure means: a request that never left (or one that
+        changes nothing when repeated) may be retried; one that may have taken effect is unknown."""
+        import httpx
+
+        try:
+            return self.client.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            if not takes_effect or httpx_not_sent(exc):
+                return PostOutcome("retry", reply=f"could not reach {self.name} ({type(exc).__name__})")
+            return PostOutcome("unknown", reply=f"no reply from {self.name} after the request was sent"
+                                                f" ({type(exc).__name__})")
+
+    def line(self, text: object) -> str:
+        """`text` as one short line without any secret."""
+        return reply_line(redact(str(text), self.secrets))
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def body_of(response) -> dict:  # noqa: ANN001 - an httpx.Response
+    """The JSON object of a reply, or {} when it is not one."""
+    try:
+        data = response.json()
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """The keys every settings table of an HTTP API channel has (facebook, instagram, threads, linkedin,
+    telegram); each channel's table adds its own and sets `api_url`'s default."""
+
+    api_url: str = ""  # the API's base URL; tests point it at a local server
+    timeout: float = 30.0
+    max_wait: str = "5m"  # longest 429/spacing wait inside one run; a longer one leaves the post pending
+
+    def _check(self, where: str) -> None:
+        check_url(self.api_url, f"{where}.api_url", type(self)().api_url or "https://...")
+        parse_duration(self.max_wait, f"{where}.max_wait")
+        check_at_least(self, where, 0.1, "timeout", meaning=" (seconds)")

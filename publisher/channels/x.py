@@ -26,7 +26,7 @@ from typing import Callable
 from urllib.parse import urlsplit
 
 from publisher.channels import ChannelDisabled, ChannelSpec, PostRules
-from publisher.channels.social import PostKey, PostOutcome, SocialChannel, Thread, outbox_channel
+from publisher.channels.social import Plain, PostKey, PostOutcome, SocialChannel, Thread, outbox_channel
 from publisher.channels.transport import fetch_image, redact, reply_line, requests_not_sent, reset_time
 from publisher.config import parse_duration, secret
 from publisher.config.schema import check_at_least, check_url
@@ -89,7 +89,7 @@ def _mount(session, real: str, configured: str, timeout: float) -> None:  # noqa
     session.mount(real + "/", HostAdapter())
 
 
-class XNetwork:
+class XNetwork(Plain):
     """Posts through tweepy; translates its errors into Outcomes in this one place."""
 
     channel = "x"
@@ -134,7 +134,8 @@ class XNetwork:
         except tweepy.Forbidden as exc:
             text = self._text(exc)
             if "duplicate" in text.lower():
-                return PostOutcome("sent", reply=f"X refused it as duplicate content, so it is already posted (id unknown): {text}")
+                return PostOutcome("sent", found=True,
+                                   reply=f"X refused it as duplicate content, so it is already posted (id unknown): {text}")
             return PostOutcome("failed", reply=f"403 from X: {text}")
         except tweepy.Unauthorized as exc:
             return PostOutcome("failed", reply=f"401 from X: {self._text(exc)}; check the PUBLISHER_X_* credentials")

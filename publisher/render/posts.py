@@ -12,11 +12,11 @@ the text into the next post of the thread, splitting between words.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from publisher.channels import registry
-from publisher.channels.counting import links_in
+from publisher.channels.counting import links_in, url_spans
 from publisher.config import Campaign, Settings
 from publisher.models import Edition, Post
 from publisher.render.templates import ELLIPSIS, base_context, environment, make_items, shorten, template_errors
@@ -46,6 +46,7 @@ class _Draft:
     link: str | None = None
     card: dict | None = field(default=None, hash=False)
     image: str | None = None
+    images: tuple[str, ...] = ()  # a carousel's images, when the network shows a thread as one
 
 
 def _tag(text: str) -> str:
@@ -95,10 +96,15 @@ def compose(edition: Edition, campaign: Campaign, network: str, settings: Settin
         link = web if use_web else (lead.url or web or ctx["site_url"])
         card = (_card(link, f"{campaign.title} – {ctx['edition_label']}", campaign.intro, lead.image) if use_web
                 else _card(link, lead.title, lead.full_summary, lead.image))
-        drafts.append(_Draft("lead", lead, hashtags_for(all_series, campaign, settings), mentions, link, card, lead.image))
-        if social.mode == "thread":
-            rest = items if use_web else items[1:]
-            for item in rest[: social.thread_top]:
+        tags = hashtags_for(all_series, campaign, settings)
+        rest = (items if use_web else items[1:])[: social.thread_top] if social.mode == "thread" else []
+        images: tuple[str, ...] = ()
+        if rules.thread == "carousel" and rest:
+            images = tuple(dict.fromkeys(i.image for i in [lead, *rest] if i.image))[: rules.max_images]
+            images = images if len(images) > 1 else ()
+        drafts.append(_Draft("lead", lead, tags, mentions, link, card, lead.image, images))
+        if rules.thread == "replies":
+            for item in rest:
                 drafts.append(_Draft("thread", item, (), (), item.url,
                                      _card(item.url, item.title, item.full_summary, item.image)))
     else:  # per_article
@@ -107,17 +113,36 @@ def compose(edition: Edition, campaign: Campaign, network: str, settings: Settin
                                  _card(item.url, item.title, item.full_summary, item.image), item.image))
     posts: list[Post] = []
     name = f"posts/{network}.txt"
+
+    def shown(text: str) -> str:
+        """The text as the network shows it (links shortened where it shortens them)."""
+        return _show_links(text, rules.link_text) if rules.link_text else text
+
+    def count(text: str) -> int:
+        return rules.length(shown(text))
+
     for draft in drafts:
+        if rules.max_hashtags:
+            draft = replace(draft, hashtags=draft.hashtags[: rules.max_hashtags])
         with template_errors(env, name, campaign):  # a user's post template can have mistakes too
             template = env.select_template([name, "posts/post.txt"])
-            texts = _fit(template, {**ctx, "network": network, "limit": limit}, draft, rules.length, limit)
+            texts = _fit(template, {**ctx, "network": network, "limit": limit}, draft, count, limit)
         for i, text in enumerate(texts):
-            posts.append(Post(network=network, position=len(posts), text=text, length=rules.length(text),
+            posts.append(Post(network=network, position=len(posts), text=shown(text), length=count(text),
                               limit=limit, links=links_in(text), image=draft.image if i == 0 else None,
                               article_id=draft.item.article.id,
                               card=draft.card if rules.card and i == 0 and draft.card else None,
-                              language=social.language))
+                              language=social.language, images=draft.images if i == 0 else ()))
     return tuple(posts)
+
+
+def _show_links(text: str, link_text: Callable[[str], str]) -> str:
+    """`text` with each http(s) link replaced by the form the network shows."""
+    out, pos = [], 0
+    for a, b in url_spans(text):
+        out.append(text[pos:a] + link_text(text[a:b]))
+        pos = b
+    return "".join(out) + text[pos:]
 
 
 def _card(uri: str | None, title: str, description: str, thumb: str | None) -> dict | None:
