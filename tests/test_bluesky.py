@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from publisher.channels import ChannelDisabled
-from publisher.channels.bluesky import facets, record_key
+from publisher.channels.bluesky import facets, record_key, record_key_before_thread_order
 from publisher.channels.social import PostKey
 from publisher.models import Post, State
 from support.social_servers import (
@@ -104,6 +104,28 @@ def test_hang_after_the_record_was_made_resolves_to_sent_on_the_next_run_without
     row = h.rows("bluesky")["post:0"]
     assert row.state is State.SENT and row.remote_id.startswith(bs.records[rkey(0)]["uri"])
     assert bs.to("POST", CREATE)[-1].json["record"]["reply"]["parent"]["uri"] == bs.records[rkey(0)]["uri"]
+
+
+def test_an_unknown_post_left_by_a_version_with_the_former_record_keys_is_found_not_posted_again(h, bs):
+    """Upgrading with an `unknown` Bluesky row: the post may exist under the key the former version gave it."""
+    rendered = make_rendered({"bluesky": make_posts("bluesky", 2)})
+    old = record_key_before_thread_order(post_key("bluesky", 0))
+    assert old != rkey(0)
+    text = rendered.posts["bluesky"][0].text
+    bs.records[old] = {"uri": f"at://{bs.did}/app.bsky.feed.post/{old}", "cid": "bafyold",
+                       "value": {"$type": "app.bsky.feed.post", "text": text, "createdAt": "2026-11-23T07:30:00.000Z"}}
+    key = "endurance/2026-W47"
+    h.ledger.plan(key, "bluesky", ["post:0", "post:1"])
+    assert h.ledger.claim_one(key, "bluesky", "post:0")
+    h.ledger.recover(key, "bluesky")  # what a run killed while post:0 was on the wire leaves
+    assert h.rows("bluesky")["post:0"].state is State.UNKNOWN
+    report = h.send("bluesky", rendered)
+    assert (report.sent, report.found) == (1, 1)
+    assert [r.json["rkey"] for r in bs.to("POST", CREATE)] == [rkey(1)]  # post:0 was not created again
+    row = h.rows("bluesky")["post:0"]
+    assert row.state is State.SENT and row.remote_id.startswith(f"at://{bs.did}/app.bsky.feed.post/{old}")
+    # the reply hangs under the post that exists
+    assert bs.to("POST", CREATE)[0].json["record"]["reply"]["parent"]["uri"] == f"at://{bs.did}/app.bsky.feed.post/{old}"
 
 
 def test_500_before_the_record_was_made_is_retried_with_the_same_key(h, bs):

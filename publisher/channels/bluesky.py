@@ -84,6 +84,15 @@ def record_key(key: PostKey) -> str:
     return "".join(_B32[(value >> (5 * i)) & 31] for i in reversed(range(13)))
 
 
+def record_key_before_thread_order(key: PostKey) -> str:
+    """The record key versions before thread-ordered keys gave a post: an `unknown` row such a version
+    left is looked for under it too, so the upgrade cannot post it a second time under the new key."""
+    h = int(key.digest[:16], 16)
+    micros = int(key.slot.timestamp()) * 1_000_000 + (h >> 10) % 1_000_000
+    value = (micros << 10) | (h & 0x3FF)
+    return "".join(_B32[(value >> (5 * i)) & 31] for i in reversed(range(13)))
+
+
 def short_link(url: str) -> str:
     """A link as the Bluesky app writes it in a post: host and the start of the path ("host/path..."),
     the full URL kept in the link facet (the app's toShortUrl: a path over 15 characters is cut to 13 and "...")."""
@@ -251,7 +260,10 @@ class BlueskyNetwork(Plain):
         return {h: d for h, d in self._dids.items() if d}
 
     def find(self, post: Post, key: PostKey) -> PostOutcome | None:
-        return self._existing(record_key(key), post.text)
+        found = self._existing(record_key(key), post.text)
+        if found is None:  # an unknown row left by a version with the former record keys
+            found = self._existing(record_key_before_thread_order(key), post.text)
+        return found
 
     def _existing(self, rkey: str, text: str) -> PostOutcome | None:
         """After a failed create: is the post already there under its record key?"""
