@@ -15,6 +15,7 @@ from publisher.config.campaigns import (
                                         UtmSettings,
                                         load_campaign,
                                         load_campaigns,
+                                        Schedule,
                                         parse_schedule,
 )
 from publisher.config.schema import parse_duration
@@ -33,4 +34,4 @@ from publisher.config.settings import (
 
 __all__ = ["Campaign", "EmailSettings", "FeedSettings", "PublisherSettings", "ScheduleSettings", "SeriesMatch",
            "SeriesSettings", "Settings", "SmtpSettings", "SocialSettings", "UtmSettings", "WebSettings", "load_campaign",
-           "load_campaigns", "parse_duration", "parse_schedule", "read_settings", "secret"]
+           "load_campaigns", "parse_duration", "parse_schedule", "read_settings", "Schedule", "secret"]
