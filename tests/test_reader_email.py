@@ -248,5 +248,9 @@ def test_every_image_has_width_and_height_in_its_proportions(tmp_path):
     imgs = lxml.html.document_fromstring(r.html).findall(".//img")
     assert [(i.get("width"), i.get("height")) for i in imgs] == [("200", "50"), ("552", "368"), ("120", "80")]
     assert imgs[0].get("alt") == "Endurance-Info"
+    small = wp.replace("1024x683", "218x150")
+    r = Renderer(s).render(edition(c, [article(1, image=wp, thumbnail=small), article(2, image=wp)], s), c)  # 2 leads
+    imgs = lxml.html.document_fromstring(r.html).findall(".//img")
+    assert [(i.get("src"), i.get("width"), i.get("height")) for i in imgs[1:]] == [(wp, "552", "368"), (small, "120", "83")]
     assert image_height("https://x.org/a-696x464.jpg", 120) == 80 and image_height("https://x.org/a-218x150.png", 120) == 83
     assert r.lint == ()
