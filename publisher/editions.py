@@ -10,6 +10,7 @@ out on Monday of week 48, the daily edition of 23 November on the 24th at 07:00.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass, replace
@@ -24,6 +25,7 @@ from publisher.models import Article, Edition
 _EDITION_ID = re.compile(r"^(\d{4})-W(\d{2})$")
 _DAY_ID = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 _MONTH_ID = re.compile(r"^(\d{4})-(\d{2})$")
+_ALERT_ID = re.compile(r"^alert-(\d{8}T\d{4})-([0-9a-f]{8})$")
 
 
 def fold(text: str) -> str:
@@ -84,6 +86,8 @@ def parse_edition_id(text: str) -> tuple[str, date]:
 
     A bad id is a ConfigError naming the expected forms."""
     text = text.strip()
+    if _ALERT_ID.match(text):
+        return "alert", alert_minute(text).date()
     hint = "write it as YEAR-Www (2026-W47), YEAR-MM-DD (2026-11-23) or YEAR-MM (2026-11), after the campaign's schedule; 'publisher status' lists the editions"
     if m := _DAY_ID.match(text):
         try:
@@ -130,15 +134,22 @@ def edition_id_of(moment: datetime, tz: ZoneInfo, cadence: str = "weekly") -> st
 
 
 def window(edition_id: str, tz: ZoneInfo) -> tuple[datetime, datetime]:
-    """[first day 00:00, the next period's first day 00:00) of the edition's period, local time in `tz`."""
+    """[first day 00:00, the next period's first day 00:00) of the edition's period, local time in `tz`;
+    for an alert, the minute its article was published."""
     cadence, first = parse_edition_id(edition_id)
+    if cadence == "alert":
+        start = alert_minute(edition_id)
+        return start.astimezone(tz), (start + timedelta(minutes=1)).astimezone(tz)
     return (datetime.combine(first, time(0), tz), datetime.combine(_period_end(cadence, first), time(0), tz))
 
 
 def check_edition(campaign: Campaign, edition_id: str) -> None:
     """An edition id of the campaign's cadence (a week for a weekly campaign, ...); else one ConfigError line."""
     cadence, _ = parse_edition_id(edition_id)
-    if cadence != campaign.cadence:
+    if cadence == "alert" and not campaign.alerts.enabled:
+        raise ConfigError(f"--edition: {edition_id!r} is an alert but campaign {campaign.name!r} has no [alerts]",
+                          hint=f"add an [alerts] table to {campaign.source or campaign.name}")
+    if cadence not in ("alert", campaign.cadence):
         example = _period_id(campaign.cadence, date(2026, 11, 23))
         raise ConfigError(f"--edition: {edition_id!r} is a {_NOUNS[cadence]} but campaign {campaign.name!r} is"
                           f" {campaign.cadence} (schedule = {campaign.schedule!r})",
@@ -149,7 +160,9 @@ _NOUNS = {"daily": "day", "weekly": "week", "monthly": "month"}
 
 
 def slot(campaign: Campaign, edition_id: str) -> datetime:
-    """When the edition is due: the first schedule time at or after its window's end."""
+    """When the edition is due: the first schedule time at or after its window's end; an alert at once."""
+    if is_alert_id(edition_id):
+        return alert_minute(edition_id).astimezone(campaign.tz)
     s = parse_schedule(campaign.schedule, f"{campaign.source}: schedule")
     _, end = window(edition_id, campaign.tz)
     day = end.date()
@@ -207,6 +220,8 @@ def plan_edition(campaign: Campaign, edition_id: str, articles: Iterable[Article
                  series: Mapping[str, SeriesSettings]) -> Plan:
     """Pick the campaign's articles in the edition's window, order them, choose the lead, apply the limits."""
     check_edition(campaign, edition_id)
+    if is_alert_id(edition_id):
+        return _plan_alert(campaign, edition_id, articles, series)
     tz = campaign.tz
     series = rules_for(campaign, series)
     start, end = window(edition_id, tz)
@@ -235,6 +250,59 @@ def plan_edition(campaign: Campaign, edition_id: str, articles: Iterable[Article
         reason = f"thin week: {len(chosen)} article(s), min_articles is {campaign.min_articles}"
         if campaign.thin_week == "skip" or not chosen:
             return Plan(edition, skip_reason=reason)
+    return Plan(edition)
+
+
+# -- per-article alerts: one article, alone, at once ------------------------------------------------
+
+
+def alert_id(article: Article) -> str:
+    """The edition id of an alert for `article`: its publication minute (UTC) and a digest of its id."""
+    digest = hashlib.sha256(article.id.encode("utf-8")).hexdigest()[:8]
+    return f"alert-{article.published.astimezone(timezone.utc):%Y%m%dT%H%M}-{digest}"
+
+
+def is_alert_id(edition_id: str) -> bool:
+    return bool(_ALERT_ID.match(edition_id))
+
+
+def alert_minute(edition_id: str) -> datetime:
+    """The publication minute (UTC) an alert id carries."""
+    m = _ALERT_ID.match(edition_id)
+    if m is None:
+        raise ConfigError(f"--edition: {edition_id!r} is not an alert id like alert-20261121T1625-1a2b3c4d")
+    return datetime.strptime(m.group(1), "%Y%m%dT%H%M").replace(tzinfo=timezone.utc)
+
+
+def matches_alert(campaign: Campaign, article: Article, series: Mapping[str, SeriesSettings]) -> tuple[str, ...]:
+    """The campaign's series of `article` when it matches the campaign's alert rules, else ()."""
+    rules = campaign.alerts
+    if not rules.enabled:
+        return ()
+    cats = {fold(c) for c in article.categories}
+    title = fold(article.title)
+    if not (cats & {fold(c) for c in rules.categories}
+            or any(_words(fold(k)).search(title) for k in rules.keywords if k.strip())):
+        return ()
+    wanted = set(campaign.series)
+    return tuple(s for s in series_of(article, rules_for(campaign, series)) if s in wanted)
+
+
+def alerts_in(campaign: Campaign, articles: Iterable[Article], series: Mapping[str, SeriesSettings]) -> list[tuple[str, datetime]]:
+    """(alert edition id, publication time) of each article among `articles` that is an alert of `campaign`, oldest first."""
+    found = {alert_id(a): a.published for a in articles if matches_alert(campaign, a, series)}
+    return sorted(found.items(), key=lambda kv: (kv[1], kv[0]))
+
+
+def _plan_alert(campaign: Campaign, edition_id: str, articles: Iterable[Article],
+                series: Mapping[str, SeriesSettings]) -> Plan:
+    start, end = window(edition_id, campaign.tz)
+    chosen = [a for a in articles if alert_id(a) == edition_id and matches_alert(campaign, a, series)]
+    edition = Edition(campaign=campaign.name, id=edition_id, window_start=start, window_end=end,
+                      slot=slot(campaign, edition_id), articles=tuple(chosen[:1]),
+                      series={a.id: matches_alert(campaign, a, series) for a in chosen[:1]})
+    if not chosen:
+        return Plan(edition, skip_reason="alert: the article is gone or no longer matches [alerts]")
     return Plan(edition)
 
 

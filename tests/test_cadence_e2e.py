@@ -34,19 +34,22 @@ def _feed(now: datetime) -> str:
             f'<link>https://www.endurance-info.com</link><description>x</description>{"".join(items)}</channel></rss>')
 
 
-@pytest.mark.slow
-def test_a_daily_campaign_sends_one_edition_per_day_across_a_dst_change(project):
+def _only_campaign(project, name: str, toml: str, readers: tuple[str, ...], fetch_every: str = "1h") -> None:
+    """The project with one campaign, the feed read from feed.xml, and these readers (WEC)."""
     for f in (project.root / "campaigns").glob("*.toml"):
         f.unlink()
-    (project.root / "campaigns" / "quotidien.toml").write_text(
-        'title = "Endurance Quotidien"\nseries = ["wec"]\nschedule = "daily 07:00"\nchannels = ["email"]\n'
-        'min_articles = 1\n', encoding="utf-8")
-    text = project.settings.read_text(encoding="utf-8")
-    text = re.sub(r"sources = \[[^\]]*\]", 'sources = ["feed.xml"]', text)
-    project.write_settings(text)
-    (project.root / "subs.csv").write_text("email,name,series,locale\nalice@example.org,Alice,wec,fr_FR\n"
-                                           "bob@example.org,Bob,wec,fr_FR\n", encoding="utf-8")
+    (project.root / "campaigns" / f"{name}.toml").write_text(toml, encoding="utf-8")
+    text = re.sub(r"sources = \[[^\]]*\]", 'sources = ["feed.xml"]', project.settings.read_text(encoding="utf-8"))
+    project.write_settings(text.replace('fetch_every = "1h"', f'fetch_every = "{fetch_every}"'))
+    rows = "".join(f"{r}@example.org,{r.title()},wec,fr_FR\n" for r in readers)
+    (project.root / "subs.csv").write_text("email,name,series,locale\n" + rows, encoding="utf-8")
     project.cli("subscribers", "import", "subs.csv", check=True)
+
+
+@pytest.mark.slow
+def test_a_daily_campaign_sends_one_edition_per_day_across_a_dst_change(project):
+    _only_campaign(project, "quotidien", 'title = "Endurance Quotidien"\nseries = ["wec"]\nschedule = "daily 07:00"\n'
+                   'channels = ["email"]\nmin_articles = 1\n', ("alice", "bob"))
 
     # cron every few hours from Friday 23 to Wednesday 28 October 2026; Sunday 25 is 25 hours long
     moments = []
@@ -85,3 +88,40 @@ def test_a_daily_campaign_sends_one_edition_per_day_across_a_dst_change(project)
     assert rows == [(f"quotidien/{eid}", "sent", 2) for eid in sent_at]  # one ledger row per reader and day
     status = project.cli("--now", moments[-1].isoformat(), "status", "quotidien", env=SECRET)
     assert status.returncode == 0, status.stdout + status.stderr
+
+
+@pytest.mark.slow
+def test_an_article_matching_the_alert_rules_goes_out_alone_at_once_and_once(project):
+    _only_campaign(project, "endurance", 'title = "Endurance Hebdo"\nseries = ["wec"]\nschedule = "monday 08:00"\n'
+                   'channels = ["email", "mastodon"]\n[alerts]\nkeywords = ["officiel"]\nchannels = ["email"]\n',
+                   ("alice",), fetch_every="5m")
+
+    def item(n: int, title: str, when: datetime) -> str:
+        return (f"<item><title>{title}</title><link>https://www.endurance-info.com/2026/11/n{n}/</link>"
+                f"<guid isPermaLink=\"false\">https://www.endurance-info.com/?p={n}</guid>"
+                f"<pubDate>{when:%a, %d %b %Y %H:%M:%S +0000}</pubDate><category>WEC</category>"
+                f"<description>Texte {n}.</description></item>")
+
+    news = datetime(2026, 11, 18, 14, 2, tzinfo=UTC)  # a Wednesday: far from the weekly slot
+    (project.root / "feed.xml").write_text(
+        '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>E</title><link>https://e.org</link>'
+        f'<description>x</description>{item(1, "WEC : c’est officiel, Alpine signe Schumacher", news)}'
+        f'{item(2, "WEC : essais libres à Bahreïn", news - timedelta(hours=2))}</channel></rss>', encoding="utf-8")
+    outbox = project.root / "var" / "outbox" / "endurance"
+    runs = [news + timedelta(minutes=m) for m in (5, 10, 60)]
+    outputs = [project.cli("--now", now.isoformat(), "run", env=SECRET) for now in runs]
+    assert all(p.returncode == 0 for p in outputs), [p.stdout + p.stderr for p in outputs]
+    sent = sorted(p.name for p in outbox.iterdir())
+    assert len(sent) == 1 and sent[0].startswith("alert-20261118T1402-")  # only the article that matched
+    assert f"send endurance/{sent[0]} on email: alert: published 2026-11-18 15:02 CET" in outputs[0].stdout
+    assert "send endurance/" not in outputs[1].stdout + outputs[2].stdout  # once
+    files = list((outbox / sent[0]).iterdir())
+    assert [f.name for f in files] == ["email"]  # on the channels chosen: email, not mastodon
+    msg = email.message_from_bytes((outbox / sent[0] / "email" / "alice@example.org.eml").read_bytes(),
+                                   policy=email.policy.default)
+    assert str(msg["Subject"]) == "WEC : c’est officiel, Alpine signe Schumacher"
+    body = msg.get_body(("plain",)).get_content()
+    assert "DERNIÈRE MINUTE" in body and "essais libres" not in body  # alone
+    with sqlite3.connect(project.root / "var" / "publisher.sqlite3") as db:
+        rows = db.execute("SELECT edition_key, channel, state FROM deliveries").fetchall()
+    assert rows == [(f"endurance/{sent[0]}", "outbox:email", "sent")]

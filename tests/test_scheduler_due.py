@@ -283,3 +283,28 @@ def test_monthly_slot_goes_out_once_a_month_on_its_day_across_dst():
     assert window("2026-10", PARIS) == (datetime(2026, 10, 1, tzinfo=PARIS), datetime(2026, 11, 1, tzinfo=PARIS))
     assert window("2026-12", PARIS)[1] == datetime(2027, 1, 1, tzinfo=PARIS)
     assert slot(campaign(schedule="monthly 15 09:00"), "2026-11") == datetime(2026, 12, 15, 9, 0, tzinfo=PARIS)
+
+
+# -- per-article alerts --------------------------------------------------------------------------------
+
+
+def test_an_alert_goes_out_at_once_on_its_channels_once_and_a_stale_one_is_recorded_as_missed():
+    from publisher.config import AlertSettings
+
+    c = Campaign(name="endurance", title="Endurance", series=("wec",), channels=("email", "x"),
+                 alerts=AlertSettings(keywords=("officiel",), channels=("email",)))
+    published = datetime(2026, 10, 25, 1, 30, tzinfo=UTC)  # during the October change night
+    eid = "alert-20261025T0130-1a2b3c4d"
+    now = published + timedelta(minutes=4)
+    kwargs = dict(lateness=LATE, fetch_every=HOUR, last_fetch=now)
+    alerts = {"endurance": [(eid, published)]}
+    first = [a for a in due([c], now, {}, alerts=alerts, **kwargs) if a.edition_id == eid]
+    assert [(a.kind, a.channels, a.slot) for a in first] == [("send", ("email",), published)]
+    assert first[0].reason == "alert: published 2026-10-25 02:30 CET"  # local time, after the change
+    done = {("endurance", eid): EditionState("frozen", frozenset({"email"}))}
+    assert [a for a in due([c], now + HOUR, done, alerts=alerts, **kwargs) if a.edition_id == eid] == []
+    half = {("endurance", eid): EditionState("frozen")}
+    assert [a.reason.split(" (")[0] for a in due([c], now + HOUR, half, alerts=alerts, **kwargs)
+            if a.edition_id == eid] == ["resuming alert"]
+    late = [a for a in due([c], published + LATE + HOUR, {}, alerts=alerts, **kwargs) if a.edition_id == eid]
+    assert [(a.kind, a.reason) for a in late] == [("skip", "missed: alert published 2026-10-25 02:30 CET, lateness is 1d")]

@@ -9,6 +9,7 @@ The channel tables ([x], [mastodon], ...) are read with the settings classes the
 """
 
 from publisher.config.campaigns import (
+                                        AlertSettings,
                                         Campaign,
                                         SeriesMatch,
                                         SocialSettings,
@@ -32,6 +33,6 @@ from publisher.config.settings import (
                                         secret,
 )
 
-__all__ = ["Campaign", "EmailSettings", "FeedSettings", "PublisherSettings", "ScheduleSettings", "SeriesMatch",
+__all__ = ["AlertSettings", "Campaign", "EmailSettings", "FeedSettings", "PublisherSettings", "ScheduleSettings", "SeriesMatch",
            "SeriesSettings", "Settings", "SmtpSettings", "SocialSettings", "UtmSettings", "WebSettings", "load_campaign",
            "load_campaigns", "parse_duration", "parse_schedule", "read_settings", "Schedule", "secret"]

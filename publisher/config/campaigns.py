@@ -47,6 +47,21 @@ class SocialSettings:
 
 
 @dataclass(frozen=True)
+class AlertSettings:
+    """Per-article alerts (`[alerts]`): an article of the campaign's series matching these rules goes out alone, at once."""
+
+    keywords: tuple[str, ...] = ()  # whole words or phrases in the title (case and accents ignored)
+    categories: tuple[str, ...] = ()  # feed <category> values
+    channels: tuple[str, ...] = ()  # default: the campaign's channels
+    subject: str = "{{ edition.lead.title }}"
+    preheader: str = "{{ edition.lead.summary }}"
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.keywords or self.categories)
+
+
+@dataclass(frozen=True)
 class SeriesMatch:
     """A campaign's own extra matching rules for one of its series (`[match.NAME]`), added to settings.toml's."""
 
@@ -80,6 +95,7 @@ class Campaign:
     social: SocialSettings = SocialSettings()
     hashtags: tuple[str, ...] = ()  # added to the series' own hashtags
     match: dict[str, "SeriesMatch"] = field(default_factory=dict, hash=False)  # [match.SERIES] extra rules
+    alerts: AlertSettings = AlertSettings()
 
     @property
     def tz(self) -> ZoneInfo:
@@ -88,6 +104,11 @@ class Campaign:
     @property
     def list(self) -> str:
         return self.list_name or self.name
+
+    @property
+    def alert_channels(self) -> tuple[str, ...]:
+        """The channels an alert goes out on."""
+        return self.alerts.channels or self.channels
 
     @property
     def cadence(self) -> str:
@@ -153,6 +174,11 @@ def load_campaign(path: Path, settings: Settings) -> Campaign:
     for ch in campaign.channels:
         if ch not in settings.channels:
             raise ConfigError(f"{shown}: channels: unknown channel {ch!r} (known channels: {', '.join(known_channels)})")
+    for ch in campaign.alerts.channels:
+        if ch not in campaign.channels:
+            raise ConfigError(f"{shown}: alerts.channels: {ch!r} is not one of the campaign's channels ({', '.join(campaign.channels)})")
+    if campaign.alerts.channels and not campaign.alerts.enabled:
+        raise ConfigError(f"{shown}: [alerts] needs keywords or categories to match articles")
     if not _NAME.match(campaign.name):  # the name becomes folder names (outbox, preview) and ledger keys
         raise ConfigError(f"{shown}: name {campaign.name!r} must be letters, digits, '-' or '_' (e.g. 'endurance')",
                           hint=f"rename the file or set name = \"...\" in {shown}")

@@ -37,6 +37,7 @@ from babel.dates import format_date
 from babel.numbers import format_decimal
 
 from publisher.config import Campaign, Settings
+from publisher.editions import is_alert_id
 from publisher.errors import ConfigError
 from publisher.i18n import translations
 from publisher.text import one_line, safe_url
@@ -296,6 +297,7 @@ def base_context(edition: Edition, campaign: Campaign, settings: Settings) -> di
         "logo": _logo(settings),
         "preferences_url": PREFERENCES_TOKEN,
         "cadence": campaign.cadence,
+        "alert": is_alert_id(edition.id),
         "week_start": format_date(edition.window_start.astimezone(campaign.tz).date(), "d MMMM y", locale=campaign.locale),
     }
 
