@@ -88,7 +88,7 @@ class Campaign:
     thin_week: Literal["skip", "send"] = "skip"
     subject: str = "{{ campaign.title }} – {{ edition_label }}"
     preheader: str = ('{{ ngettext("%(num)s article: %(title)s", "%(num)s articles: %(title)s",'
-                      ' edition.articles | length, title=edition.lead.title) }}')
+                      ' edition.articles | length, num=edition.articles | length | number, title=edition.lead.title) }}')
     intro: str = ""
     templates: str | None = None  # a campaign's own template folder, searched before the user's
     utm: UtmSettings = UtmSettings()
