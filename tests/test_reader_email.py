@@ -21,7 +21,7 @@ from publisher.i18n import LOCALES
 from publisher.render.email import Renderer
 from publisher.render.overflow import PHONE_WIDTH, page_widths, without_style
 from publisher.render.templates import image_height, typography
-from support.browser import require_chromium
+from support.browser import chromium, require_chromium, serve
 from support.mail_checkers import nu_errors, spam_score
 from support.render_samples import article, campaign, edition, settings
 
@@ -254,3 +254,19 @@ def test_every_image_has_width_and_height_in_its_proportions(tmp_path):
     assert [(i.get("src"), i.get("width"), i.get("height")) for i in imgs[1:]] == [(wp, "552", "368"), (small, "120", "83")]
     assert image_height("https://x.org/a-696x464.jpg", 120) == 80 and image_height("https://x.org/a-218x150.png", 120) == 83
     assert r.lint == ()
+
+
+def test_dark_mode_is_not_a_white_block_in_chromium(bundle):
+    require_chromium()
+    _, _, out = bundle
+    with serve(out) as base, chromium() as driver:
+        colours = {}
+        for scheme in ("light", "dark"):
+            driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": scheme}]})
+            driver.get(f"{base}/endurance/2026-W47/sample.html")
+            colours[scheme] = driver.execute_script(
+                "return [document.querySelector('.wrap'), document.querySelector('.container'),"
+                " document.querySelector('.lead-title')].map(e => getComputedStyle(e).backgroundColor + ' ' + getComputedStyle(e).color);")
+    assert colours["light"][1].startswith("rgb(255, 255, 255)")
+    assert colours["dark"][0].startswith("rgb(17, 17, 17)") and colours["dark"][1].startswith("rgb(28, 28, 28)")
+    assert colours["dark"][2].endswith("rgb(238, 238, 238)")  # light text on the dark column
