@@ -10,6 +10,8 @@ Rows:
 - premailer alone: `inline_css` on each edition's template output (the floor: we inline once per edition)
 - render: plan + templates + premailer + posts for three networks + lint, through `pipeline.render`
 - preview: render + the raw .eml + writing the whole review bundle, as `publisher preview` does
+- phone layout check: every edition laid out at 375 px without <style> in one headless Chromium (what
+  `publisher preview` adds to the above; skipped when Chromium is not installed)
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from publisher import pipeline  # noqa: E402
 from publisher.app import Context  # noqa: E402
 from publisher.config import load_campaigns  # noqa: E402
 from publisher.editions import current_edition  # noqa: E402
-from publisher.preview import BundleEntry, write_bundle  # noqa: E402
+from publisher.preview import BundleEntry, check_phone_layout, write_bundle  # noqa: E402
+from publisher.render.overflow import chromium_path  # noqa: E402
 from publisher.progress import Progress  # noqa: E402
 from publisher.render.email import Renderer, inline_css  # noqa: E402
 from publisher.render.templates import edition_label  # noqa: E402
@@ -84,11 +87,19 @@ def main() -> int:
                 entries.append(BundleEntry(c, p.edition.id, label=edition_label(p.edition, c), rendered=r,
                                      problems=list(r.lint)))
             write_bundle(out, entries, ctx.settings, NOW)
+            return entries
 
-        preview_all()  # warm-up: imports, template compilation, CSS parse caches
+        entries = preview_all()
+
+        def phone_check():
+            assert check_phone_layout(entries) is None
+
+        # preview_all() above was the warm-up: imports, template compilation, CSS parse caches
         base = _median(premailer_only, args.repeat)
         rows = [("premailer alone (baseline)", base), ("render (pipeline.render)", _median(render_all, args.repeat)),
                 ("preview (render + .eml + bundle)", _median(preview_all, args.repeat))]
+        if chromium_path():
+            rows.append(("phone layout check (Chromium)", _median(phone_check, max(3, args.repeat // 3))))
         articles = sum(len(p.edition.articles) for _, p in plans)
         sizes = [len(inline_css(h).encode()) / 1024 for h in sources]
         print(f"{len(plans)} editions of week {plans[0][1].edition.id if plans else '-'}, {articles} articles, "

@@ -14,6 +14,7 @@ from datetime import datetime
 # in the finished MIME bytes (render writes them, channels/email/message.py replaces them).
 UNSUBSCRIBE_TOKEN = "%%UNSUBSCRIBE_URL%%"
 EMAIL_TOKEN = "%%EMAIL%%"
+PREFERENCES_TOKEN = "%%PREFERENCES_URL%%"  # the preferences page of `publisher serve`, same token as unsubscribe
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Article:
     image: str | None = None  # absolute http(s) URL
     author: str | None = None
     categories: tuple[str, ...] = ()
+    thumbnail: str | None = None  # a small size of the image the feed offers (WordPress 218x150), for lists
 
     def content_hash(self) -> str:
         """Hash of what a reader sees; a change means the article was edited."""
@@ -38,6 +40,8 @@ class Article:
                      self.author or "", "\x1f".join(self.categories), self.published.isoformat()):
             h.update(part.encode("utf-8"))
             h.update(b"\x00")
+        if self.thumbnail:  # only when present, so articles without one keep the hash they were stored with
+            h.update(self.thumbnail.encode("utf-8"))
         return h.hexdigest()
 
 
@@ -144,7 +148,7 @@ class Delivery:
 def _article_to_dict(a: Article) -> dict:
     return {"id": a.id, "link": a.link, "title": a.title, "summary": a.summary, "summary_html": a.summary_html,
             "published": a.published.isoformat(), "source": a.source, "image": a.image, "author": a.author,
-            "categories": list(a.categories)}
+            "categories": list(a.categories), "thumbnail": a.thumbnail}
 
 
 def _article_from_dict(d: dict) -> Article:

@@ -5,7 +5,8 @@ channel objects; `cli/preview.py` prints what it wrote. The bundle:
 
     <out>/index.html                          campaigns and editions (skipped ones with the reason)
     <out>/<campaign>/<edition>/index.html     the email at desktop and mobile width, text, posts, lint
-    <out>/<campaign>/<edition>/email.html     the HTML part exactly as it will be sent
+    <out>/<campaign>/<edition>/email.html     the HTML part exactly as it will be sent (with its %%…%% slots)
+    <out>/<campaign>/<edition>/sample.html    the same, as a sample reader gets it (what the page shows)
     <out>/<campaign>/<edition>/email.txt      the text part
     <out>/<campaign>/<edition>/email.eml      the raw message as a sample recipient gets it
     <out>/<campaign>/<edition>/posts.json     the posts per network, in thread order
@@ -13,8 +14,10 @@ channel objects; `cli/preview.py` prints what it wrote. The bundle:
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,10 +26,11 @@ from pathlib import Path
 import jinja2
 
 from publisher import pipeline
-from publisher.channels.email.message import preview_eml
+from publisher.channels.email.message import NAME_TOKEN, SAMPLE_EMAIL, SAMPLE_NAME, Recipient, preview_eml, unsubscribe_link
 from publisher.config import Campaign
 from publisher.editions import current_edition
-from publisher.models import Article, LintIssue, RenderedEdition
+from publisher.models import EMAIL_TOKEN, PREFERENCES_TOKEN, UNSUBSCRIBE_TOKEN, Article, LintIssue, RenderedEdition
+from publisher.render.overflow import PHONE_WIDTH, BrowserMissing, page_widths
 from publisher.render.templates import STOCK_TEMPLATES, edition_label
 
 
@@ -62,6 +66,38 @@ def render_entries(ctx, campaigns: list[Campaign], edition_id: str | None, artic
     return found
 
 
+def check_phone_layout(entries: list[BundleEntry]) -> str | None:
+    """Lay every rendered email out at 375 px without its <style> (as SFR and La Poste webmails show it) in
+    headless Chromium; one that scrolls sideways gets a `mobile-overflow` problem. Returns why the check
+    could not run (no Chromium), else None."""
+    rendered = {e.path: e for e in entries if e.rendered is not None}
+    try:
+        widths = page_widths({path: e.rendered.html for path, e in rendered.items()})
+    except (BrowserMissing, OSError, subprocess.SubprocessError) as exc:
+        return f"phone layout not checked: {exc}"
+    for path, width in widths.items():
+        if width > PHONE_WIDTH:
+            rendered[path].problems.append(LintIssue(
+                "mobile-overflow", f"without <style> (SFR, La Poste webmails), a {PHONE_WIDTH} px screen scrolls"
+                f" sideways: the email is {width} px wide; use width:100% with max-width on tables and images"))
+    return None
+
+
+def sample_values(settings) -> dict[str, str]:
+    """The personal slots filled in for the sample reader the preview shows."""
+    link = unsubscribe_link(settings, "EXEMPLE-DE-JETON")
+    reader = Recipient(email=SAMPLE_EMAIL, name=SAMPLE_NAME, unsubscribe_url=link, message_id="")
+    return {UNSUBSCRIBE_TOKEN: link, PREFERENCES_TOKEN: reader.preferences_url, EMAIL_TOKEN: SAMPLE_EMAIL,
+            NAME_TOKEN: SAMPLE_NAME}
+
+
+def personalised(text: str, values: dict[str, str], escape=lambda v: v) -> str:
+    """`text` with each personal slot replaced by its (escaped) sample value."""
+    for token, value in values.items():
+        text = text.replace(token, escape(value))
+    return text
+
+
 def post_problems(rendered: RenderedEdition) -> list[LintIssue]:
     """Posts over their network's limit, as lint problems."""
     return [LintIssue("post-length", f"{network} post {p.position + 1} counts {p.length}, over its limit of {p.limit}")
@@ -81,6 +117,7 @@ def write_bundle(out: Path, entries: list[BundleEntry], settings, now: datetime)
     """Write the review bundle for `entries` into `out` (files replaced atomically, others left alone)."""
     env = _environment()
     out.mkdir(parents=True, exist_ok=True)
+    sample = sample_values(settings)
     for e in entries:
         if e.rendered is None:
             continue
@@ -88,12 +125,13 @@ def write_bundle(out: Path, entries: list[BundleEntry], settings, now: datetime)
         r = e.rendered
         _write(folder / "email.html", r.html.encode("utf-8"))
         _write(folder / "email.txt", r.text.encode("utf-8"))
+        _write(folder / "sample.html", personalised(r.html, sample, lambda v: html.escape(v, quote=True)).encode("utf-8"))
         _write(folder / "email.eml", preview_eml(r, e.campaign, settings, now))
         posts = {n: [{"position": p.position, "text": p.text, "length": p.length, "limit": p.limit,
                       "links": list(p.links), "image": p.image, "card": p.card, "language": p.language}
                      for p in ps] for n, ps in r.posts.items()}
         _write(folder / "posts.json", json.dumps(posts, ensure_ascii=False, indent=2).encode("utf-8"))
-        page = env.get_template("edition.html").render(entry=e, r=r, size_kb=len(r.html.encode("utf-8")) / 1024,
+        page = env.get_template("edition.html").render(entry=e, r=r, text=personalised(r.text, sample), size_kb=len(r.html.encode("utf-8")) / 1024,
                                                        publisher_name=settings.publisher.name, now=now)
         _write(folder / "index.html", page.encode("utf-8"))
     index = env.get_template("index.html").render(entries=entries, publisher_name=settings.publisher.name, now=now)

@@ -69,6 +69,7 @@ channels = ["email"]
     (CAMPAIGN_OK.replace('["email"]', '["fax"]'), "campaigns/gt.toml: channels: unknown channel 'fax' (known channels: "),
     (CAMPAIGN_OK + "max_articles = \"ten\"\n", "campaigns/gt.toml: max_articles must be an integer"),
     (CAMPAIGN_OK + 'schedule = "every monday"\n', "campaigns/gt.toml: schedule must look like 'monday 08:00'"),
+    (CAMPAIGN_OK + 'schedule = "monthly 31 09:00"\n', "campaigns/gt.toml: schedule must look like 'monday 08:00', 'daily 07:00' or 'monthly 1 09:00' (day 1 to 28), not 'monthly 31 09:00'"),
     (CAMPAIGN_OK + "[social]\nmode = \"storm\"\n", "campaigns/gt.toml: social.mode must be one of"),
     ('series = ["gt"]\n', "campaigns/gt.toml: missing required key 'title'"),
     (CAMPAIGN_OK + '[match.imsa]\nkeywords = ["Daytona"]\n', "campaigns/gt.toml: [match.imsa]: 'imsa' is not one of this campaign's series (gt)"),

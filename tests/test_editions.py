@@ -150,3 +150,18 @@ def test_campaign_match_rules_add_to_the_series_rules():
     plan = plan_edition(extended, "2026-W47", [garage], SERIES)
     assert [a.id for a in plan.edition.articles] == ["id-1"]
     assert plan.edition.series["id-1"] == ("le-mans",)
+
+
+def test_daily_and_monthly_edition_ids_and_the_cadence_they_must_match():
+    assert window("2026-10-25", PARIS) == (datetime(2026, 10, 25, tzinfo=PARIS), datetime(2026, 10, 26, tzinfo=PARIS))
+    assert window("2026-02", PARIS) == (datetime(2026, 2, 1, tzinfo=PARIS), datetime(2026, 3, 1, tzinfo=PARIS))
+    assert edition_id_of(datetime(2026, 10, 31, 23, 30, tzinfo=UTC), PARIS, "monthly") == "2026-11"
+    assert edition_id_of(datetime(2026, 10, 31, 22, 30, tzinfo=UTC), PARIS, "daily") == "2026-10-31"
+    with pytest.raises(ConfigError, match="'2026-02-30' is not a date"):
+        parse_edition_id("2026-02-30")
+    with pytest.raises(ConfigError, match="is not an ISO week like 2026-W47, a day like 2026-11-23 or a month"):
+        parse_edition_id("2026-13")
+    daily = campaign(schedule="daily 07:00")
+    with pytest.raises(ConfigError, match="'2026-W47' is a week but campaign 'endurance' is daily"):
+        plan_edition(daily, "2026-W47", [], SERIES)
+    assert plan_edition(daily, "2026-11-17", [], SERIES).edition.slot == datetime(2026, 11, 18, 7, 0, tzinfo=PARIS)

@@ -243,3 +243,14 @@ def test_an_entry_that_breaks_a_rule_costs_only_itself_whatever_the_stage():
         assert (article.title, article.summary, article.summary_html, note) == (f"WEC : article {n}", f"Résumé {n}…",
                                                                                 f"<p>Résumé {n}…</p>", None)
         assert normalise_all([entries[n - 1]], source="s", base=None, now=NOW) == [good]  # alone or not, the same
+
+
+def test_a_small_wordpress_size_is_kept_as_the_thumbnail_when_the_feed_offers_one():
+    by_title = {a.title: a for a in read("endurance-info-2026-w46-w47.xml").articles}
+    srcset = by_title["FFSA GT : « Tellement facile de commettre une petite erreur »"]
+    assert srcset.thumbnail.endswith("-218x150.jpg") and srcset.image.endswith("-1024x683.jpg")  # srcset 218w
+    media = by_title["WEC : Alpine dévoile ses pilotes Hypercar pour 2027"]
+    assert media.thumbnail.endswith("-218x150.jpg") and media.image.endswith("-1024x683.jpg")  # media:thumbnail
+    enclosure_only = [a for a in by_title.values() if a.image and a.thumbnail is None]
+    assert enclosure_only and all(a.image.endswith("-1024x683.jpg") for a in enclosure_only)  # none offered
+    assert all(a.thumbnail is None for a in by_title.values() if a.image is None)

@@ -261,7 +261,8 @@ def test_outbox_email_matches_golden(runs, campaign):
     folder = runs[0].preview / campaign / EDITION
     assert BOUNDARY_RE.search(raw).group(1) == BOUNDARY_RE.search((folder / "email.eml").read_bytes()).group(1)
     url = re.match(r"<([^>]+)>", str(msg["List-Unsubscribe"])).group(1)
-    values = {"%%UNSUBSCRIBE_URL%%": url, "%%EMAIL%%": address, "%%NAME%%": name}
+    preferences = url.replace("/unsubscribe?", "/unsubscribe/preferences?")  # the same token, on the preferences page
+    values = {"%%UNSUBSCRIBE_URL%%": url, "%%PREFERENCES_URL%%": preferences, "%%EMAIL%%": address, "%%NAME%%": name}
 
     def filled(text: str, escape) -> str:
         for token, value in values.items():

@@ -30,14 +30,14 @@ def test_preview_writes_the_bundle_and_nothing_else(project):
     index = (bundle / "index.html").read_text(encoding="utf-8")
     for name in CAMPAIGNS:
         folder = bundle / name / "2026-W47"
-        for f in ("index.html", "email.html", "email.txt", "email.eml", "posts.json"):
+        for f in ("index.html", "email.html", "sample.html", "email.txt", "email.eml", "posts.json"):
             assert (folder / f).stat().st_size > 0, folder / f
             # mode from the umask (0644 under the usual 022), not mkstemp's 0600: the bundle is shared for review
             assert (folder / f).stat().st_mode & 0o777 == 0o666 & ~UMASK, folder / f
         assert f'href="{name}/2026-W47/index.html"' in index
         assert f"{name} 2026-W47:" in proc.stdout
         page = (folder / "index.html").read_text(encoding="utf-8")
-        assert 'class="desktop" src="email.html"' in page and 'class="mobile" src="email.html"' in page
+        assert 'class="desktop" src="sample.html"' in page and 'class="mobile" src="sample.html"' in page
         posts = json.loads((folder / "posts.json").read_text(encoding="utf-8"))
         assert set(posts) == {"x", "mastodon", "bluesky"}
         for network, items in posts.items():

@@ -232,3 +232,79 @@ def test_next_slot_and_action_lines_name_the_edition():
     [a] = sends_actions = [x for x in due([c], datetime(2026, 11, 23, 7, 0, tzinfo=UTC), {}, lateness=LATE,
                                           fetch_every=HOUR, last_fetch=datetime(2026, 11, 23, 7, 0, tzinfo=UTC))]
     assert sends_actions[0].line() == "send endurance/2026-W47 on email, x: slot 2026-11-23 08:00 CET"
+
+
+# -- daily and monthly cadences ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("start,end,dst_day,hours", [
+    # Sunday 25 October 2026, CEST -> CET at 03:00: that day lasts 25 hours
+    (datetime(2026, 10, 20, 0, 0, tzinfo=UTC), datetime(2026, 10, 31, tzinfo=UTC), "2026-10-25", 25),
+    # Sunday 28 March 2027, CET -> CEST at 02:00: that day lasts 23 hours
+    (datetime(2027, 3, 23, 0, 0, tzinfo=UTC), datetime(2027, 4, 3, tzinfo=UTC), "2027-03-28", 23),
+])
+def test_daily_slot_in_paris_across_dst_goes_out_once_a_day_at_local_7am(start, end, dst_day, hours):
+    c = campaign(schedule="daily 07:00")
+    log = simulate([c], start, end, timedelta(minutes=10))
+    sent = [(now, a) for now, a in log if a.kind == "send"]
+    ids = [a.edition_id for _, a in sent]
+    assert len(ids) == len(set(ids))  # never twice
+    first, last = datetime.fromisoformat(ids[0]).date(), datetime.fromisoformat(ids[-1]).date()
+    assert ids == [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]  # every day
+    assert len(ids) >= 9 and dst_day in ids
+    assert sent[0][0] == start  # the install finds yesterday's slot inside lateness and sends it late, once
+    for now, a in sent:
+        local_slot = a.slot.astimezone(PARIS)
+        assert (local_slot.hour, local_slot.minute) == (7, 0)
+        assert a.slot <= now < a.slot + timedelta(minutes=10) or now == start
+        # the edition is the local day that just ended
+        assert edition_id_of(local_slot - timedelta(hours=8), PARIS, "daily") == a.edition_id
+    day_start, day_end = window(dst_day, PARIS)
+    assert day_end.astimezone(UTC) - day_start.astimezone(UTC) == timedelta(hours=hours)
+    assert [a for _, a in log if a.kind == "skip"] == []  # no day missed
+
+
+def test_the_daily_slots_around_the_october_change_in_utc():
+    c = campaign(schedule="daily 07:00")
+    assert slot(c, "2026-10-23") == datetime(2026, 10, 24, 5, 0, tzinfo=UTC)  # 07:00 summer time
+    assert slot(c, "2026-10-24") == datetime(2026, 10, 25, 6, 0, tzinfo=UTC)  # 07:00 winter time, 4 h after the change
+    assert next_slot(c, datetime(2026, 10, 25, 6, 30, tzinfo=UTC)) == ("2026-10-25", datetime(2026, 10, 26, 6, 0, tzinfo=UTC))
+
+
+def test_monthly_slot_goes_out_once_a_month_on_its_day_across_dst():
+    c = campaign(schedule="monthly 1 09:00")
+    log = simulate([c], datetime(2026, 8, 20, tzinfo=UTC), datetime(2027, 5, 3, tzinfo=UTC), timedelta(hours=1))
+    sent = [(now, a) for now, a in log if a.kind == "send"]
+    assert [a.edition_id for _, a in sent] == ["2026-08", "2026-09", "2026-10", "2026-11", "2026-12", "2027-01",
+                                               "2027-02", "2027-03", "2027-04"]
+    for now, a in sent:
+        local = a.slot.astimezone(PARIS)
+        assert (local.day, local.hour, local.minute) == (1, 9, 0) and a.slot <= now < a.slot + HOUR
+    assert window("2026-10", PARIS) == (datetime(2026, 10, 1, tzinfo=PARIS), datetime(2026, 11, 1, tzinfo=PARIS))
+    assert window("2026-12", PARIS)[1] == datetime(2027, 1, 1, tzinfo=PARIS)
+    assert slot(campaign(schedule="monthly 15 09:00"), "2026-11") == datetime(2026, 12, 15, 9, 0, tzinfo=PARIS)
+
+
+# -- per-article alerts --------------------------------------------------------------------------------
+
+
+def test_an_alert_goes_out_at_once_on_its_channels_once_and_a_stale_one_is_recorded_as_missed():
+    from publisher.config import AlertSettings
+
+    c = Campaign(name="endurance", title="Endurance", series=("wec",), channels=("email", "x"),
+                 alerts=AlertSettings(keywords=("officiel",), channels=("email",)))
+    published = datetime(2026, 10, 25, 1, 30, tzinfo=UTC)  # during the October change night
+    eid = "alert-20261025T0130-1a2b3c4d"
+    now = published + timedelta(minutes=4)
+    kwargs = dict(lateness=LATE, fetch_every=HOUR, last_fetch=now)
+    alerts = {"endurance": [(eid, published)]}
+    first = [a for a in due([c], now, {}, alerts=alerts, **kwargs) if a.edition_id == eid]
+    assert [(a.kind, a.channels, a.slot) for a in first] == [("send", ("email",), published)]
+    assert first[0].reason == "alert: published 2026-10-25 02:30 CET"  # local time, after the change
+    done = {("endurance", eid): EditionState("frozen", frozenset({"email"}))}
+    assert [a for a in due([c], now + HOUR, done, alerts=alerts, **kwargs) if a.edition_id == eid] == []
+    half = {("endurance", eid): EditionState("frozen")}
+    assert [a.reason.split(" (")[0] for a in due([c], now + HOUR, half, alerts=alerts, **kwargs)
+            if a.edition_id == eid] == ["resuming alert"]
+    late = [a for a in due([c], published + LATE + HOUR, {}, alerts=alerts, **kwargs) if a.edition_id == eid]
+    assert [(a.kind, a.reason) for a in late] == [("skip", "missed: alert published 2026-10-25 02:30 CET, lateness is 1d")]

@@ -75,14 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     pv = sub.add_parser("preview", help="render editions into a review bundle; sends nothing")
     pv.add_argument("--campaign", action="append", metavar="NAME", help="only this campaign (repeatable)")
-    pv.add_argument("--edition", metavar="YYYY-Www", help="this ISO week instead of the current one")
+    pv.add_argument("--edition", metavar="ID", help="this edition (2026-W47, 2026-11-23 or 2026-11, after the schedule) instead of the current one")
     pv.add_argument("--feed", action="append", metavar="URL_OR_PATH", help="read these sources instead of the store (repeatable)")
     pv.add_argument("--out", metavar="DIR", help="bundle folder (default: [publisher].preview_dir)")
     pv.add_argument("--strict", action="store_true", help="exit non-zero when any email has lint problems")
 
     s = sub.add_parser("send", help="send due editions on every channel of their campaigns, through the ledger")
     s.add_argument("campaigns", nargs="*", metavar="CAMPAIGN", help="campaigns to send (default: all)")
-    s.add_argument("--edition", metavar="YYYY-Www", help="this ISO week instead of the one due now")
+    s.add_argument("--edition", metavar="ID", help="this edition (2026-W47, 2026-11-23 or 2026-11) instead of the one due now")
     s.add_argument("--to", action="append", metavar="ADDRESS", help="send a [TEST] copy to this address only; no ledger rows (repeatable)")
     s.add_argument("--channel", action="append", metavar="NAME", help="only this channel of the campaign (repeatable)")
     s.add_argument("--resend-unknown", action="store_true", help="resend rows whose outcome is unknown (may duplicate them)")
@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("status", help="what was sent, pending, failed, unknown; next runs; last fetches")
     st.add_argument("campaign", nargs="?", metavar="CAMPAIGN")
-    st.add_argument("--edition", metavar="YYYY-Www")
+    st.add_argument("--edition", metavar="ID")
 
     sub.add_parser("run", help="one-shot: fetch, then send every due edition not yet sent (for cron)")
     sch = sub.add_parser("schedule", help="run unattended: fetch on time, send each edition at its slot")

@@ -10,7 +10,7 @@ from publisher.config import load_campaigns
 from publisher.editions import parse_edition_id
 from publisher.errors import ConfigError, FeedError, LintError
 from publisher.ingest.feeds import read_sources
-from publisher.preview import BundleEntry, render_entries, write_bundle
+from publisher.preview import BundleEntry, check_phone_layout, render_entries, write_bundle
 
 
 def command_preview(ctx: Context, args) -> int:
@@ -22,6 +22,9 @@ def command_preview(ctx: Context, args) -> int:
     shown = f"{args.out} (--out)" if args.out else f"{out} ([publisher].preview_dir)"
     _bundle_folder(out, shown)  # before rendering: a typo in --out should cost nothing
     found = render_entries(ctx, campaigns, args.edition, _articles(ctx, args.feed))
+    unchecked = check_phone_layout(found)
+    if unchecked:
+        print(unchecked)
     try:
         write_bundle(out, found, ctx.settings, ctx.now)
     except OSError as exc:  # disk full, permissions changed under us

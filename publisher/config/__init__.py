@@ -9,12 +9,14 @@ The channel tables ([x], [mastodon], ...) are read with the settings classes the
 """
 
 from publisher.config.campaigns import (
+                                        AlertSettings,
                                         Campaign,
                                         SeriesMatch,
                                         SocialSettings,
                                         UtmSettings,
                                         load_campaign,
                                         load_campaigns,
+                                        Schedule,
                                         parse_schedule,
 )
 from publisher.config.schema import parse_duration
@@ -31,6 +33,6 @@ from publisher.config.settings import (
                                         secret,
 )
 
-__all__ = ["Campaign", "EmailSettings", "FeedSettings", "PublisherSettings", "ScheduleSettings", "SeriesMatch",
+__all__ = ["AlertSettings", "Campaign", "EmailSettings", "FeedSettings", "PublisherSettings", "ScheduleSettings", "SeriesMatch",
            "SeriesSettings", "Settings", "SmtpSettings", "SocialSettings", "UtmSettings", "WebSettings", "load_campaign",
-           "load_campaigns", "parse_duration", "parse_schedule", "read_settings", "secret"]
+           "load_campaigns", "parse_duration", "parse_schedule", "read_settings", "Schedule", "secret"]

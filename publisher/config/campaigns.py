@@ -6,6 +6,7 @@ Unknown series, channels, time zones, locales and schedules fail with one line n
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import typing
 from dataclasses import dataclass, field
@@ -46,6 +47,21 @@ class SocialSettings:
 
 
 @dataclass(frozen=True)
+class AlertSettings:
+    """Per-article alerts (`[alerts]`): an article of the campaign's series matching these rules goes out alone, at once."""
+
+    keywords: tuple[str, ...] = ()  # whole words or phrases in the title (case and accents ignored)
+    categories: tuple[str, ...] = ()  # feed <category> values
+    channels: tuple[str, ...] = ()  # default: the campaign's channels
+    subject: str = "{{ edition.lead.title }}"
+    preheader: str = "{{ edition.lead.summary }}"
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.keywords or self.categories)
+
+
+@dataclass(frozen=True)
 class SeriesMatch:
     """A campaign's own extra matching rules for one of its series (`[match.NAME]`), added to settings.toml's."""
 
@@ -71,13 +87,15 @@ class Campaign:
     max_articles: int = 12
     thin_week: Literal["skip", "send"] = "skip"
     subject: str = "{{ campaign.title }} – {{ edition_label }}"
-    preheader: str = "{{ edition.articles | length }} articles cette semaine : {{ edition.lead.title }}"
+    preheader: str = ('{{ ngettext("%(num)s article: %(title)s", "%(num)s articles: %(title)s",'
+                      ' edition.articles | length, num=edition.articles | length | number, title=edition.lead.title) }}')
     intro: str = ""
     templates: str | None = None  # a campaign's own template folder, searched before the user's
     utm: UtmSettings = UtmSettings()
     social: SocialSettings = SocialSettings()
     hashtags: tuple[str, ...] = ()  # added to the series' own hashtags
     match: dict[str, "SeriesMatch"] = field(default_factory=dict, hash=False)  # [match.SERIES] extra rules
+    alerts: AlertSettings = AlertSettings()
 
     @property
     def tz(self) -> ZoneInfo:
@@ -87,20 +105,49 @@ class Campaign:
     def list(self) -> str:
         return self.list_name or self.name
 
+    @property
+    def alert_channels(self) -> tuple[str, ...]:
+        """The channels an alert goes out on."""
+        return self.alerts.channels or self.channels
+
+    @property
+    def cadence(self) -> str:
+        """"daily", "weekly" or "monthly", from the schedule."""
+        return parse_schedule(self.schedule, f"{self.source or self.name}: schedule").cadence
+
 
 _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-_SCHEDULE = re.compile(r"^\s*(monday|tuesday|wednesday|thursday|friday|saturday|sunday)\s+([01]?\d|2[0-3]):([0-5]\d)\s*$", re.I)
+_TIME = r"([01]?\d|2[0-3]):([0-5]\d)"
+_WEEKLY = re.compile(rf"^\s*(monday|tuesday|wednesday|thursday|friday|saturday|sunday)\s+{_TIME}\s*$", re.I)
+_DAILY = re.compile(rf"^\s*daily\s+{_TIME}\s*$", re.I)
+_MONTHLY = re.compile(rf"^\s*monthly\s+(\d{{1,2}})\s+{_TIME}\s*$", re.I)
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
-def parse_schedule(text: str, where: str) -> tuple[int, int, int]:
-    """'monday 08:00' -> (weekday 0-6, hour, minute)."""
-    m = _SCHEDULE.match(text)
-    if not m:
-        raise ConfigError(f"{where} must look like 'monday 08:00', not {text!r}")
-    return _WEEKDAYS.index(m.group(1).lower()), int(m.group(2)), int(m.group(3))
+@dataclass(frozen=True)
+class Schedule:
+    """A campaign's slot: "daily 07:00", "monday 08:00" (weekly) or "monthly 1 09:00" (day 1 to 28)."""
+
+    cadence: Literal["daily", "weekly", "monthly"]
+    hour: int
+    minute: int
+    weekday: int = 0  # weekly: 0 = Monday
+    day: int = 1  # monthly: day of the month
+
+
+@functools.lru_cache(maxsize=256)  # asked for every slot the scheduler looks at
+def parse_schedule(text: str, where: str) -> Schedule:
+    """'monday 08:00', 'daily 07:00' or 'monthly 1 09:00' -> Schedule; anything else is one ConfigError line."""
+    if m := _WEEKLY.match(text):
+        return Schedule("weekly", int(m.group(2)), int(m.group(3)), weekday=_WEEKDAYS.index(m.group(1).lower()))
+    if m := _DAILY.match(text):
+        return Schedule("daily", int(m.group(1)), int(m.group(2)))
+    if (m := _MONTHLY.match(text)) and 1 <= int(m.group(1)) <= 28:  # every month has a 28th
+        return Schedule("monthly", int(m.group(2)), int(m.group(3)), day=int(m.group(1)))
+    raise ConfigError(f"{where} must look like 'monday 08:00', 'daily 07:00' or 'monthly 1 09:00' (day 1 to 28),"
+                      f" not {text!r}")
 
 
 def load_campaign(path: Path, settings: Settings) -> Campaign:
@@ -127,6 +174,11 @@ def load_campaign(path: Path, settings: Settings) -> Campaign:
     for ch in campaign.channels:
         if ch not in settings.channels:
             raise ConfigError(f"{shown}: channels: unknown channel {ch!r} (known channels: {', '.join(known_channels)})")
+    for ch in campaign.alerts.channels:
+        if ch not in campaign.channels:
+            raise ConfigError(f"{shown}: alerts.channels: {ch!r} is not one of the campaign's channels ({', '.join(campaign.channels)})")
+    if campaign.alerts.channels and not campaign.alerts.enabled:
+        raise ConfigError(f"{shown}: [alerts] needs keywords or categories to match articles")
     if not _NAME.match(campaign.name):  # the name becomes folder names (outbox, preview) and ledger keys
         raise ConfigError(f"{shown}: name {campaign.name!r} must be letters, digits, '-' or '_' (e.g. 'endurance')",
                           hint=f"rename the file or set name = \"...\" in {shown}")

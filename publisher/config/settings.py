@@ -50,9 +50,16 @@ class PublisherSettings:
     delivery: Literal["outbox", "live"] = "outbox"
     outbox: str = "var/outbox"
     preview_dir: str = "var/preview"
+    address: str = ""  # the publisher's postal address, in every email's footer
+    logo: str | None = None  # https URL of the logo shown at the top of emails (else the name)
+    logo_width: int = 180  # pixels, as shown in the email
+    logo_height: int = 40
 
     def _check(self, where: str) -> None:
         check_url(self.site_url, f"{where}.site_url")
+        if self.logo is not None:
+            check_url(self.logo, f"{where}.logo", "https://example.org/logo.png")
+        check_range(self, where, 1, 600, "logo_width", "logo_height")
 
 
 @dataclass(frozen=True)

@@ -62,9 +62,10 @@ def _normalise_batch(entries: Sequence[Any], *, source: str, base: str | None, n
     for i, image in images.items():
         (link, guid), (summary_html, summary), (published, note, author, categories) = ids[i], summaries[i], facts[i]
         try:
+            thumbnail = _thumbnail(entries[i], bodies[i][0] or bodies[i][1], link, image) if image else None
             results[i] = (Article(id=guid or link, link=link, title=titles[i], summary=summary, published=published,
                                   source=source, summary_html=summary_html, image=image, author=author,
-                                  categories=categories), note)
+                                  categories=categories, thumbnail=thumbnail), note)
         except Exception as exc:
             results[i] = exc
     return results
@@ -235,6 +236,36 @@ def _image(entry: Any, html: str, link: str) -> str | None:
                 if candidate and not candidate.startswith("data:") and (found := safe_url(fix_entities(candidate), link)):
                     return found
     return None
+
+
+THUMB_MIN_WIDTH = 200  # an email list shows 120 px: a WordPress 218x150 is sharp on a 2x screen too
+
+
+def _thumbnail(entry: Any, html: str, link: str, image: str) -> str | None:
+    """A small size of the article's image that the feed offers: media:thumbnail, else the smallest srcset
+    candidate at least THUMB_MIN_WIDTH wide; None when the feed offers none (the image itself is shown)."""
+    for m in _get(entry, "media_thumbnail") or ():
+        if (found := safe_url(m.get("url"), link)) and found != image:
+            return found
+    for source in (html, _get(entry, "summary") or ""):
+        for tag in _IMG.findall(source or "")[:5]:
+            attrs = {m.group(1).lower(): m.group(2) or m.group(3) or m.group(4) for m in matches(_ATTR, tag, _ATTR_STARTS)}
+            small = _smallest(attrs.get("srcset"), THUMB_MIN_WIDTH)
+            if small and (found := safe_url(fix_entities(small), link)) and found != image:
+                return found
+    return None
+
+
+def _smallest(srcset: str | None, min_width: int) -> str | None:
+    """The narrowest srcset candidate at least `min_width` wide."""
+    best, best_w = None, None
+    for part in (srcset or "").split(","):
+        bits = part.strip().split()
+        if len(bits) > 1 and bits[1].endswith("w") and bits[1][:-1].isdigit():
+            w = int(bits[1][:-1])
+            if w >= min_width and (best_w is None or w < best_w):
+                best, best_w = bits[0], w
+    return best
 
 
 def _largest(srcset: str | None, max_width: int = 1200) -> str | None:

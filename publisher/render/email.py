@@ -8,6 +8,7 @@ rule and limit that channel's module declares (render/posts.py asks the registry
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 
@@ -16,6 +17,7 @@ from premailer import Premailer
 
 from publisher.channels import registry
 from publisher.config import Campaign, Settings
+from publisher.editions import is_alert_id
 from publisher.errors import ConfigError
 from publisher.text import one_line
 from publisher.models import Edition, RenderedEdition
@@ -51,6 +53,9 @@ class Renderer:
 
     def render(self, edition: Edition, campaign: Campaign) -> RenderedEdition:
         """Subject, preheader, HTML (CSS inlined once), text part, posts per social network, lint."""
+        if is_alert_id(edition.id):  # one article, alone: its own subject, and one post of it per network
+            campaign = dataclasses.replace(campaign, subject=campaign.alerts.subject, preheader=campaign.alerts.preheader,
+                                           social=dataclasses.replace(campaign.social, mode="per_article"))
         env = self.environment(campaign)
         ctx = self._context(env, edition, campaign)
         html = inline_css(render_template(env, "email.html", ctx, campaign))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 import traceback
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -33,11 +34,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import jinja2
 import jinja2.sandbox
 from babel.dates import format_date
+from babel.numbers import format_decimal
 
 from publisher.config import Campaign, Settings
+from publisher.editions import is_alert_id
 from publisher.errors import ConfigError
+from publisher.i18n import translations
 from publisher.text import one_line, safe_url
-from publisher.models import EMAIL_TOKEN, UNSUBSCRIBE_TOKEN, Article, Edition
+from publisher.models import EMAIL_TOKEN, PREFERENCES_TOKEN, UNSUBSCRIBE_TOKEN, Article, Edition
 
 STOCK_TEMPLATES = Path(__file__).resolve().parent.parent / "stock_templates"
 LEAD_SUMMARY_CHARS = 420
@@ -49,8 +53,8 @@ ELLIPSIS = "…"
 
 
 def environment(settings: Settings, campaign: Campaign | None = None) -> jinja2.Environment:
-    """The (shared) Jinja environment for a campaign's template layers."""
-    return make_environment(template_folders(settings, campaign))
+    """The (shared) Jinja environment for a campaign's template layers, speaking the campaign's locale."""
+    return make_environment(template_folders(settings, campaign), campaign.locale if campaign is not None else "fr_FR")
 
 
 def template_folders(settings: Settings, campaign: Campaign | None = None) -> list[Path]:
@@ -75,17 +79,18 @@ class _Sandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):
         raise jinja2.sandbox.SecurityError(f"access to attribute {attribute!r} of {owner}")
 
 
-def make_environment(folders: list[Path]) -> jinja2.Environment:
+def make_environment(folders: list[Path], locale: str = "fr_FR") -> jinja2.Environment:
     """A Jinja environment over the given layers plus the `default:` prefix for the stock layer.
 
-    Shared per set of folders, so templates compile once per process; Jinja still reloads a template
-    whose file changed (auto_reload), so a long-running scheduler sees edited overrides.
+    Shared per set of folders and locale, so templates compile once per process; Jinja still reloads a
+    template whose file changed (auto_reload), so a long-running scheduler sees edited overrides. The
+    stock words come from the "email" gettext catalogue of `locale` (`{{ _("Read more") }}`).
     """
-    return _environment(tuple(str(f) for f in folders))
+    return _environment(tuple(str(f) for f in folders), locale)
 
 
 @functools.lru_cache(maxsize=32)
-def _environment(folders: tuple[str, ...]) -> jinja2.Environment:
+def _environment(folders: tuple[str, ...], locale: str) -> jinja2.Environment:
     stock = jinja2.FileSystemLoader(str(STOCK_TEMPLATES))
     loader = jinja2.ChoiceLoader([
         jinja2.FileSystemLoader(list(folders)),
@@ -100,10 +105,39 @@ def _environment(folders: tuple[str, ...]) -> jinja2.Environment:
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
+        extensions=["jinja2.ext.i18n"],
     )
+    env.install_gettext_translations(translations("email", locale), newstyle=True)
     env.filters["one_line"] = one_line
     env.filters["de"] = french_de
+    env.filters["number"] = functools.partial(_number, locale=locale)
+    env.filters["typo"] = typography if locale.lower().startswith("fr") else _same
     return env
+
+
+def _number(value: float, locale: str) -> str:
+    return format_decimal(value, locale=locale)
+
+
+def _same(text: str) -> str:
+    return text
+
+
+NNBSP = "\u202f"  # narrow no-break space: French puts it before ; : ! ? and inside « »
+_BEFORE_PUNCT = re.compile(r"[ \u00a0\u2009\u202f]+([:;!?»])")
+_AFTER_GUILLEMET = re.compile(r"«[ \u00a0\u2009\u202f]*")
+_BARE_CLOSE = re.compile(r"(?<=[^\s\u202f])»")
+
+
+def typography(text: str) -> str:
+    """French typography on plain text: a narrow no-break space before : ; ! ? and » and after «, in
+    place of any space there, so a lone "»" or "?" never wraps onto its own line. Nothing is added
+    before a colon glued to a word ("https:", "10:30")."""
+    if not text:
+        return text
+    text = _BEFORE_PUNCT.sub(NNBSP + r"\1", text)
+    text = _AFTER_GUILLEMET.sub("«" + NNBSP, text)
+    return _BARE_CLOSE.sub(NNBSP + "»", text)
 
 
 def french_de(name: str) -> str:
@@ -124,13 +158,20 @@ def _day(d: date, locale: str, with_month: bool, with_year: bool) -> str:
 
 
 def edition_label(edition: Edition, campaign: Campaign) -> str:
-    """'semaine du 16 au 22 novembre 2026' (French) or 'week of 16 – 22 November 2026' otherwise."""
+    """'semaine du 16 au 22 novembre 2026', 'lundi 23 novembre 2026', 'novembre 2026' (French), or
+    'week of 16 – 22 November 2026', 'Monday 23 November 2026', 'November 2026' otherwise."""
     first = edition.window_start.astimezone(campaign.tz).date()
     last = (edition.window_end.astimezone(campaign.tz) - timedelta(seconds=1)).date()
+    french = campaign.locale.lower().startswith("fr")
+    if first == last:  # a daily edition
+        text = format_date(first, "EEEE d MMMM y", locale=campaign.locale)
+        return text.replace(" 1 ", " 1er ", 1) if french and first.day == 1 else text
+    if first.day == 1 and (last + timedelta(days=1)).day == 1:  # a monthly edition
+        return format_date(first, "LLLL y", locale=campaign.locale)
     same_year, same_month = first.year == last.year, (first.year, first.month) == (last.year, last.month)
     start = _day(first, campaign.locale, with_month=not same_month, with_year=not same_year)
     end = _day(last, campaign.locale, with_month=True, with_year=True)
-    if campaign.locale.lower().startswith("fr"):
+    if french:
         return f"semaine du {start} au {end}"
     return f"week of {start} – {end}"
 
@@ -163,6 +204,9 @@ class Item:
     url: str | None  # http(s) link with UTM, or None when the feed's link was not safe
     plain_url: str | None  # the same link without UTM (for social cards and display)
     image: str | None
+    thumb: str | None  # a small size of `image` when the feed offers one (WordPress 218x150), else `image`
+    image_width: int  # pixels, for the width="" and height="" every image needs (Outlook, no layout shift)
+    image_height: int
     summary: str  # plain text, shortened at a word boundary for the email
     full_summary: str
     date_label: str  # "lundi 16 novembre"
@@ -179,15 +223,24 @@ def make_items(edition: Edition, campaign: Campaign, settings: Settings, *, utm_
     for i, a in enumerate(edition.articles):
         link = safe_url(a.link)
         image = safe_url(a.image) if a.image else None
+        # the list shows the feed's small size of the image when it offers one, not the 1024 px file
+        thumb = (safe_url(a.thumbnail) if a.thumbnail else None) or image
         summary = defuse(one_line(a.summary))
         names = edition.series.get(a.id, ())
         labels = tuple(settings.series[n].label if n in settings.series else n for n in names)
+        title = defuse(one_line(a.title))
+        # "Rallycross France : …" needs no "Rallycross France" badge under it
+        labels = tuple(label for label in labels if not _prefix_of(title, label))
+        width = LEAD_IMAGE_WIDTH if i == 0 else THUMB_WIDTH
         items.append(Item(
             article=a,
-            title=defuse(one_line(a.title)),
+            title=title,
             url=with_utm(link, campaign, edition, source=utm_source, medium=utm_medium) if link else None,
             plain_url=link,
             image=image,
+            thumb=thumb,
+            image_width=width,
+            image_height=image_height(image if i == 0 else thumb, width),
             summary=shorten(summary, LEAD_SUMMARY_CHARS if i == 0 else ITEM_SUMMARY_CHARS),
             full_summary=summary,
             date_label=format_date(a.published.astimezone(campaign.tz).date(), "EEEE d MMMM", locale=campaign.locale),
@@ -197,6 +250,27 @@ def make_items(edition: Edition, campaign: Campaign, settings: Settings, *, utm_
             is_lead=i == 0,
         ))
     return items
+
+
+LEAD_IMAGE_WIDTH = 552  # the 600 px column less its padding
+THUMB_WIDTH = 120
+_WP_SIZE = re.compile(r"-(\d{2,5})x(\d{2,5})\.(?:jpe?g|png|gif|webp|avif)(?:$|[?#])", re.I)
+
+
+def image_height(url: str | None, width: int) -> int:
+    """The height of `url` shown `width` pixels wide: from a WordPress "-1024x683" size in its name, else 3:2
+    (the shape of press photos; CSS height:auto corrects it where CSS applies)."""
+    m = _WP_SIZE.search(url or "")
+    w, h = (int(m.group(1)), int(m.group(2))) if m else (3, 2)
+    return max(1, round(width * h / w))
+
+
+def _prefix_of(title: str, label: str) -> bool:
+    """Whether `title` starts with the series `label` followed by a separator ("Rallycross France : …")."""
+    if not title[:len(label)].casefold() == label.casefold():
+        return False
+    rest = title[len(label):].lstrip(" \u00a0\u202f")
+    return rest[:1] in (":", "(", "-", "–", "|")
 
 
 def base_context(edition: Edition, campaign: Campaign, settings: Settings) -> dict:
@@ -217,8 +291,28 @@ def base_context(edition: Edition, campaign: Campaign, settings: Settings) -> di
         "lang": campaign.locale.split("_")[0],
         "unsubscribe_url": UNSUBSCRIBE_TOKEN,
         "email_address": EMAIL_TOKEN,
+        "from_publisher": french_de(settings.publisher.name) if campaign.locale.lower().startswith("fr")
+        else translations("email", campaign.locale).gettext("from %(name)s") % {"name": settings.publisher.name},
+        "postal_address": settings.publisher.address,
+        "logo": _logo(settings),
+        "preferences_url": PREFERENCES_TOKEN,
+        "cadence": campaign.cadence,
+        "alert": is_alert_id(edition.id),
         "week_start": format_date(edition.window_start.astimezone(campaign.tz).date(), "d MMMM y", locale=campaign.locale),
     }
+
+
+@dataclass(frozen=True)
+class Logo:
+    url: str
+    width: int
+    height: int
+
+
+def _logo(settings: Settings) -> Logo | None:
+    p = settings.publisher
+    url = safe_url(p.logo) if p.logo else None
+    return Logo(url, p.logo_width, p.logo_height) if url else None
 
 
 @functools.lru_cache(maxsize=256)

@@ -72,7 +72,8 @@ def candidate_editions(campaign: Campaign, now: datetime, lateness: timedelta,
 
 def due(campaigns: Sequence[Campaign], now: datetime, editions: Mapping[tuple[str, str], EditionState], *,
         lateness: timedelta, fetch_every: timedelta, last_fetch: datetime | None,
-        last_tick: datetime | None = None, lateness_text: str | None = None) -> list[Due]:
+        last_tick: datetime | None = None, lateness_text: str | None = None,
+        alerts: Mapping[str, Sequence[tuple[str, datetime]]] | None = None) -> list[Due]:
     """What to do at `now`: a fetch first if one is due, then sends and missed-slot records.
 
     An edition is sent when slot <= now < slot + lateness and it has no record yet, or when it was
@@ -80,6 +81,10 @@ def due(campaigns: Sequence[Campaign], now: datetime, editions: Mapping[tuple[st
     only until the campaign's next slot. A slot passed beyond lateness with no record becomes a
     `skip` ("missed: ..."). `editions` maps (campaign, edition id) to its stored state; missing
     means no record.
+
+    `alerts` maps a campaign's name to its alerts seen in the store, (edition id, publication time),
+    from `alert_floor(...)` on: each goes out at once on the campaign's alert channels, once, while
+    its article is younger than lateness; an older one with no record becomes a `skip`.
     """
     now = now.astimezone(_UTC)
     lateness_text = lateness_text or _duration_text(lateness)
@@ -108,10 +113,38 @@ def due(campaigns: Sequence[Campaign], now: datetime, editions: Mapping[tuple[st
             else:
                 actions.append(Due("skip", f"missed: slot was {_local(at)}, lateness is {lateness_text}",
                                    campaign.name, eid, at))
+    for campaign in campaigns:
+        for eid, published in (alerts or {}).get(campaign.name, ()):
+            actions += _alert_actions(campaign, eid, published, now, editions, lateness, lateness_text)
     fetch = _fetch_reason(now, fetch_every, last_fetch, fresh_slots)
     if fetch:
         actions.insert(0, Due("fetch", fetch))
     return actions
+
+
+def alert_floor(now: datetime, lateness: timedelta, last_tick: datetime | None) -> datetime:
+    """The oldest publication time an alert is looked at from: lateness back, or the last wake-up if older
+    (so an alert missed while nothing ran is recorded as missed)."""
+    floor = now.astimezone(_UTC) - lateness
+    return min(floor, last_tick.astimezone(_UTC)) if last_tick is not None else floor
+
+
+def _alert_actions(campaign: Campaign, eid: str, published: datetime, now: datetime,
+                   editions: Mapping[tuple[str, str], EditionState], lateness: timedelta, lateness_text: str) -> list[Due]:
+    state = editions.get((campaign.name, eid), EditionState())
+    channels = campaign.alert_channels
+    # the slot stays in UTC: an aware time in the repeated hour of a DST change (fold=1) never compares
+    # equal to another zone's; the reason shows local time
+    at, when = published.astimezone(campaign.tz), published.astimezone(_UTC)
+    if state.status == "skipped" or published.astimezone(_UTC) > now:
+        return []
+    fresh = now - published.astimezone(_UTC) < lateness
+    if state.status == "frozen":
+        left = tuple(c for c in channels if c not in state.done_channels and c not in state.waiting_channels)
+        return [Due("send", f"resuming alert (published {_local(at)})", campaign.name, eid, when, left)] if left and fresh else []
+    if fresh:
+        return [Due("send", f"alert: published {_local(at)}", campaign.name, eid, when, channels)]
+    return [Due("skip", f"missed: alert published {_local(at)}, lateness is {lateness_text}", campaign.name, eid, when)]
 
 
 def _fetch_reason(now: datetime, every: timedelta, last: datetime | None, fresh_slots: list[datetime]) -> str | None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Sequence
 
 from publisher.app import Context
 from publisher.config import Campaign
-from publisher.scheduler.due import Due, EditionState, candidate_editions, due
+from publisher.editions import alerts_in, is_alert_id
+from publisher.scheduler.due import Due, EditionState, alert_floor, candidate_editions, due
 from publisher.store.db import Store, from_iso
 
 LEASE = "scheduler"  # the lease a running scheduler holds (one per store)
@@ -29,7 +30,7 @@ def edition_state(store: Store, campaign: Campaign, edition_id: str, now: dateti
         acc[1] += ready
     outcome = {r.channel: r.outcome for r in store.runs(key)}  # oldest first: the last one wins
     done, waiting = set(), set()
-    for name in campaign.channels:
+    for name in (campaign.alert_channels if is_alert_id(edition_id) else campaign.channels):
         total, ready = open_rows.get(name, (0, 0))
         last = outcome.get(name) or ""
         if total and not ready:
@@ -65,5 +66,12 @@ def decide(ctx: Context, campaigns: Sequence[Campaign], now: datetime) -> list[D
     for c in campaigns:
         for eid in candidate_editions(c, now, lateness, tick):
             states[(c.name, eid)] = edition_state(ctx.store, c, eid, now)
+    alerts = {}
+    if any(c.alerts.enabled for c in campaigns):
+        recent = ctx.store.articles_between(alert_floor(now, lateness, tick), now + timedelta(seconds=1))
+        for c in campaigns:
+            alerts[c.name] = alerts_in(c, recent, ctx.settings.series)
+            for eid, _ in alerts[c.name]:
+                states[(c.name, eid)] = edition_state(ctx.store, c, eid, now)
     return due(campaigns, now, states, lateness=lateness, fetch_every=s.fetch_interval,
-               last_fetch=last_fetch(ctx), last_tick=tick, lateness_text=s.lateness)
+               last_fetch=last_fetch(ctx), last_tick=tick, lateness_text=s.lateness, alerts=alerts)

@@ -89,7 +89,7 @@ class Runner:
         ctx = self.ctx.at(now)  # every job of this wake-up acts at `now`
         result = WakeResult()
         actions = decide(ctx, self.campaigns, now)
-        for action in actions:
+        for action in _with_what_the_fetch_brought(actions, lambda: decide(ctx, self.campaigns, now)):
             if ctx.stop.is_set():
                 result.stopped = True
                 break
@@ -181,6 +181,15 @@ class Runner:
             left = sum(r.pending for r in reports)
             self.emit(f"{action.key}: stopping; {left} delivery(ies) left planned for the next run")
         return ok
+
+
+def _with_what_the_fetch_brought(actions: list[Due], decide_again: Callable[[], list[Due]]) -> Iterator[Due]:
+    """`actions`, then, when they included a fetch, what that fetch made due (decided again): an article
+    matching a campaign's [alerts] goes out in the wake-up that fetched it, not one tick later."""
+    yield from actions
+    if any(a.kind == "fetch" for a in actions):
+        seen = {a.key for a in actions}
+        yield from (a for a in decide_again() if a.kind != "fetch" and a.key not in seen)
 
 
 # -- one scheduler per store ---------------------------------------------------------------------

@@ -150,17 +150,17 @@ class Store(Leases):
                 row = db.execute("SELECT id, content_hash FROM articles WHERE id = ? OR link = ? LIMIT 1",
                                  (a.id, a.link)).fetchone()
                 values = (a.link, a.title, a.summary, a.summary_html, iso(a.published), a.source, a.image,
-                          a.author, _categories_json(tuple(a.categories)), h)
+                          a.thumbnail, a.author, _categories_json(tuple(a.categories)), h)
                 if row is None:
                     db.execute("INSERT INTO articles (link, title, summary, summary_html, published, source, image,"
-                               " author, categories, content_hash, id, first_seen, updated_at)"
-                               " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", (*values, a.id, stamp, stamp))
+                               " thumbnail, author, categories, content_hash, id, first_seen, updated_at)"
+                               " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", (*values, a.id, stamp, stamp))
                     counts.new += 1
                 elif row["content_hash"] == h:
                     counts.unchanged += 1
                 else:
                     db.execute("UPDATE articles SET link=?, title=?, summary=?, summary_html=?, published=?, source=?,"
-                               " image=?, author=?, categories=?, content_hash=?, updated_at=? WHERE id=?",
+                               " image=?, thumbnail=?, author=?, categories=?, content_hash=?, updated_at=? WHERE id=?",
                                (*values, stamp, row["id"]))
                     counts.updated += 1
         return counts
@@ -323,7 +323,7 @@ def _like_prefix(campaign: str) -> str:
 def _article(r: sqlite3.Row) -> Article:
     return Article(id=r["id"], link=r["link"], title=r["title"], summary=r["summary"], summary_html=r["summary_html"],
                    published=from_iso(r["published"]), source=r["source"], image=r["image"], author=r["author"],
-                   categories=tuple(json.loads(r["categories"])))
+                   categories=tuple(json.loads(r["categories"])), thumbnail=r["thumbnail"])
 
 
 def _feed_state(r: sqlite3.Row) -> FeedState:

@@ -23,6 +23,7 @@ CREATE TABLE IF NOT EXISTS articles (
     published TEXT NOT NULL,          -- ISO 8601, UTC
     source TEXT NOT NULL DEFAULT '',
     image TEXT,
+    thumbnail TEXT,                   -- a small size of the image, when the feed offers one
     author TEXT,
     categories TEXT NOT NULL DEFAULT '[]',
     content_hash TEXT NOT NULL,
@@ -133,6 +134,7 @@ def migrate(conn: sqlite3.Connection) -> None:
         log.info("store: adding the ledger indexes %s, once; a large ledger takes a minute", ", ".join(missing))
     conn.executescript(SCHEMA)
     _add_missing_columns(conn, "runs", {"outcome": "TEXT", "seconds": "REAL", "summary": "TEXT"})
+    _add_missing_columns(conn, "articles", {"thumbnail": "TEXT"})
     _count_deliveries(conn)
 
 

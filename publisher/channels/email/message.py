@@ -30,11 +30,12 @@ from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
 
 from publisher.config import Campaign, Settings
-from publisher.models import EMAIL_TOKEN, UNSUBSCRIBE_TOKEN, RenderedEdition
+from publisher.models import EMAIL_TOKEN, PREFERENCES_TOKEN, UNSUBSCRIBE_TOKEN, RenderedEdition
 from publisher.text import one_line
 
 NAME_TOKEN = "%%NAME%%"
-_BODY_TOKENS = {UNSUBSCRIBE_TOKEN: "unsubscribe_url", EMAIL_TOKEN: "email", NAME_TOKEN: "name"}
+_BODY_TOKENS = {UNSUBSCRIBE_TOKEN: "unsubscribe_url", EMAIL_TOKEN: "email", NAME_TOKEN: "name",
+                PREFERENCES_TOKEN: "preferences_url"}
 _TOKEN_RE = re.compile("(" + "|".join(re.escape(t) for t in _BODY_TOKENS) + ")")
 _CRLF = re.compile(r"[\r\n]")
 
@@ -50,6 +51,12 @@ class Recipient:
     name: str
     unsubscribe_url: str
     message_id: str  # without angle brackets
+
+    @property
+    def preferences_url(self) -> str:
+        """The preferences page of `publisher serve`: the unsubscribe path + "/preferences", same token."""
+        base, _, query = self.unsubscribe_url.partition("?")
+        return f"{base.rstrip('/')}/preferences?{query}"
 
 
 @dataclass(frozen=True)
