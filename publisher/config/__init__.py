@@ -19,6 +19,7 @@ from publisher.config.campaigns import (
 )
 from publisher.config.schema import parse_duration
 from publisher.config.settings import (
+                                        BouncesSettings,
                                         EmailSettings,
                                         FeedSettings,
                                         PublisherSettings,
@@ -31,6 +32,6 @@ from publisher.config.settings import (
                                         secret,
 )
 
-__all__ = ["Campaign", "EmailSettings", "FeedSettings", "PublisherSettings", "ScheduleSettings", "SeriesMatch",
+__all__ = ["BouncesSettings", "Campaign", "EmailSettings", "FeedSettings", "PublisherSettings", "ScheduleSettings", "SeriesMatch",
            "SeriesSettings", "Settings", "SmtpSettings", "SocialSettings", "UtmSettings", "WebSettings", "load_campaign",
            "load_campaigns", "parse_duration", "parse_schedule", "read_settings", "secret"]
