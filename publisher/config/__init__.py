@@ -27,11 +27,12 @@ from publisher.config.settings import (
                                         SeriesSettings,
                                         Settings,
                                         SmtpSettings,
+                                        WebhookSettings,
                                         WebSettings,
                                         read_settings,
                                         secret,
 )
 
 __all__ = ["BouncesSettings", "Campaign", "EmailSettings", "FeedSettings", "PublisherSettings", "ScheduleSettings", "SeriesMatch",
-           "SeriesSettings", "Settings", "SmtpSettings", "SocialSettings", "UtmSettings", "WebSettings", "load_campaign",
+           "SeriesSettings", "Settings", "SmtpSettings", "SocialSettings", "UtmSettings", "WebhookSettings", "WebSettings", "load_campaign",
            "load_campaigns", "parse_duration", "parse_schedule", "read_settings", "secret"]

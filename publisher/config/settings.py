@@ -181,6 +181,20 @@ class BouncesSettings:
 
 
 @dataclass(frozen=True)
+class WebhookSettings:
+    """ESP webhooks served by `publisher serve` (their passwords and tokens come from PUBLISHER_* variables)."""
+
+    sns_topic_arns: list[str] = field(default_factory=list)  # Amazon SES: the SNS topics we subscribed to
+    sendgrid_public_key: str | None = None  # SendGrid's Signed Event Webhook verification key (base64)
+
+    def _check(self, where: str) -> None:
+        for arn in self.sns_topic_arns:
+            if not re.fullmatch(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}", arn):
+                raise ConfigError(f"{where}.sns_topic_arns: {arn!r} is not an SNS topic ARN like"
+                                  " 'arn:aws:sns:eu-west-1:123456789012:ses-bounces'")
+
+
+@dataclass(frozen=True)
 class ScheduleSettings:
     fetch_every: str = "1h"
     lateness: str = "24h"
@@ -229,6 +243,7 @@ class Settings:
     schedule: ScheduleSettings = ScheduleSettings()
     web: WebSettings = WebSettings()
     bounces: BouncesSettings = BouncesSettings()
+    webhooks: WebhookSettings = WebhookSettings()
     channels: dict[str, Any] = field(default_factory=dict)  # every known channel's table: [x], [mastodon], ...
 
     def path(self, value: str) -> Path:
@@ -248,6 +263,7 @@ _SETTINGS_TABLES = {
     "schedule": ScheduleSettings,
     "web": WebSettings,
     "bounces": BouncesSettings,
+    "webhooks": WebhookSettings,
 }
 
 
