@@ -139,3 +139,21 @@ def test_live_send_bounces_complaint_and_mailto_unsubscribe_act_on_the_right_peo
     finally:
         db.close()
     assert soft == [(FULL, f"endurance/{EDITION}", "4.2.2 X-Postfix; mailbox full")]  # one soft bounce: not suppressed yet
+
+
+def test_the_scheduler_reads_the_bounce_mailbox_every_hour(project, mail):
+    _configure(project, mail)
+    env = {**ENV, "PUBLISHER_BOUNCES_PASSWORD": PASSWORD}
+    first = project.cli("--now", "2026-11-23T09:00:00+01:00", "run", env=env)
+    assert first.returncode == 0, first.stderr
+    assert "bounces: the bounce mailbox was never read" in first.stdout
+    # Postfix's DSNs arrive after the send, some maybe before that first read
+    mail.wait_messages(mail.bounce_address, 4, folders=("", "publisher-processed"))
+    soon = project.cli("--now", "2026-11-23T09:30:00+01:00", "run", env=env)
+    assert soon.returncode == 0 and "bounces:" not in soon.stdout  # read 30 minutes ago: not due
+    later = project.cli("--now", "2026-11-23T10:01:00+01:00", "run", env=env)
+    assert later.returncode == 0, later.stderr
+    assert "bounces: last read 2026-11-23 08:00 UTC, every 1h" in later.stdout
+    assert suppressed(project) == {a: "hard-bounce" for a in DEAD}
+    assert mail.messages(mail.bounce_address) == []  # every DSN understood and moved, whichever run read it
+    assert len(mail.messages(mail.bounce_address, "publisher-processed")) == 4

@@ -165,8 +165,11 @@ class BouncesSettings:
     soft_limit: int = 3  # soft bounces in distinct editions before an address is suppressed
     ca_file: str | None = None  # as [smtp].ca_file
     timeout: float = 30.0
+    every: str = "1h"  # how often `publisher schedule` reads the mailbox
 
     def _check(self, where: str) -> None:
+        if parse_duration(self.every, f"{where}.every") <= timedelta(0):
+            raise ConfigError(f"{where}.every must be longer than 0s, not {self.every!r}")
         if self.host is not None:
             check_host(self.host, f"{where}.host")
             if not self.username:

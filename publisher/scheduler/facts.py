@@ -6,11 +6,12 @@ from datetime import datetime
 from typing import Sequence
 
 from publisher.app import Context
-from publisher.config import Campaign
-from publisher.scheduler.due import Due, EditionState, candidate_editions, due
+from publisher.config import Campaign, parse_duration
+from publisher.scheduler.due import Due, EditionState, bounces_reason, candidate_editions, due
 from publisher.store.db import Store, from_iso
 
 LEASE = "scheduler"  # the lease a running scheduler holds (one per store)
+BOUNCES_STATE = "last_bounces"  # when the scheduler last read the bounce mailbox
 
 
 def edition_state(store: Store, campaign: Campaign, edition_id: str, now: datetime) -> EditionState:
@@ -65,5 +66,12 @@ def decide(ctx: Context, campaigns: Sequence[Campaign], now: datetime) -> list[D
     for c in campaigns:
         for eid in candidate_editions(c, now, lateness, tick):
             states[(c.name, eid)] = edition_state(ctx.store, c, eid, now)
-    return due(campaigns, now, states, lateness=lateness, fetch_every=s.fetch_interval,
-               last_fetch=last_fetch(ctx), last_tick=tick, lateness_text=s.lateness)
+    actions = due(campaigns, now, states, lateness=lateness, fetch_every=s.fetch_interval,
+                  last_fetch=last_fetch(ctx), last_tick=tick, lateness_text=s.lateness)
+    b = ctx.settings.bounces
+    if b.host:  # after the sends: reading the mailbox never delays an edition
+        last = ctx.store.get_state(BOUNCES_STATE)
+        reason = bounces_reason(now, parse_duration(b.every, "[bounces].every"), from_iso(last) if last else None)
+        if reason:
+            actions.append(Due("bounces", reason))
+    return actions

@@ -231,11 +231,11 @@ class MailSystem:
         base = self.maildir(address) / (f".{folder.replace('/', '.')}" if folder else "")
         return sorted(p for sub in ("new", "cur") if (base / sub).is_dir() for p in (base / sub).iterdir())
 
-    def wait_messages(self, address: str, count: int, timeout: float = 60.0) -> list[Path]:
-        """Wait until the mailbox holds at least `count` messages (Postfix delivers and bounces on its own time)."""
+    def wait_messages(self, address: str, count: int, timeout: float = 60.0, folders: tuple[str, ...] = ("",)) -> list[Path]:
+        """Wait until the mailbox's `folders` hold at least `count` messages (Postfix delivers and bounces on its own time)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            found = self.messages(address)
+            found = [p for f in folders for p in self.messages(address, f)]
             if len(found) >= count:
                 return found
             time.sleep(0.2)
