@@ -168,7 +168,9 @@ service imap-login {{
 class MailSystem:
     """Postfix and Dovecot in a throw-away folder; see the module docstring."""
 
-    def __init__(self) -> None:
+    def __init__(self, imap_capability: str | None = None) -> None:
+        """`imap_capability`: what Dovecot advertises after login (to test servers without MOVE or UIDPLUS)."""
+        self.imap_capability = imap_capability
         self.root = Path(tempfile.mkdtemp(prefix="publisher-mail-"))
         self.root.chmod(0o755)  # Postfix's and Dovecot's own users walk into it
         self.smtp_port, self.imap_port, self.imaps_port = free_port(), free_port(), free_port()
@@ -212,7 +214,8 @@ class MailSystem:
         shutil.chown(self.root / "passwd", "dovecot")
         conf = self.root / "dovecot.conf"
         conf.write_text(DOVECOT_CONF.format(root=self.root, certs=self.certs.folder, mail=self.mail, uid=MAIL_UID,
-                                            imap=self.imap_port, imaps=self.imaps_port))
+                                            imap=self.imap_port, imaps=self.imaps_port)
+                        + (f"protocol imap {{\n  imap_capability = {self.imap_capability}\n}}\n" if self.imap_capability else ""))
         for key in self.certs.folder.glob("*.key"):
             key.chmod(0o644)  # read by Dovecot's config process; a throw-away key
         self.procs.append(subprocess.Popen(["dovecot", "-F", "-c", str(conf)], stdout=subprocess.DEVNULL,
