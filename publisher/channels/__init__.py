@@ -49,7 +49,12 @@ class DispatchContext:
     outbox: Any = None  # a pathlib.Path when settings.publisher.delivery == "outbox"
     resend_unknown: bool = False  # the user said: resend rows whose outcome is unknown
     # the Date header of a live send: the moment a copy leaves, from the system clock even under --now
-    wall_clock: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))
+    wall_clock: Callable[[], datetime] = field(default=lambda: system_now())
+
+
+def system_now() -> datetime:
+    """The system clock: only for the Date header of a live send, which says when the copy left (never --now)."""
+    return datetime.now(timezone.utc)
 
 
 @dataclass

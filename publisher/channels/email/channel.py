@@ -84,7 +84,7 @@ class EmailChannel:
         # fail before anything is planned when a secret or the DKIM key is missing
         self.tokens, self.signer = signers_from_env(required=self.live)
         self.password = password_for(settings.smtp) if self.live else None
-        self.dkim = load_dkim(settings.email, parseaddr(settings.email.sender)[1].rpartition("@")[2]) if self.live else None
+        self.dkim = load_dkim(settings.email) if self.live else None
 
     # -- shared steps ----------------------------------------------------------------------------
 

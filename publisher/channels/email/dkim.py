@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from email.utils import parseaddr
 
 import dkim
 from cryptography.hazmat.primitives import serialization
@@ -38,7 +39,7 @@ class DkimSigner:
         return header + message
 
 
-def load(em: EmailSettings, sender_domain: str) -> DkimSigner | None:
+def load(em: EmailSettings) -> DkimSigner | None:
     """The signer for [email].dkim_key (already resolved to an absolute path), or None without one."""
     if not em.dkim_key:
         return None
@@ -51,7 +52,7 @@ def load(em: EmailSettings, sender_domain: str) -> DkimSigner | None:
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{where} is not an unencrypted PEM private key ({exc})",
                           hint="write it with 'openssl genpkey -algorithm ed25519' or 'openssl genrsa 2048'") from None
-    domain = (em.dkim_domain or sender_domain).encode("ascii")
+    domain = (em.dkim_domain or parseaddr(em.sender)[1].rpartition("@")[2]).encode("ascii")
     if isinstance(key, ed25519.Ed25519PrivateKey):
         seed = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
         return DkimSigner(em.dkim_selector.encode("ascii"), domain, base64.b64encode(seed), b"ed25519-sha256")
