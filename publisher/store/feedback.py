@@ -81,9 +81,6 @@ def record(store: Store, reports: list[Feedback], now: datetime, soft_limit: int
                              (r.email, reason, detail, stamp))
             if cur.rowcount == 1:
                 suppressed.append((r.email, reason))
-            if r.kind == "unsubscribed":
-                db.execute("DELETE FROM subscriptions WHERE subscriber_id = (SELECT id FROM subscribers WHERE email=?)",
-                           (r.email,))
     return suppressed
 
 
