@@ -11,7 +11,7 @@ from publisher.feedback.tokens import find_tokens
 from support.email_project import ENV, prepared, send_args
 from support.smtp_servers import SmtpServer
 
-TOKEN = r"[0-9a-z]+-[0-9a-z]+-[a-z2-7]{13}"
+TOKEN = r"[0-9a-z]+-[0-9a-z]+-[0-9a-f]{16}"
 
 
 def _with_return_path(project) -> None:

@@ -2,7 +2,7 @@
 
 A token is `<kind><edition number>-<subscriber id>-<mac>`, all lower case (some MTAs lower-case the local
 part): `kind` is "b" (bounce, the return path) or "u" (unsubscribe, the mailto address); the numbers
-are base 36; the mac is 65 bits of HMAC-SHA256, base32, over the kind, the edition key and the address.
+are base 36; the mac is 64 bits of HMAC-SHA256, in hex, over the kind, the edition key and the address.
 It is short (a local part must stay under 64 characters) and it names exactly one recipient of one
 edition, so a forged bounce or a forged From cannot act on anyone else: without the secret
 ($PUBLISHER_UNSUBSCRIBE_SECRET) no other token verifies.
@@ -10,7 +10,6 @@ edition, so a forged bounce or a forged From cannot act on anyone else: without 
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import re
@@ -21,7 +20,7 @@ from publisher.config import secret
 from publisher.web.tokens import SECRET_ENV, Signer, signer_from_env
 
 _DOMAIN = b"publisher-return-path-v1\x00"
-TOKEN_RE = re.compile(r"\b([bu])([0-9a-z]{1,8})-([0-9a-z]{1,12})-([a-z2-7]{13})\b")
+TOKEN_RE = re.compile(r"\b([bu])([0-9a-z]{1,8})-([0-9a-z]{1,12})-([0-9a-f]{16})\b")
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
@@ -53,7 +52,7 @@ class TokenSigner:
     def _digest(self, kind: str, edition_key: str, email: str) -> str:
         m = self._mac.copy()
         m.update(f"{kind}\x00{edition_key}\x00{email.lower()}".encode("utf-8"))
-        return base64.b32encode(m.digest()[:10]).decode("ascii").lower()[:13]
+        return m.hexdigest()[:16]  # hex: computed in C, and the same in any letter case
 
     def token(self, kind: str, edition_number: int, subscriber_id: int, edition_key: str, email: str) -> str:
         return f"{kind}{_b36(edition_number)}-{_b36(subscriber_id)}-{self._digest(kind, edition_key, email)}"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import format_datetime, parseaddr
 from pathlib import Path
@@ -53,6 +53,16 @@ class PreparedEdition:
     dkim: DkimSigner | None = None
     wall_clock: Callable[[], datetime] | None = None
 
+    _date_cache: tuple[int, str] = field(default=(0, ""), init=False, repr=False)
+
+    def _date(self) -> str:
+        """The Date header's value for now, formatted once per second (it shows seconds)."""
+        now = self.wall_clock()
+        second = int(now.timestamp())
+        if self._date_cache[0] != second:
+            self._date_cache = (second, format_datetime(now.replace(microsecond=0)))
+        return self._date_cache[1]
+
     def _token(self, kind: str, email: str, subscriber_id: int | None) -> str | None:
         if self.tokens is None or subscriber_id is None:
             return None  # a test copy (--to) or the outbox: nobody to name
@@ -68,7 +78,7 @@ class PreparedEdition:
         mid = message_id or self.template.message_id(email)
         link = unsubscribe_link(self.settings, self.signer.token(email))
         mailto = self.settings.email.unsubscribe_mailto
-        date = format_datetime(self.wall_clock()) if self.wall_clock else ""
+        date = self._date() if self.wall_clock else ""
         data = self.template.personalise(Recipient(email=email, name=name, unsubscribe_url=link, message_id=mid, date=date,
                                                    mailto=mailto_uri(mailto, self._token("u", email, subscriber_id)) if mailto else ""))
         return (self.dkim.sign(data) if self.dkim else data), mid
