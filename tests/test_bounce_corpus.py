@@ -105,3 +105,19 @@ def test_soft_bounces_suppress_only_past_the_limit_in_distinct_editions(store):
     assert soft("c", "endurance/2026-W46") == []
     assert soft("c", "endurance/2026-W46") == []  # the same report read twice counts once
     assert soft("d", "endurance/2026-W47") == [("userx@example.com", "hard-bounce")]
+
+
+def test_a_mailto_unsubscribe_with_the_token_only_in_the_subject_acts_on_whom_it_names(store):
+    """Some clients and relays drop the +TOKEN of the address; the subject carries it too. The From is ignored."""
+    tokens = TokenSigner(b"k" * 32)
+    key = "endurance/2026-W47"
+    sid = subscriber_ids(store, ["userx@example.com"])["userx@example.com"]
+    token = tokens.token("u", edition_number(store, key), sid, key, "userx@example.com")
+    raw = (f"From: other@example.com\r\nTo: unsubscribe@endurance-info.test\r\nSubject: unsubscribe {token}\r\n"
+           f"Message-ID: <u1@example.com>\r\n\r\nplease\r\n").encode()
+    verdict = classify(raw)
+    assert verdict.kind == "unsubscribe"
+    resolved = resolve(store, verdict, "mail:<u1@example.com>", tokens, Signer(b"w" * 32))
+    assert [(r.email, r.kind) for r in resolved.reports] == [("userx@example.com", "unsubscribed")]
+    # without a token there is nobody to unsubscribe: the message is not understood, and left
+    assert classify(raw.replace(token.encode(), b"")).kind == "unknown"
