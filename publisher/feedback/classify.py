@@ -5,7 +5,8 @@ report type first: Postfix's DSNs carry `Auto-Submitted: auto-replied`, and must
 vacation notice. A DSN's own status decides hard or soft (5.x.x hard, except "mailbox full" 5.2.2;
 4.x.x soft; "delayed" is only a warning). The non-standard formats of other MTAs (Exim, qmail,
 Exchange, Yahoo, ...) go to flufl.bounce, Mailman's detectors: a permanent failure is hard, a
-temporary one a warning. Then mail to the unsubscribe address, then auto-replies (RFC 3834
+temporary one a warning; mail to the unsubscribe address is recognised before them (a person's words
+may look like a bounce to their heuristics). Then auto-replies (RFC 3834
 `Auto-Submitted`, and the vacation headers and subjects in use), then: unknown.
 
 Who a report is about comes from our signed tokens (publisher/feedback/tokens.py), never from the
@@ -66,15 +67,16 @@ def classify(raw: bytes) -> Verdict:
         kind, detail, addresses = _dsn(msg)
         if kind:
             return Verdict(kind, bounce_tokens, detail=detail, addresses=addresses)
+    # before the heuristic detectors: a person's own words may look like a bounce to them
+    unsubscribe = find_tokens(to_headers + " " + str(msg.get("Subject", "")), "u")
+    if unsubscribe and not _auto_reply(msg):
+        return Verdict("unsubscribe", tuple(unsubscribe), detail=f"mail to the unsubscribe address ({_subject(msg)})")
     temporary, permanent = all_failures(msg)
     if permanent:
         addresses = tuple(sorted(a.decode("ascii", "replace") for a in permanent))
         return Verdict("hard-bounce", bounce_tokens, detail=f"undeliverable ({_subject(msg)})", addresses=addresses)
     if temporary:
         return Verdict("delay", bounce_tokens, detail=_subject(msg))
-    unsubscribe = find_tokens(to_headers + " " + str(msg.get("Subject", "")), "u")
-    if unsubscribe:
-        return Verdict("unsubscribe", tuple(unsubscribe), detail=f"mail to the unsubscribe address ({_subject(msg)})")
     if _auto_reply(msg):
         return Verdict("auto-reply", bounce_tokens, detail=_subject(msg))
     return Verdict("unknown", detail=_subject(msg))
