@@ -173,7 +173,7 @@ class BouncesSettings:
         if self.host is not None:
             check_host(self.host, f"{where}.host")
             if not self.username:
-                raise ConfigError(f"{where}.username is required with {where}.host")
+                raise ConfigError(f"{where}.username is required when host is set (the password comes from PUBLISHER_BOUNCES_PASSWORD)")
         check_port(self.port, f"{where}.port")
         check_at_least(self, where, 1, "soft_limit")
         check_at_least(self, where, 0.1, "timeout", meaning=" (seconds)")
