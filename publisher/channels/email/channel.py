@@ -23,9 +23,9 @@ from publisher.channels.email.security import password_for
 from publisher.channels.email.smtp import Reply, SmtpOutcome
 from publisher.config import Campaign, EmailSettings, Settings
 from publisher.errors import DeliveryError, DiskFullError
+from publisher.feedback.tokens import TokenSigner, signers_from_env, tagged
 from publisher.models import RenderedEdition, State
 from publisher.store.db import iso
-from publisher.feedback.tokens import TokenSigner, signers_from_env, tagged
 from publisher.store.feedback import edition_number, subscriber_ids
 from publisher.store.subscribers import names_of, plan_recipients
 from publisher.web.tokens import Signer
