@@ -23,7 +23,7 @@ COMMANDS = list(_commands(build_parser()))
 
 def test_all_commands_are_listed():
     names = {c[0] for c in COMMANDS}
-    assert names == {"fetch", "preview", "send", "subscribers", "serve", "status", "run", "schedule"}
+    assert names == {"fetch", "preview", "send", "subscribers", "serve", "status", "run", "schedule", "bounces"}
     assert ("subscribers", "import") in COMMANDS
 
 

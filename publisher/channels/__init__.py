@@ -23,7 +23,7 @@ import importlib
 import pkgutil
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Literal, Protocol
 
 if TYPE_CHECKING:
@@ -48,6 +48,13 @@ class DispatchContext:
     stop: threading.Event = field(default_factory=threading.Event)  # set on SIGTERM: finish in-flight, stop
     outbox: Any = None  # a pathlib.Path when settings.publisher.delivery == "outbox"
     resend_unknown: bool = False  # the user said: resend rows whose outcome is unknown
+    # the Date header of a live send: the moment a copy leaves, from the system clock even under --now
+    wall_clock: Callable[[], datetime] = field(default=lambda: system_now())
+
+
+def system_now() -> datetime:
+    """The system clock: only for the Date header of a live send, which says when the copy left (never --now)."""
+    return datetime.now(timezone.utc)
 
 
 @dataclass

@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--host", help="default: [web].host")
     sv.add_argument("--port", type=int, help="default: [web].port")
 
+    sub.add_parser("bounces", help="read the bounce mailbox (IMAP): suppress bounced, complaining and unsubscribing"
+                   " addresses; move what was understood to [bounces].processed_folder")
+
     st = sub.add_parser("status", help="what was sent, pending, failed, unknown; next runs; last fetches")
     st.add_argument("campaign", nargs="?", metavar="CAMPAIGN")
     st.add_argument("--edition", metavar="ID")
@@ -122,6 +125,7 @@ COMMANDS = {
     "subscribers": "subscribers:command_subscribers",
     "serve": "serve:command_serve",
     "status": "status:command_status",
+    "bounces": "bounces:command_bounces",
     "run": "schedule:command_run",
     "schedule": "schedule:command_schedule",
 }

@@ -18,6 +18,7 @@ from publisher.editions import next_slot, parse_edition_id
 from publisher.models import State
 from publisher.scheduler.due import next_fetch
 from publisher.scheduler.facts import LEASE, decide, last_fetch, last_tick
+from publisher.store.feedback import counts_for_edition
 from publisher.store.subscribers import suppressed_by_reason
 
 UTC = timezone.utc
@@ -142,6 +143,8 @@ def channel_lines(ctx: Context, c: Campaign, edition_id: str, name: str) -> list
     shown = f"{name} ({', '.join(ledger_names)})" if ledger_names and ledger_names != [name] else name
     lines = [f"    {shown} {edition_id}: sent {counts['sent']}, pending {counts['planned'] + counts['sending']},"
              f" failed {counts['failed']}, unknown {counts['unknown']}{took}"]
+    if name == "email" and name in ledger_names:  # what the mail system said after the relay's 250 (live sends only)
+        lines += feedback_lines(ctx, key, counts["sent"])
     failures = ledger.failures(key, ledger_names, REASON_LIMIT, LIST_LIMIT)
     for reply, n, targets in failures:
         lines.append(f"      failed ({n}): {_one_line('no reason recorded' if reply is None else reply)}: {_cap(targets, n)}")
@@ -156,6 +159,25 @@ def channel_lines(ctx: Context, c: Campaign, edition_id: str, name: str) -> list
         lines.append(f"      last run: {_one_line(runs[-1].outcome)}")
     if counts["planned"] + counts["sending"] and runs and runs[-1].outcome == "stopped":
         lines.append(f"      stopped before the end; the scheduler resumes it, or run 'publisher send {c.name} --edition {edition_id}'")
+    return lines
+
+
+BOUNCE_WARNING = 0.02  # Gmail's and Yahoo's bulk-sender guidance: keep bounces under 2%
+COMPLAINT_WARNING = 0.001  # and spam complaints under 0.1% (0.3% is where they start refusing mail)
+
+
+def feedback_lines(ctx: Context, key: str, sent: int) -> list[str]:
+    """Delivered, bounced (hard/soft), complaints and unsubscribes of one edition, with the warnings."""
+    f = counts_for_edition(ctx.store, key)
+    bounced = f["hard-bounce"] + f["soft-bounce"]
+    lines = [f"      delivered {max(sent - bounced, 0)}, bounced {bounced} (hard {f['hard-bounce']}, soft {f['soft-bounce']}),"
+             f" complaints {f['complaint']}, unsubscribes {f['unsubscribed']}"]
+    if sent and bounced / sent > BOUNCE_WARNING:
+        lines.append(f"      WARNING: {bounced / sent:.1%} of this edition bounced (above {BOUNCE_WARNING:.0%}): mailbox providers"
+                     " throttle or refuse senders whose lists hold dead addresses; run 'publisher bounces' regularly")
+    if sent and f["complaint"] / sent > COMPLAINT_WARNING:
+        lines.append(f"      WARNING: {f['complaint'] / sent:.2%} of this edition was reported as spam (above {COMPLAINT_WARNING:.1%}):"
+                     " Gmail and Yahoo refuse bulk mail above 0.3%; check who signed up and how easy unsubscribing is")
     return lines
 
 

@@ -21,6 +21,7 @@ from publisher.config.campaigns import (
 )
 from publisher.config.schema import parse_duration
 from publisher.config.settings import (
+                                        BouncesSettings,
                                         EmailSettings,
                                         FeedSettings,
                                         PublisherSettings,
@@ -28,11 +29,13 @@ from publisher.config.settings import (
                                         SeriesSettings,
                                         Settings,
                                         SmtpSettings,
+                                        WebhookSettings,
                                         WebSettings,
                                         read_settings,
                                         secret,
 )
 
-__all__ = ["AlertSettings", "Campaign", "EmailSettings", "FeedSettings", "PublisherSettings", "ScheduleSettings", "SeriesMatch",
-           "SeriesSettings", "Settings", "SmtpSettings", "SocialSettings", "UtmSettings", "WebSettings", "load_campaign",
-           "load_campaigns", "parse_duration", "parse_schedule", "read_settings", "Schedule", "secret"]
+__all__ = ["AlertSettings", "BouncesSettings", "Campaign", "EmailSettings", "FeedSettings", "PublisherSettings",
+           "ScheduleSettings", "SeriesMatch", "SeriesSettings", "Settings", "SmtpSettings", "SocialSettings", "UtmSettings",
+           "WebhookSettings", "WebSettings", "load_campaign", "load_campaigns", "parse_duration", "parse_schedule",
+           "read_settings", "Schedule", "secret"]

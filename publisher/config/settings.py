@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -93,10 +94,27 @@ class EmailSettings:
     unsubscribe_url: str = "https://example.org/newsletter/unsubscribe"
     unsubscribe_mailto: str | None = None
     list_id_domain: str | None = None  # defaults to the sender's domain
+    # live sends: the envelope sender becomes local+TOKEN@domain (VERP), so each bounce names its recipient
+    return_path: str | None = None
+    feedback_id: str | None = None  # the SenderId of the Feedback-ID header (Gmail); default: the sender's domain
+    dkim_key: str | None = None  # PEM private key (RSA-2048 or Ed25519), relative to settings.toml; None: no DKIM
+    dkim_selector: str = "publisher"
+    dkim_domain: str | None = None  # the d= of the signature; default: the sender's domain
 
     def _check(self, where: str) -> None:
         # each of these ends up in a mail header: a bad one would be sent silently mangled ("From: not")
         check_address(self.sender, f"{where}.from")
+        if self.return_path:
+            check_address(self.return_path, f"{where}.return_path")
+            if "+" in self.return_path:
+                raise ConfigError(f"{where}.return_path must be a plain address like 'bounces@example.org' (publisher adds"
+                                  f" '+TOKEN' to it), not {self.return_path!r}")
+        if self.feedback_id and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", self.feedback_id):
+            raise ConfigError(f"{where}.feedback_id must be letters, digits, '.', '_' or '-', not {self.feedback_id!r}")
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,63}", self.dkim_selector):
+            raise ConfigError(f"{where}.dkim_selector must be a DNS label like 'news2026', not {self.dkim_selector!r}")
+        if self.dkim_domain and not DOMAIN.match(self.dkim_domain):
+            raise ConfigError(f"{where}.dkim_domain must be a domain name like 'example.org', not {self.dkim_domain!r}")
         if self.reply_to:
             check_address(self.reply_to, f"{where}.reply_to")
         if self.unsubscribe_mailto:
@@ -139,6 +157,51 @@ class SmtpSettings:
         check_at_least(self, where, 0, "rate_per_second", "rate_per_hour", meaning=" (0 = no limit)")
         check_at_least(self, where, 0, "retry_backoff", "retry_wait", meaning=" (seconds)")
         check_at_least(self, where, 0.1, "timeout", meaning=" (seconds)")
+
+
+@dataclass(frozen=True)
+class BouncesSettings:
+    """The mailbox `publisher bounces` reads (IMAP); the password is $PUBLISHER_BOUNCES_PASSWORD."""
+
+    host: str | None = None  # None: no bounce mailbox
+    port: int = 993
+    security: Literal["tls", "starttls"] = "tls"
+    username: str | None = None
+    folder: str = "INBOX"
+    processed_folder: str = "publisher-processed"  # understood messages are moved here, never deleted
+    soft_limit: int = 3  # soft bounces in distinct editions before an address is suppressed
+    ca_file: str | None = None  # as [smtp].ca_file
+    timeout: float = 30.0
+    every: str = "1h"  # how often `publisher schedule` reads the mailbox
+
+    def _check(self, where: str) -> None:
+        if parse_duration(self.every, f"{where}.every") <= timedelta(0):
+            raise ConfigError(f"{where}.every must be longer than 0s, not {self.every!r}")
+        if self.host is not None:
+            check_host(self.host, f"{where}.host")
+            if not self.username:
+                raise ConfigError(f"{where}.username is required when host is set (the password comes from PUBLISHER_BOUNCES_PASSWORD)")
+        check_port(self.port, f"{where}.port")
+        check_at_least(self, where, 1, "soft_limit")
+        check_at_least(self, where, 0.1, "timeout", meaning=" (seconds)")
+        for name in ("folder", "processed_folder"):
+            value = getattr(self, name)
+            if not value or not value.isprintable() or '"' in value or value == self.folder and name != "folder":
+                raise ConfigError(f"{where}.{name}: {value!r} is not a usable folder name")
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """ESP webhooks served by `publisher serve` (their passwords and tokens come from PUBLISHER_* variables)."""
+
+    sns_topic_arns: list[str] = field(default_factory=list)  # Amazon SES: the SNS topics we subscribed to
+    sendgrid_public_key: str | None = None  # SendGrid's Signed Event Webhook verification key (base64)
+
+    def _check(self, where: str) -> None:
+        for arn in self.sns_topic_arns:
+            if not re.fullmatch(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}", arn):
+                raise ConfigError(f"{where}.sns_topic_arns: {arn!r} is not an SNS topic ARN like"
+                                  " 'arn:aws:sns:eu-west-1:123456789012:ses-bounces'")
 
 
 @dataclass(frozen=True)
@@ -189,6 +252,8 @@ class Settings:
     smtp: SmtpSettings = SmtpSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     web: WebSettings = WebSettings()
+    bounces: BouncesSettings = BouncesSettings()
+    webhooks: WebhookSettings = WebhookSettings()
     channels: dict[str, Any] = field(default_factory=dict)  # every known channel's table: [x], [mastodon], ...
 
     def path(self, value: str) -> Path:
@@ -207,6 +272,8 @@ _SETTINGS_TABLES = {
     "smtp": SmtpSettings,
     "schedule": ScheduleSettings,
     "web": WebSettings,
+    "bounces": BouncesSettings,
+    "webhooks": WebhookSettings,
 }
 
 
@@ -249,4 +316,15 @@ def read_settings(path: str | Path, channel_tables: Mapping[str, type]) -> Setti
         check_readable_file(ca_file, f"{shown}: [smtp].ca_file", hint=f"relative paths start from the folder of {shown};"
                             " point it at the relay's CA certificate (PEM), or remove the key to use the system trust store")
         values["smtp"] = dataclasses.replace(values["smtp"], ca_file=str(ca_file))
+    if "bounces" in values and values["bounces"].ca_file:
+        ca_file = root / Path(values["bounces"].ca_file).expanduser()
+        check_readable_file(ca_file, f"{shown}: [bounces].ca_file", hint=f"relative paths start from the folder of {shown};"
+                            " point it at the mailbox server's CA certificate (PEM)")
+        values["bounces"] = dataclasses.replace(values["bounces"], ca_file=str(ca_file))
+    if "email" in values and values["email"].dkim_key:
+        key = root / Path(values["email"].dkim_key).expanduser()
+        check_readable_file(key, f"{shown}: [email].dkim_key", hint=f"relative paths start from the folder of {shown};"
+                            " point it at the PEM private key whose public half is published in DNS")
+        values["email"] = dataclasses.replace(values["email"], dkim_key=str(key))
+        channels["email"] = values["email"]
     return Settings(root=root, source=shown, channels=channels, **values)

@@ -27,7 +27,7 @@ class EditionState:
 class Due:
     """One thing to do now: fetch the feeds, send an edition (on some channels), or record a missed slot."""
 
-    kind: str  # "fetch" | "send" | "skip"
+    kind: str  # "fetch" | "send" | "skip" | "bounces"
     reason: str
     campaign: str = ""
     edition_id: str = ""
@@ -40,8 +40,8 @@ class Due:
 
     def line(self) -> str:
         """One log line naming the action and why."""
-        if self.kind == "fetch":
-            return f"fetch: {self.reason}"
+        if self.kind in ("fetch", "bounces"):
+            return f"{self.kind}: {self.reason}"
         if self.kind == "send":
             return f"send {self.key} on {', '.join(self.channels)}: {self.reason}"
         return f"skip {self.key}: {self.reason}"
@@ -156,6 +156,15 @@ def _fetch_reason(now: datetime, every: timedelta, last: datetime | None, fresh_
         return f"an edition is due and the last fetch ({last:%Y-%m-%d %H:%M} UTC) is older than its slot"
     if now >= last + every:
         return f"last fetch {last:%Y-%m-%d %H:%M} UTC, every {_duration_text(every)}"
+    return None
+
+
+def bounces_reason(now: datetime, every: timedelta, last: datetime | None) -> str | None:
+    """Why the bounce mailbox is due to be read at `now`, or None if it was read less than `every` ago."""
+    if last is None:
+        return "the bounce mailbox was never read"
+    if now - last >= every:
+        return f"last read {last:%Y-%m-%d %H:%M} UTC, every {_duration_text(every)}"
     return None
 
 

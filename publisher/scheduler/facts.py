@@ -6,12 +6,13 @@ from datetime import datetime, timedelta
 from typing import Sequence
 
 from publisher.app import Context
-from publisher.config import Campaign
+from publisher.config import Campaign, parse_duration
 from publisher.editions import alerts_in, is_alert_id
-from publisher.scheduler.due import Due, EditionState, alert_floor, candidate_editions, due
+from publisher.scheduler.due import Due, EditionState, alert_floor, bounces_reason, candidate_editions, due
 from publisher.store.db import Store, from_iso
 
 LEASE = "scheduler"  # the lease a running scheduler holds (one per store)
+BOUNCES_STATE = "last_bounces"  # when the scheduler last read the bounce mailbox
 
 
 def edition_state(store: Store, campaign: Campaign, edition_id: str, now: datetime) -> EditionState:
@@ -73,5 +74,12 @@ def decide(ctx: Context, campaigns: Sequence[Campaign], now: datetime) -> list[D
             alerts[c.name] = alerts_in(c, recent, ctx.settings.series)
             for eid, _ in alerts[c.name]:
                 states[(c.name, eid)] = edition_state(ctx.store, c, eid, now)
-    return due(campaigns, now, states, lateness=lateness, fetch_every=s.fetch_interval,
-               last_fetch=last_fetch(ctx), last_tick=tick, lateness_text=s.lateness, alerts=alerts)
+    actions = due(campaigns, now, states, lateness=lateness, fetch_every=s.fetch_interval,
+                  last_fetch=last_fetch(ctx), last_tick=tick, lateness_text=s.lateness, alerts=alerts)
+    b = ctx.settings.bounces
+    if b.host:  # after the sends: reading the mailbox never delays an edition
+        last = ctx.store.get_state(BOUNCES_STATE)
+        reason = bounces_reason(now, parse_duration(b.every, "[bounces].every"), from_iso(last) if last else None)
+        if reason:
+            actions.append(Due("bounces", reason))
+    return actions

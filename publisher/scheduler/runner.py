@@ -24,9 +24,11 @@ import schedule
 from publisher.app import Context
 from publisher.config import Campaign, parse_duration
 from publisher.errors import DeliveryError, LockedError, PublisherError
+from publisher.feedback.mailbox import MailboxReport, process
+from publisher.feedback.tokens import signers_from_env
 from publisher.pipeline import dispatch, fetch, prepare
 from publisher.scheduler.due import Due
-from publisher.scheduler.facts import LEASE, decide, last_tick
+from publisher.scheduler.facts import BOUNCES_STATE, LEASE, decide, last_tick
 from publisher.store.db import iso
 
 log = logging.getLogger("publisher")
@@ -40,6 +42,11 @@ MAX_BACKOFF = timedelta(hours=1)
 
 def _fetch(ctx: Context) -> list:
     return fetch(ctx)
+
+
+def _bounces(ctx: Context) -> MailboxReport:
+    tokens, web = signers_from_env(required=True)
+    return process(ctx.store, ctx.settings.bounces, ctx.now, tokens, web)
 
 
 def _send(ctx: Context, campaign: Campaign, edition_id: str, channels: Sequence[str]):
@@ -56,6 +63,7 @@ class Jobs:
 
     fetch: Callable[[Context], list] = _fetch
     send: Callable[[Context, Campaign, str, Sequence[str]], object] = _send
+    bounces: Callable[[Context], MailboxReport] = _bounces
 
 
 @dataclass
@@ -151,6 +159,11 @@ class Runner:
                 bad += not r.ok
             result.feed_failures += bad
             ctx.store.set_state("last_fetch", iso(now), now)
+            return True
+        if action.kind == "bounces":
+            b = ctx.settings.bounces
+            self.emit(self.jobs.bounces(ctx.at(now)).line(b.folder, b.processed_folder))
+            ctx.store.set_state(BOUNCES_STATE, iso(now), now)
             return True
         if action.kind == "skip":
             ctx.store.record_skip(action.campaign, action.edition_id, action.reason, now)

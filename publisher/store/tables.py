@@ -124,6 +124,25 @@ CREATE TABLE IF NOT EXISTS leases (
 );
 """
 
+# issue 11: reports from the mail system after a send (publisher/store/feedback.py)
+FEEDBACK_SCHEMA = """
+CREATE TABLE IF NOT EXISTS feedback (
+    source TEXT NOT NULL,             -- the report's own id: "mail:<Message-ID>", "ses:<id>", ...
+    email TEXT NOT NULL,
+    edition_key TEXT,                 -- NULL when the report does not say (some webhooks)
+    kind TEXT NOT NULL,               -- hard-bounce | soft-bounce | complaint | unsubscribed
+    detail TEXT,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (source, email, kind)
+);
+CREATE INDEX IF NOT EXISTS feedback_edition ON feedback(edition_key, kind);
+CREATE INDEX IF NOT EXISTS feedback_email ON feedback(email, kind);
+CREATE TABLE IF NOT EXISTS return_paths (
+    id INTEGER PRIMARY KEY,
+    edition_key TEXT NOT NULL UNIQUE
+);
+"""
+
 
 def migrate(conn: sqlite3.Connection) -> None:
     """Create missing tables and indexes, and add columns newer versions introduced."""
@@ -133,6 +152,7 @@ def migrate(conn: sqlite3.Connection) -> None:
         # an older store with a ledger: building an index reads every row once (about 5 s per million)
         log.info("store: adding the ledger indexes %s, once; a large ledger takes a minute", ", ".join(missing))
     conn.executescript(SCHEMA)
+    conn.executescript(FEEDBACK_SCHEMA)
     _add_missing_columns(conn, "runs", {"outcome": "TEXT", "seconds": "REAL", "summary": "TEXT"})
     _add_missing_columns(conn, "articles", {"thumbnail": "TEXT"})
     _count_deliveries(conn)

@@ -7,22 +7,28 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from email.utils import format_datetime, parseaddr
 from pathlib import Path
+from typing import Callable
 
 from publisher.channels import DispatchContext, DispatchReport
 from publisher.channels.email.journal import Journal, Reserve, recover
-from publisher.channels.email.message import MessageTemplate, Recipient, build, unsubscribe_link
+from publisher.channels.email.dkim import DkimSigner
+from publisher.channels.email.dkim import load as load_dkim
+from publisher.channels.email.message import MessageTemplate, Recipient, build, mailto_uri, unsubscribe_link
 from publisher.channels.email.pool import Job, Pool, Result
 from publisher.channels.email.security import password_for
 from publisher.channels.email.smtp import Reply, SmtpOutcome
 from publisher.config import Campaign, EmailSettings, Settings
 from publisher.errors import DeliveryError, DiskFullError
+from publisher.feedback.tokens import TokenSigner, signers_from_env, tagged
 from publisher.models import RenderedEdition, State
 from publisher.store.db import iso
+from publisher.store.feedback import edition_number, subscriber_ids
 from publisher.store.subscribers import names_of, plan_recipients
-from publisher.web.tokens import Signer, signer_from_env
+from publisher.web.tokens import Signer
 
 BATCH = 256  # rows claimed, and outcomes recorded, per transaction
 FLUSH_SECONDS = 0.25
@@ -41,11 +47,41 @@ class PreparedEdition:
     template: MessageTemplate
     signer: Signer
     settings: Settings
+    # live sends only: the signed return path and mailto tokens, DKIM, and the clock for the Date header
+    tokens: TokenSigner | None = None
+    number: int = 0  # the edition's number in return paths (publisher/store/feedback.py)
+    dkim: DkimSigner | None = None
+    wall_clock: Callable[[], datetime] | None = None
 
-    def message(self, email: str, name: str, message_id: str | None = None) -> tuple[bytes, str]:
+    _date_cache: tuple[int, str] = field(default=(0, ""), init=False, repr=False)
+
+    def _date(self) -> str:
+        """The Date header's value for now, formatted once per second (it shows seconds)."""
+        now = self.wall_clock()
+        second = int(now.timestamp())
+        if self._date_cache[0] != second:
+            self._date_cache = (second, format_datetime(now.replace(microsecond=0)))
+        return self._date_cache[1]
+
+    def _token(self, kind: str, email: str, subscriber_id: int | None) -> str | None:
+        if self.tokens is None or subscriber_id is None:
+            return None  # a test copy (--to) or the outbox: nobody to name
+        return self.tokens.token(kind, self.number, subscriber_id, self.key, email)
+
+    def return_path(self, email: str, subscriber_id: int | None) -> str:
+        """The envelope sender: `bounces+TOKEN@domain` with [email].return_path, else the From address."""
+        base = self.settings.email.return_path
+        token = self._token("b", email, subscriber_id) if base else None
+        return tagged(parseaddr(base)[1], token) if token else (parseaddr(base)[1] if base else self.template.sender)
+
+    def message(self, email: str, name: str, message_id: str | None = None, subscriber_id: int | None = None) -> tuple[bytes, str]:
         mid = message_id or self.template.message_id(email)
         link = unsubscribe_link(self.settings, self.signer.token(email))
-        return self.template.personalise(Recipient(email=email, name=name, unsubscribe_url=link, message_id=mid)), mid
+        mailto = self.settings.email.unsubscribe_mailto
+        date = self._date() if self.wall_clock else ""
+        data = self.template.personalise(Recipient(email=email, name=name, unsubscribe_url=link, message_id=mid, date=date,
+                                                   mailto=mailto_uri(mailto, self._token("u", email, subscriber_id)) if mailto else ""))
+        return (self.dkim.sign(data) if self.dkim else data), mid
 
 
 class EmailChannel:
@@ -55,9 +91,10 @@ class EmailChannel:
         self.settings, self.ctx = settings, ctx
         self.live = ctx.outbox is None
         self.ledger_channel = "email" if self.live else "outbox:email"
-        # fail before anything is planned when a secret is missing
-        self.signer = signer_from_env(required=self.live)
+        # fail before anything is planned when a secret or the DKIM key is missing
+        self.tokens, self.signer = signers_from_env(required=self.live)
         self.password = password_for(settings.smtp) if self.live else None
+        self.dkim = load_dkim(settings.email) if self.live else None
 
     # -- shared steps ----------------------------------------------------------------------------
 
@@ -76,7 +113,11 @@ class EmailChannel:
                 report.messages.append(f"email {key}: resending {n} message(s) whose outcome was unknown (--resend-unknown)")
         counts = ctx.ledger.counts(key, ch)
         report.skipped = counts["sent"]
-        return PreparedEdition(key, build(rendered, campaign, self.settings, ctx.now), self.signer, self.settings)
+        if not self.live:
+            return PreparedEdition(key, build(rendered, campaign, self.settings, ctx.now), self.signer, self.settings)
+        return PreparedEdition(key, build(rendered, campaign, self.settings, ctx.now, live=True), self.signer, self.settings,
+                               tokens=self.tokens, number=edition_number(ctx.ledger.store, key), dkim=self.dkim,
+                               wall_clock=ctx.wall_clock)
 
     def _names(self, targets: list[str]) -> dict[str, str]:
         return names_of(self.ctx.ledger.store, targets)
@@ -197,6 +238,7 @@ class _Run:
         self.disk_full: DiskFullError | None = None
         self.last_retry: str | None = None  # the last 4xx or connection failure, for the report
         self.task = None
+        self.ids: dict[str, int] = {}  # subscriber ids of the rows in flight: their return paths and mailto tokens
 
     def now(self) -> datetime:
         """The run's `now` moved on by the time spent sending: due times work with a fixed --now too."""
@@ -205,7 +247,8 @@ class _Run:
     def go(self, total: int) -> None:
         """Claim due rows, hand them to the pool, record what comes back; the pool's sockets run in this thread."""
         ctx = self.ctx
-        pool = Pool(self.smtp, self.c.password, self.ed.template.sender, self._build, stop=ctx.stop, journal=self.journal)
+        pool = Pool(self.smtp, self.c.password, self.ed.template.sender, self._build, stop=ctx.stop, journal=self.journal,
+                    sender_for=lambda target: self.ed.return_path(target, self.ids.get(target)))
         in_flight, cursor = 0, ""
         with ctx.progress.task(f"email {self.key}", total=total) as self.task:
             try:
@@ -221,6 +264,7 @@ class _Run:
                         if rows:
                             cursor = rows[-1][0]
                             names = self.c._names([t for t, _ in rows])
+                            self.ids.update(subscriber_ids(self.ledger.store, [t for t, _ in rows]))
                             pool.submit([Job(target, names.get(target, ""), attempts) for target, attempts in rows])
                             in_flight += len(rows)
                             continue
@@ -264,12 +308,13 @@ class _Run:
         return pool.ready == 0 and pool.failed_opens > 0 and time.monotonic() - pool.last_progress >= self.smtp.retry_wait
 
     def _build(self, job: Job) -> tuple[bytes, str]:
-        return self.ed.message(job.target, job.name)
+        return self.ed.message(job.target, job.name, subscriber_id=self.ids.get(job.target))
 
     def _take(self, results: list[Result]) -> int:
         """Record what the pool returned; flush to the ledger by batch or every FLUSH_SECONDS."""
         for job, reply, mid in results:
             self._record(job, reply, mid)
+            self.ids.pop(job.target, None)
         if len(self.finished) + len(self.retries) + len(self.deferred) >= BATCH \
                 or time.monotonic() - self.last_flush >= FLUSH_SECONDS:
             self._flush()

@@ -51,6 +51,8 @@ class Recipient:
     name: str
     unsubscribe_url: str
     message_id: str  # without angle brackets
+    date: str = ""  # live sends: the Date header's value, the moment this copy was made
+    mailto: str = ""  # live sends: the mailto unsubscribe URI without "mailto:", with its token
 
     @property
     def preferences_url(self) -> str:
@@ -61,7 +63,7 @@ class Recipient:
 
 @dataclass(frozen=True)
 class _Slot:
-    field: str  # "email", "name", "unsubscribe_url", "to", "message_id"
+    field: str  # "email", "name", "unsubscribe_url", "to", "message_id", "date", "mailto"
     encoding: str  # "header", "qp-text", "qp-html"
 
 
@@ -274,8 +276,14 @@ def _list_id(campaign: Campaign, settings: Settings, sender_domain: str) -> str:
 
 
 def build(rendered: RenderedEdition, campaign: Campaign, settings: Settings, now: datetime,
-          *, subject_prefix: str = "") -> MessageTemplate:
-    """The message of an edition, once: every recipient's copy is `personalise()` of this."""
+          *, subject_prefix: str = "", live: bool = False) -> MessageTemplate:
+    """The message of an edition, once: every recipient's copy is `personalise()` of this.
+
+    `live` (a real send): the Date header is a slot filled with the moment each copy is made (never
+    --now), the mailto unsubscribe address is a slot for its per-recipient token, and a Feedback-ID
+    header names the campaign for Gmail's feedback loop. Files in the outbox keep --now and no token:
+    they are reproducible review copies.
+    """
     em = settings.email
     _, sender_addr = parseaddr(em.sender)
     domain = sender_addr.rpartition("@")[2] or "localhost"
@@ -287,17 +295,21 @@ def build(rendered: RenderedEdition, campaign: Campaign, settings: Settings, now
         head.append(_address_header("Reply-To", em.reply_to))
     head += [b"To: ", _Slot("to", "header"), b"\r\n",
              _encode_header("Subject", subject),
-             f"Date: {format_datetime(now)}\r\n".encode("ascii"),
+             *([b"Date: ", _Slot("date", "header"), b"\r\n"] if live else [f"Date: {format_datetime(now)}\r\n".encode("ascii")]),
              b"Message-ID: <", _Slot("message_id", "header"), b">\r\n",
              f"List-Id: {_list_id(campaign, settings, domain)}\r\n".encode("ascii"),
              b"List-Unsubscribe: <", _Slot("unsubscribe_url", "header"), b">"]
     if em.unsubscribe_mailto:
         mailto = one_line(em.unsubscribe_mailto).removeprefix("mailto:")
-        head.append(f",\r\n <mailto:{mailto}?subject=unsubscribe>".encode("ascii"))
+        if live:
+            head += [b",\r\n <mailto:", _Slot("mailto", "header"), b">"]
+        else:
+            head.append(f",\r\n <mailto:{mailto}?subject=unsubscribe>".encode("ascii"))
     head += [b"\r\n",
              # RFC 8058: this exact value on one line, never folded
              b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
              f"X-Publisher-Edition: {one_line(rendered.edition.key)}\r\n".encode("ascii", "replace"),
+             *([_feedback_id(campaign, rendered, em.feedback_id or domain)] if live else []),
              b"MIME-Version: 1.0\r\n",
              f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n'.encode("ascii"),
              b"\r\n"]
@@ -312,6 +324,24 @@ def build(rendered: RenderedEdition, campaign: Campaign, settings: Settings, now
                                  *_qp_body(rendered.html, "qp-html"),
                                  f"\r\n--{boundary}--\r\n".encode("ascii")]
     return MessageTemplate(head + body, sender_addr, domain, rendered.edition.key)
+
+
+def _feedback_id(campaign: Campaign, rendered: RenderedEdition, sender_id: str) -> bytes:
+    """Gmail's `Feedback-ID: a:b:c:SenderId`: complaint rates per campaign and edition in Postmaster Tools."""
+    fields = [re.sub(r"[^A-Za-z0-9._-]", "-", v) for v in (campaign.name, rendered.edition.id, "newsletter", sender_id)]
+    return f"Feedback-ID: {':'.join(fields)}\r\n".encode("ascii")
+
+
+def mailto_uri(address: str, token: str | None) -> str:
+    """The mailto unsubscribe URI (without "mailto:"): `local+TOKEN@domain?subject=unsubscribe%20TOKEN`.
+
+    The token is in the address and in the subject, so a client or relay that drops one keeps the other.
+    """
+    address = one_line(address).removeprefix("mailto:")
+    if not token:
+        return f"{address}?subject=unsubscribe"
+    local, _, domain = address.rpartition("@")
+    return f"{local}+{token}@{domain}?subject=unsubscribe%20{token}"
 
 
 def unsubscribe_link(settings: Settings, token: str) -> str:

@@ -71,8 +71,11 @@ class Pool:
     """
 
     def __init__(self, settings: SmtpSettings, password: str | None, sender: str, build: Builder, *,
-                 stop: threading.Event, journal: JournalLike, connections: int | None = None):
+                 stop: threading.Event, journal: JournalLike, connections: int | None = None,
+                 sender_for: Callable[[str], str] | None = None):
         self.settings, self.password, self.sender, self.build = settings, password, sender, build
+        # the envelope sender of each recipient's copy: a VERP return path names its recipient
+        self.sender_for: Callable[[str], str] = sender_for or (lambda target: sender)
         self.stop, self.journal = stop, journal
         self.queue: collections.deque[Job] = collections.deque()
         self.results: list[Result] = []
@@ -252,10 +255,10 @@ class Pool:
         s.envelope = []
         s.deadline = time.monotonic() + s.timeout
         if s.pipelining:
-            s.write(envelope(self.sender, job.target))
+            s.write(envelope(self.sender_for(job.target), job.target))
             s.waiting.extend((("MAIL", job, ""), ("RCPT", job, ""), ("DATA", job, "")))
         else:
-            s.write(envelope(self.sender, job.target).split(b"\r\n", 1)[0] + b"\r\n")
+            s.write(envelope(self.sender_for(job.target), job.target).split(b"\r\n", 1)[0] + b"\r\n")
             s.waiting.append(("MAIL", job, ""))
 
     def _reply(self, s: Session, code: int, text: bytes) -> None:
@@ -270,7 +273,7 @@ class Pool:
         else:
             s.envelope.append((code, text))
             if not s.pipelining and kind != "DATA" and code in (250, 251):  # one command at a time: the next one
-                s.write(envelope(self.sender, job.target).split(b"\r\n")[1 if kind == "MAIL" else 2] + b"\r\n")
+                s.write(envelope(self.sender_for(job.target), job.target).split(b"\r\n")[1 if kind == "MAIL" else 2] + b"\r\n")
                 s.waiting.append(("RCPT" if kind == "MAIL" else "DATA", job, ""))
                 return
             if kind != "DATA" and s.pipelining:
@@ -337,7 +340,7 @@ class Pool:
         if s.pipelining and self.queue and not self.halted() and self.limit.take(time.monotonic()) == 0:
             try:
                 nxt = self.queue.popleft()
-                then = envelope(self.sender, nxt.target)
+                then = envelope(self.sender_for(nxt.target), nxt.target)
             except IndexError:
                 pass
         s.waiting.append(("END", job, mid))

@@ -10,7 +10,9 @@ import threading
 import time
 from datetime import datetime
 
+from publisher.channels import system_now
 from publisher.channels.email.channel import PreparedEdition, slug
+from publisher.channels.email.dkim import load as load_dkim
 from publisher.channels.email.message import build
 from publisher.channels.email.pool import MAX_DEFERS, Job, Pool, Result
 from publisher.channels.email.security import password_for
@@ -27,8 +29,11 @@ def send_test(settings: Settings, campaign: Campaign, rendered: RenderedEdition,
 
     One (done, line) per address: done is False when the copy was not sent or the address is bad."""
     live = settings.publisher.delivery == "live"
-    ed = PreparedEdition(rendered.edition.key, build(rendered, campaign, settings, now, subject_prefix="[TEST] "),
-                  signer_from_env(required=False), settings)
+    # a live copy looks like the real thing: Date when it leaves, Feedback-ID, DKIM; no tokens (nobody to name)
+    ed = PreparedEdition(rendered.edition.key, build(rendered, campaign, settings, now, subject_prefix="[TEST] ", live=live),
+                         signer_from_env(required=False), settings,
+                         dkim=load_dkim(settings.email) if live else None,
+                         wall_clock=system_now if live else None)
     lines = []
     for text in addresses:
         try:
@@ -38,7 +43,7 @@ def send_test(settings: Settings, campaign: Campaign, rendered: RenderedEdition,
             continue
         data, mid = ed.message(email, "", message_id=ed.template.message_id(f"test.{now.timestamp()}.{email}"))
         if live:
-            reply = send_one(settings.smtp, ed.template.sender, email, data)
+            reply = send_one(settings.smtp, ed.return_path(email, None), email, data)
             verdict = "sent" if reply.outcome is SmtpOutcome.SENT else f"NOT sent ({reply.outcome.value})"
             lines.append((reply.outcome is SmtpOutcome.SENT, f"test copy of {ed.key} to {email}: {verdict}: {reply.line()}"))
         else:
