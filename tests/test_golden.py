@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from publisher.web.tokens import Signer
+from publisher.web.tokens import LinkToken, Signer
 
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -217,7 +217,9 @@ def _assert_raw_structure(raw: bytes, address: str, name: str, campaign: str) ->
     # the link is signed for this subscriber with the test's key, and is the same in both bodies
     url = re.fullmatch(r"<(https://[^>]+)>,\s*<mailto:[^>]+>", str(msg["List-Unsubscribe"])).group(1)
     token = re.fullmatch(r"https://www\.endurance-info\.com/newsletter/unsubscribe\?t=([A-Za-z0-9_.-]+)", url).group(1)
-    assert Signer(SECRET.encode()).verify(token) == address
+    # opaque (the address sealed, not readable), and it leaves this campaign's list only
+    assert Signer(SECRET.encode()).verify_link(token) == LinkToken(address, campaign)
+    assert address.split("@")[0] not in token
     assert url in msg.get_body(("plain",)).get_content()
     assert html.escape(url, quote=True) in msg.get_body(("html",)).get_content()
     return msg

@@ -12,11 +12,11 @@ import re
 
 import lxml.html
 
-from publisher.models import UNSUBSCRIBE_TOKEN, LintIssue
+from publisher.models import PREFERENCES_TOKEN, UNSUBSCRIBE_TOKEN, LintIssue
 
 SIZE_WARN = 90 * 1024
 GMAIL_CLIP = 102 * 1024
-ALLOWED_PLACEHOLDERS = (UNSUBSCRIBE_TOKEN,)
+ALLOWED_PLACEHOLDERS = (UNSUBSCRIBE_TOKEN, PREFERENCES_TOKEN)
 
 _CSS_DROPPED = (
     (re.compile(r"display\s*:\s*(?:inline-)?flex\b", re.I), "display:flex"),

@@ -37,7 +37,7 @@ from babel.dates import format_date
 from publisher.config import Campaign, Settings
 from publisher.errors import ConfigError
 from publisher.text import one_line, safe_url
-from publisher.models import EMAIL_TOKEN, UNSUBSCRIBE_TOKEN, Article, Edition
+from publisher.models import EMAIL_TOKEN, PREFERENCES_TOKEN, UNSUBSCRIBE_TOKEN, Article, Edition
 
 STOCK_TEMPLATES = Path(__file__).resolve().parent.parent / "stock_templates"
 LEAD_SUMMARY_CHARS = 420
@@ -216,6 +216,7 @@ def base_context(edition: Edition, campaign: Campaign, settings: Settings) -> di
         "intro": campaign.intro,
         "lang": campaign.locale.split("_")[0],
         "unsubscribe_url": UNSUBSCRIBE_TOKEN,
+        "preferences_url": PREFERENCES_TOKEN,
         "email_address": EMAIL_TOKEN,
         "week_start": format_date(edition.window_start.astimezone(campaign.tz).date(), "d MMMM y", locale=campaign.locale),
     }

@@ -30,6 +30,19 @@ class SubscriberRow:
     name: str = ""
     lists: tuple[str, ...] = ()
     locale: str = ""
+    consent: "Consent | None" = None  # what an export says about the opt-in (Mailchimp's OPTIN_TIME, ...)
+
+
+@dataclass(frozen=True)
+class Consent:
+    """The proof that goes with an opt-in: where it came from, when, from which IP, which consent text."""
+
+    source: str
+    given_at: str | None = None
+    ip: str | None = None
+    consent: str | None = None
+    confirmed_at: str | None = None
+    confirm_ip: str | None = None
 
 
 MAX_KEPT_REJECTS = 100  # rejected rows kept (and printed) with line and reason; the rest are only counted
@@ -109,6 +122,10 @@ def _upsert_batch(store: Store, chunk: list[SubscriberRow], stamp: str, report: 
                 report.suppressed += 1
         db.executemany("INSERT INTO subscribers (email, name, locale, created_at, updated_at) VALUES (?,?,?,?,?)",
                        [(e, *people[e][:2], stamp, stamp) for e in new])
+        db.executemany("INSERT INTO consents (email, kind, lists, source, ip, consent, given_at, confirmed_at, confirm_ip,"
+                       " recorded_at) VALUES (?, 'opt-in', ?,?,?,?,?,?,?,?)",
+                       [(r.email, ";".join(r.lists), r.consent.source, r.consent.ip, r.consent.consent, r.consent.given_at,
+                         r.consent.confirmed_at, r.consent.confirm_ip, stamp) for r in chunk if r.consent is not None])
         db.executemany("UPDATE subscribers SET name=?, locale=?, updated_at=? WHERE email=?",
                        [(p[0], p[1], stamp, e) for e, p in people.items() if p[2] and e not in new])
         db.executemany("INSERT OR IGNORE INTO subscriptions (subscriber_id, list) SELECT id, ? FROM subscribers WHERE email=?",
@@ -221,9 +238,8 @@ def iter_subscribers(store: Store, list_name: str | None = None, *, include_supp
         yield SubscriberRow(email=r["email"], name=r["name"], lists=tuple(split_lists(r["lists"] or "")), locale=r["locale"])
 
 
-
-
 def names_of(store: Store, emails: list[str]) -> dict[str, str]:
     """The stored name of each of `emails` that is a subscriber."""
     marks = ",".join("?" * len(emails))
     return dict(store.conn.execute(f"SELECT email, name FROM subscribers WHERE email IN ({marks})", emails).fetchall())
+

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from publisher.channels import DispatchContext, DispatchReport
 from publisher.channels.email.journal import Journal, Reserve, recover
-from publisher.channels.email.message import MessageTemplate, Recipient, build, unsubscribe_link
+from publisher.channels.email.message import MessageTemplate, Recipient, build, preferences_link, unsubscribe_link
 from publisher.channels.email.pool import Job, Pool, Result
 from publisher.channels.email.security import password_for
 from publisher.channels.email.smtp import Reply, SmtpOutcome
@@ -41,11 +41,13 @@ class PreparedEdition:
     template: MessageTemplate
     signer: Signer
     settings: Settings
+    list_name: str  # the campaign's list: its one-click link unsubscribes from this campaign only
 
     def message(self, email: str, name: str, message_id: str | None = None) -> tuple[bytes, str]:
         mid = message_id or self.template.message_id(email)
-        link = unsubscribe_link(self.settings, self.signer.token(email))
-        return self.template.personalise(Recipient(email=email, name=name, unsubscribe_url=link, message_id=mid)), mid
+        links = dict(unsubscribe_url=unsubscribe_link(self.settings, self.signer.link(email, self.list_name)),
+                     preferences_url=preferences_link(self.settings, self.signer.link(email)))
+        return self.template.personalise(Recipient(email=email, name=name, message_id=mid, **links)), mid
 
 
 class EmailChannel:
@@ -76,7 +78,8 @@ class EmailChannel:
                 report.messages.append(f"email {key}: resending {n} message(s) whose outcome was unknown (--resend-unknown)")
         counts = ctx.ledger.counts(key, ch)
         report.skipped = counts["sent"]
-        return PreparedEdition(key, build(rendered, campaign, self.settings, ctx.now), self.signer, self.settings)
+        return PreparedEdition(key, build(rendered, campaign, self.settings, ctx.now), self.signer, self.settings,
+                               campaign.list.lower())
 
     def _names(self, targets: list[str]) -> dict[str, str]:
         return names_of(self.ctx.ledger.store, targets)

@@ -30,11 +30,12 @@ from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
 
 from publisher.config import Campaign, Settings
-from publisher.models import EMAIL_TOKEN, UNSUBSCRIBE_TOKEN, RenderedEdition
+from publisher.models import EMAIL_TOKEN, PREFERENCES_TOKEN, UNSUBSCRIBE_TOKEN, RenderedEdition
 from publisher.text import one_line
 
 NAME_TOKEN = "%%NAME%%"
-_BODY_TOKENS = {UNSUBSCRIBE_TOKEN: "unsubscribe_url", EMAIL_TOKEN: "email", NAME_TOKEN: "name"}
+_BODY_TOKENS = {UNSUBSCRIBE_TOKEN: "unsubscribe_url", EMAIL_TOKEN: "email", NAME_TOKEN: "name",
+                PREFERENCES_TOKEN: "preferences_url"}
 _TOKEN_RE = re.compile("(" + "|".join(re.escape(t) for t in _BODY_TOKENS) + ")")
 _CRLF = re.compile(r"[\r\n]")
 
@@ -50,6 +51,7 @@ class Recipient:
     name: str
     unsubscribe_url: str
     message_id: str  # without angle brackets
+    preferences_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -313,9 +315,16 @@ def unsubscribe_link(settings: Settings, token: str) -> str:
     return f"{base}{'&' if '?' in base else '?'}t={token}"
 
 
+def preferences_link(settings: Settings, token: str) -> str:
+    """The https link of a recipient's preferences page (series, unsubscribe from all)."""
+    base, _, query = settings.email.unsubscribe_url.partition("?")
+    return f"{base.rstrip('/')}/preferences?{query + '&' if query else ''}t={token}"
+
+
 def preview_eml(rendered: RenderedEdition, campaign: Campaign, settings: Settings, now: datetime) -> bytes:
     """The raw .eml of an edition as a sample recipient would get it (for the preview bundle)."""
     template = build(rendered, campaign, settings, now)
     return template.personalise(Recipient(email=SAMPLE_EMAIL, name=SAMPLE_NAME,
                                           unsubscribe_url=unsubscribe_link(settings, "EXEMPLE-DE-JETON"),
+                                          preferences_url=preferences_link(settings, "EXEMPLE-DE-JETON"),
                                           message_id=template.message_id(SAMPLE_EMAIL)))

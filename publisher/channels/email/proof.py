@@ -28,7 +28,7 @@ def send_test(settings: Settings, campaign: Campaign, rendered: RenderedEdition,
     One (done, line) per address: done is False when the copy was not sent or the address is bad."""
     live = settings.publisher.delivery == "live"
     ed = PreparedEdition(rendered.edition.key, build(rendered, campaign, settings, now, subject_prefix="[TEST] "),
-                  signer_from_env(required=False), settings)
+                  signer_from_env(required=False), settings, campaign.list.lower())
     lines = []
     for text in addresses:
         try:
