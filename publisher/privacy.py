@@ -21,10 +21,10 @@ from publisher.store.db import Store
 from publisher.web.tokens import Signer
 
 
-def show(store: Store, email: str, signer: Signer) -> dict:
-    """Everything held about `email`, including whether its forgotten hash is on the suppression list."""
+def show(store: Store, email: str, signer: Signer | None) -> dict:
+    """Everything held about `email`, and whether its forgotten hash is on the suppression list (needs the signer)."""
     data = person(store, email)
-    data["suppressed_as_forgotten"] = hashed_suppressions(store).get(signer.hashed(email))
+    data["suppressed_as_forgotten"] = hashed_suppressions(store).get(signer.hashed(email)) if signer else None
     return data
 
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Callable
 
 from publisher.app import Context
-from publisher.config import load_campaigns
+from publisher.config import load_campaigns, secret
 from publisher.errors import ConfigError, InputError
+from publisher.store.audience import hashed_suppressions
 from publisher.store.subscribers import counts, iter_subscribers, remove
 from publisher.privacy import erase, show
 from publisher.subscribers import import_csv, normalise_address, write_csv
-from publisher.web.tokens import signer_from_env
+from publisher.web.tokens import SECRET_ENV, signer_from_env
 
 
 def _known_lists(ctx: Context) -> set[str]:
@@ -25,6 +27,15 @@ def _known_lists(ctx: Context) -> set[str]:
     return known
 
 
+def _forgotten(store) -> Callable[[str], bool] | None:
+    """Whether an address was forgotten (its keyed hash is suppressed); None when nobody was."""
+    hashes = hashed_suppressions(store)
+    if not hashes:
+        return None
+    signer = signer_from_env(required=True, purpose=f"an import ({len(hashes)} forgotten address(es) must be kept out)")
+    return lambda email: signer.hashed(email) in hashes
+
+
 def command_subscribers(ctx: Context, args) -> int:
     """`publisher subscribers import|export|count|remove`."""
     store = ctx.store
@@ -33,14 +44,16 @@ def command_subscribers(ctx: Context, args) -> int:
         known = _known_lists(ctx)
         if args.list_name:
             known.add(args.list_name.lower())
-        report = import_csv(store, path, ctx.now, extra_list=args.list_name, known_lists=known, progress=ctx.progress)
+        report = import_csv(store, path, ctx.now, extra_list=args.list_name, known_lists=known, progress=ctx.progress,
+                            forgotten=_forgotten(store))
         for line, reason in report.rejected:  # after the progress bar, not through it
             print(f"{path}: line {line}: {reason}", file=sys.stderr)
         if report.rejected_count > len(report.rejected):
             print(f"{path}: {report.rejected_count - len(report.rejected)} more rejected row(s) not listed"
                   f" (only the first {len(report.rejected)} are)", file=sys.stderr)
         print(report.line(str(path)))
-        if not (report.new or report.updated or report.unchanged or report.suppressed or report.rejected_count):
+        if not (report.new or report.updated or report.unchanged or report.suppressed or report.rejected_count
+                or report.to_suppression or report.forgotten):
             print(f"{path}: no subscriber rows after the header; nothing was imported", file=sys.stderr)
         if report.rejected_count:
             print(f"{report.rejected_count} row(s) rejected and not imported; fix them and rerun "
@@ -87,10 +100,10 @@ def command_subscribers(ctx: Context, args) -> int:
         except ValueError as exc:
             raise InputError(f"subscribers {args.subcommand}: {exc}", hint=f"pass one address, e.g."
                              f" 'publisher subscribers {args.subcommand} jean.dupont@example.org'") from None
-        signer = signer_from_env(required=True, purpose=f"'subscribers {args.subcommand}' (it matches forgotten addresses by a keyed hash)")
-        if args.subcommand == "show":
-            _print_person(show(store, email, signer), args.json)
+        if args.subcommand == "show":  # without the secret, only the forgotten-address check is left out
+            _print_person(show(store, email, signer_from_env(required=False) if secret(SECRET_ENV) else None), args.json)
             return 0
+        signer = signer_from_env(required=True, purpose="'subscribers forget' (it keeps a keyed hash of the address)")
         done = erase(ctx.settings, store, email, signer)
         s = done.store
         print(f"{email}: forgotten: subscriber row {'deleted' if s.subscriber else 'not found'}, {s.consents} consent record(s),"

@@ -178,7 +178,8 @@ def forget(store: Store, email: str, hashed: str) -> Forgotten:
         consents = db.execute("DELETE FROM consents WHERE email = ?", (email,)).rowcount
         signups = db.execute("DELETE FROM signups WHERE email = ?", (email,)).rowcount
         # a row already held by the hash (forgotten before, then back) keeps the first one
-        deliveries = db.execute("UPDATE OR REPLACE deliveries SET target = ? WHERE target = ?", (target, email)).rowcount
+        deliveries = db.execute("UPDATE OR REPLACE deliveries SET target = ?1, reply = replace(reply, ?2, ?1) WHERE target = ?2",
+                                (target, email)).rowcount
         r = db.execute("SELECT reason, created_at FROM suppression WHERE email = ?", (email,)).fetchone()
         if r is not None:
             db.execute("DELETE FROM suppression WHERE email = ?", (email,))

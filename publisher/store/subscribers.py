@@ -56,6 +56,8 @@ class ImportReport:
     suppressed: int = 0  # stored, but on the suppression list: they stay unsubscribed
     rejected: list[tuple[int, str]] = field(default_factory=list)  # (line, reason), the first MAX_KEPT_REJECTS
     rejected_count: int = 0  # all of them: a file of garbage must not fill the memory with reasons
+    to_suppression: int = 0  # rows of an unsubscribed/cleaned/blocklisted export, put on the suppression list
+    forgotten: int = 0  # rows of addresses erased with `subscribers forget` (their hash is suppressed): skipped
 
     def reject(self, line: int, reason: str) -> None:
         """Count a bad row; keep its line and reason if it is among the first MAX_KEPT_REJECTS."""
@@ -65,7 +67,9 @@ class ImportReport:
 
     def line(self, source: str) -> str:
         return (f"{source}: {self.new} new, {self.updated} updated, {self.unchanged} unchanged, "
-                f"{self.rejected_count} rejected" + (f", {self.suppressed} suppressed (kept unsubscribed)" if self.suppressed else ""))
+                f"{self.rejected_count} rejected" + (f", {self.suppressed} suppressed (kept unsubscribed)" if self.suppressed else "")
+                + (f", {self.to_suppression} added to the suppression list" if self.to_suppression else "")
+                + (f", {self.forgotten} forgotten (not imported)" if self.forgotten else ""))
 
 
 def upsert(store: Store, rows: Iterable[SubscriberRow], now: datetime, batch: int = 5000, report: ImportReport | None = None) -> ImportReport:
@@ -99,6 +103,7 @@ def _upsert_batch(store: Store, chunk: list[SubscriberRow], stamp: str, report: 
                                                (emails,))}
         new: dict[str, None] = {}
         added: list[tuple[str, str]] = []
+        proofs: list[tuple] = []  # a consent row for each row that added subscriptions: the proof of those
         for r in chunk:
             person = people.get(r.email)
             if person is None:
@@ -112,6 +117,10 @@ def _upsert_batch(store: Store, chunk: list[SubscriberRow], stamp: str, report: 
             fresh = [(r.email, lst) for lst in r.lists if (r.email, lst) not in lists]
             lists.update(fresh)
             added += fresh
+            if fresh and r.consent is not None:
+                c = r.consent
+                proofs.append((r.email, ";".join(lst for _, lst in fresh), c.source, c.ip, c.consent, c.given_at,
+                               c.confirmed_at, c.confirm_ip, stamp))
             if person is None:
                 report.new += 1
             elif changed or fresh:
@@ -123,9 +132,7 @@ def _upsert_batch(store: Store, chunk: list[SubscriberRow], stamp: str, report: 
         db.executemany("INSERT INTO subscribers (email, name, locale, created_at, updated_at) VALUES (?,?,?,?,?)",
                        [(e, *people[e][:2], stamp, stamp) for e in new])
         db.executemany("INSERT INTO consents (email, kind, lists, source, ip, consent, given_at, confirmed_at, confirm_ip,"
-                       " recorded_at) VALUES (?, 'opt-in', ?,?,?,?,?,?,?,?)",
-                       [(r.email, ";".join(r.lists), r.consent.source, r.consent.ip, r.consent.consent, r.consent.given_at,
-                         r.consent.confirmed_at, r.consent.confirm_ip, stamp) for r in chunk if r.consent is not None])
+                       " recorded_at) VALUES (?, 'opt-in', ?,?,?,?,?,?,?,?)", proofs)
         db.executemany("UPDATE subscribers SET name=?, locale=?, updated_at=? WHERE email=?",
                        [(p[0], p[1], stamp, e) for e, p in people.items() if p[2] and e not in new])
         db.executemany("INSERT OR IGNORE INTO subscriptions (subscriber_id, list) SELECT id, ? FROM subscribers WHERE email=?",
