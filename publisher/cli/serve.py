@@ -16,17 +16,13 @@ from publisher.web.app import create_app
 from publisher.web.server import config
 from publisher.web.tokens import signer_from_env
 
-# Areas added by later features, mounted when their module is there; each exposes `routes`, a list of
-# Starlette routes.
+# Areas added by later features, mounted when their module is there; each exposes `routes`: a list of
+# Starlette routes, or a function of the web context (publisher.web.context.Web) returning one.
 OPTIONAL_AREAS = ("publisher.web.webhooks",)
 
 
-def _optional_routes() -> list[list]:
-    found = []
-    for name in OPTIONAL_AREAS:
-        if importlib.util.find_spec(name) is not None:
-            found.append(list(importlib.import_module(name).routes))
-    return found
+def _optional_routes() -> list:
+    return [importlib.import_module(name).routes for name in OPTIONAL_AREAS if importlib.util.find_spec(name) is not None]
 
 
 def command_serve(ctx: Context, args) -> int:

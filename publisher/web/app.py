@@ -35,9 +35,13 @@ from publisher.web.tokens import Signer
 log = logging.getLogger("publisher")
 
 
+ExtraRoutes = Sequence[BaseRoute] | Callable[[Web], Sequence[BaseRoute]]
+
+
 def create_app(settings: Settings, store: Store, signer: Signer, clock: Callable[[], datetime], *,
-               extra_routes: Sequence[Sequence[BaseRoute]] = ()) -> Starlette:
-    """The application: unsubscribe and preferences, sign-up and confirmation, plus `extra_routes` lists."""
+               extra_routes: Sequence[ExtraRoutes] = ()) -> Starlette:
+    """The application: unsubscribe and preferences, sign-up and confirmation, plus each of `extra_routes`
+    (a list of routes, or a function of the `Web` context returning one), all behind the same guard."""
     try:
         campaigns = load_campaigns(settings)
     except ConfigError as exc:  # the pages that need no campaign still work; say why the others are missing
@@ -46,7 +50,7 @@ def create_app(settings: Settings, store: Store, signer: Signer, clock: Callable
     web = Web(settings, store, signer, clock, Pages(settings), campaigns)
     routes: list[BaseRoute] = [*unsubscribe.routes(web), *signup.routes(web)]
     for extra in extra_routes:
-        routes.extend(extra)
+        routes.extend(extra(web) if callable(extra) else extra)
 
     async def not_found(request, exc) -> HTMLResponse:  # noqa: ANN001 - Starlette's handler signature
         return web.message(settings.web.locale, N_("Page not found"), N_("This page does not exist."), status=404)

@@ -5,13 +5,18 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import socket
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 from typing import Iterator
 from urllib.parse import urlsplit
 
+import uvicorn
+
+from publisher.web.server import config
 from support.email_project import ENV
 from support.scheduler_process import wait_for  # noqa: F401 - shared with the web tests
 
@@ -63,3 +68,18 @@ def csrf(page: bytes) -> str:
 def link_in(text: str, path: str) -> str:
     """The first https link to `path` in a mail's text."""
     return re.search(rf"https://\S+{re.escape(path)}\?t=\S+", text).group(0)
+
+
+@contextlib.contextmanager
+def app_server(app, settings) -> Iterator[str]:
+    """An ASGI app on uvicorn in a thread, on 127.0.0.1 port 0, with serve's own settings; yields its base URL."""
+    sock = socket.create_server(("127.0.0.1", 0))
+    server = uvicorn.Server(config(app, settings, "127.0.0.1", 0))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started, what="uvicorn to start")
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
