@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+from email import policy
+from email.parser import BytesParser
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlencode
 
@@ -177,3 +179,18 @@ def test_abuse_guards_honeypot_csrf_rate_limits_and_the_daily_cap(project):
     assert not _mails_to(srv, "bot@example.org", "Confirmez")
     assert len(_mails_to(srv, "often@example.org", "Confirmez")) == 2
     assert _query(project, "SELECT count(*) FROM signups WHERE email = 'often@example.org'")[0][0] == 2
+
+
+def test_in_outbox_mode_the_confirmation_is_an_eml_file_with_its_ledger_row(project):
+    with serving(project) as (_, unsubscribe):  # the sample settings: delivery = "outbox"
+        base = unsubscribe.rsplit("/", 1)[0]
+        assert _sign_up(base, READER)[0] == 200
+        files = wait_for(lambda: list((project.root / "var" / "outbox" / "notices").glob("confirm_*/*.eml")),
+                         what="the outbox file")
+    assert [f.name for f in files] == [f"{READER}.eml"]
+    msg = BytesParser(policy=policy.default).parsebytes(files[0].read_bytes())
+    assert msg["Subject"] == "Confirmez votre abonnement à Endurance-Info" and msg["To"] == READER
+    link = link_in(msg.get_content(), "/newsletter/confirm")
+    assert link.startswith(f"{PUBLIC}/confirm?t=")
+    assert _query(project, "SELECT channel, state FROM deliveries WHERE target = ?", (READER,)) == [("outbox:notice", "sent")]
+    assert "sign-up mails (confirmation, welcome): 1 sent" in project.cli("status", check=True).stdout

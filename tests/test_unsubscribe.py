@@ -274,3 +274,14 @@ def test_a_body_over_the_limit_gets_413_and_changes_nothing(served):
     assert lists_of(project, "lecteur00000@example.org") == ["wec"]
     status, _ = _request(f"{base}?t={token}", b"List-Unsubscribe=One-Click")  # a normal POST still works
     assert status == 200 and lists_of(project, "lecteur00000@example.org") == []
+
+
+def test_an_import_does_not_bring_back_a_list_the_reader_left(served):
+    project, base = served
+    url = _link_from_outbox(project, "lecteur00000@example.org", base)
+    assert _request(url, b"List-Unsubscribe=One-Click")[0] == 200
+    assert lists_of(project, "lecteur00000@example.org") == []
+    proc = project.cli("subscribers", "import", str(project.root / "subs.csv"), check=True)  # the old file again
+    assert "1 list(s) left out (the reader unsubscribed from them)" in proc.stdout
+    assert lists_of(project, "lecteur00000@example.org") == []
+    assert lists_of(project, "lecteur00001@example.org") == ["wec"]

@@ -18,6 +18,7 @@ from publisher.editions import next_slot, parse_edition_id
 from publisher.models import State
 from publisher.scheduler.due import next_fetch
 from publisher.scheduler.facts import LEASE, decide, last_fetch, last_tick
+from publisher.store.audience import notice_counts
 from publisher.store.subscribers import suppressed_by_reason
 
 UTC = timezone.utc
@@ -43,7 +44,7 @@ def report(ctx: Context, campaigns: Sequence[Campaign], now: datetime, edition: 
     actions = decide(ctx, campaigns, now)
     for c in campaigns:
         lines += [""] + campaign_lines(ctx, c, now, [a for a in actions if a.campaign == c.name], edition)
-    lines += [""] + suppression_lines(ctx)
+    lines += [""] + suppression_lines(ctx) + notice_lines(ctx)
     return lines
 
 
@@ -157,6 +158,17 @@ def channel_lines(ctx: Context, c: Campaign, edition_id: str, name: str) -> list
     if counts["planned"] + counts["sending"] and runs and runs[-1].outcome == "stopped":
         lines.append(f"      stopped before the end; the scheduler resumes it, or run 'publisher send {c.name} --edition {edition_id}'")
     return lines
+
+
+def notice_lines(ctx: Context) -> list[str]:
+    """The sign-up mails (ledger channels notice and outbox:notice), when there are any."""
+    found = notice_counts(ctx.store, ("notice", "outbox:notice"))
+    if not found:
+        return []
+    parts = [f"{found.get(s.value, 0)} {s.value}" for s in (State.SENT, State.FAILED, State.UNKNOWN) if found.get(s.value)]
+    pending = found.get(State.PLANNED.value, 0) + found.get(State.SENDING.value, 0)
+    return ["sign-up mails (confirmation, welcome): " + ", ".join(parts + ([f"{pending} pending"] if pending else []))
+            + ("; unknown ones may have arrived: the reader can sign up again" if found.get(State.UNKNOWN.value) else "")]
 
 
 def suppression_lines(ctx: Context) -> list[str]:

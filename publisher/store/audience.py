@@ -81,6 +81,23 @@ def subscribed_lists(store: Store, email: str) -> set[str]:
         "SELECT x.list FROM subscriptions x JOIN subscribers s ON s.id = x.subscriber_id WHERE s.email = ?", (email,))}
 
 
+NOTICE_KINDS = ("confirm", "welcome")  # the edition keys of sign-up mails: "confirm/<sign-up id>", "welcome/<id>"
+
+
+def notice_counts(store: Store, channels: Iterable[str]) -> dict[str, int]:
+    """state -> rows of the sign-up mails (confirmation, welcome), every one ever sent.
+
+    A range of edition keys per kind: the ledger index is walked over the notices only, never the editions."""
+    out: dict[str, int] = {}
+    for kind in NOTICE_KINDS:
+        for channel in channels:
+            for state, n in store.conn.execute(
+                    "SELECT state, count(*) FROM deliveries WHERE edition_key >= ? AND edition_key < ? AND channel = ?"
+                    " GROUP BY state", (f"{kind}/", f"{kind}0", channel)):
+                out[state] = out.get(state, 0) + n
+    return out
+
+
 # -- sign-ups --------------------------------------------------------------------------------------
 
 

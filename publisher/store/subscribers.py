@@ -58,6 +58,7 @@ class ImportReport:
     rejected_count: int = 0  # all of them: a file of garbage must not fill the memory with reasons
     to_suppression: int = 0  # rows of an unsubscribed/cleaned/blocklisted export, put on the suppression list
     forgotten: int = 0  # rows of addresses erased with `subscribers forget` (their hash is suppressed): skipped
+    left_out: int = 0  # lists a row names that its reader unsubscribed from: not re-added
 
     def reject(self, line: int, reason: str) -> None:
         """Count a bad row; keep its line and reason if it is among the first MAX_KEPT_REJECTS."""
@@ -69,7 +70,8 @@ class ImportReport:
         return (f"{source}: {self.new} new, {self.updated} updated, {self.unchanged} unchanged, "
                 f"{self.rejected_count} rejected" + (f", {self.suppressed} suppressed (kept unsubscribed)" if self.suppressed else "")
                 + (f", {self.to_suppression} added to the suppression list" if self.to_suppression else "")
-                + (f", {self.forgotten} forgotten (not imported)" if self.forgotten else ""))
+                + (f", {self.forgotten} forgotten (not imported)" if self.forgotten else "")
+                + (f", {self.left_out} list(s) left out (the reader unsubscribed from them)" if self.left_out else ""))
 
 
 def upsert(store: Store, rows: Iterable[SubscriberRow], now: datetime, batch: int = 5000, report: ImportReport | None = None) -> ImportReport:
@@ -101,6 +103,11 @@ def _upsert_batch(store: Store, chunk: list[SubscriberRow], stamp: str, report: 
                                                   (emails,))}
         suppressed = {r[0] for r in db.execute("SELECT p.email FROM json_each(?) j JOIN suppression p ON p.email = j.value",
                                                (emails,))}
+        # the reader's last word on each list: a list they left (one-click, preferences) is not re-added by an import
+        last_word: dict[tuple[str, str], str] = {}
+        for email, kind, names in db.execute("SELECT c.email, c.kind, c.lists FROM json_each(?) j JOIN consents c"
+                                             " ON c.email = j.value ORDER BY c.id", (emails,)):
+            last_word.update(((email, lst), kind) for lst in split_lists(names))
         new: dict[str, None] = {}
         added: list[tuple[str, str]] = []
         proofs: list[tuple] = []  # a consent row for each row that added subscriptions: the proof of those
@@ -114,7 +121,9 @@ def _upsert_batch(store: Store, chunk: list[SubscriberRow], stamp: str, report: 
                 changed = (name, locale) != (person[0], person[1])
                 if changed:
                     person[:] = [name, locale, True]
-            fresh = [(r.email, lst) for lst in r.lists if (r.email, lst) not in lists]
+            left = [lst for lst in r.lists if last_word.get((r.email, lst)) == "opt-out" and (r.email, lst) not in lists]
+            report.left_out += len(left)
+            fresh = [(r.email, lst) for lst in r.lists if (r.email, lst) not in lists and lst not in left]
             lists.update(fresh)
             added += fresh
             if fresh and r.consent is not None:
