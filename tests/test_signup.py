@@ -194,3 +194,16 @@ def test_in_outbox_mode_the_confirmation_is_an_eml_file_with_its_ledger_row(proj
     assert link.startswith(f"{PUBLIC}/confirm?t=")
     assert _query(project, "SELECT channel, state FROM deliveries WHERE target = ?", (READER,)) == [("outbox:notice", "sent")]
     assert "sign-up mails (confirmation, welcome): 1 sent" in project.cli("status", check=True).stdout
+
+
+def test_a_slow_relay_neither_cuts_the_confirmation_short_nor_holds_the_pages(project):
+    with SmtpServer(delay=3) as srv:  # each message answered 3 s after its end of data
+        _live(project, srv.port)
+        edit(project.settings, r"^port = 8025$", "port = 8025\ntimeout = 1\nworkers = 1")
+        with serving(project) as (_, unsubscribe):
+            base = unsubscribe.rsplit("/", 1)[0]
+            assert _sign_up(base, READER)[0] == 200  # answered at once; the mail goes out after the answer
+            assert request(f"{base}/subscribe")[0] == 200  # the only worker is free again
+            wait_for(lambda: _query(project, "SELECT state FROM deliveries WHERE target = ?", (READER,)) == [("sent",)],
+                     what="the confirmation recorded as sent")  # longer than [web].timeout, yet not cut short
+    assert len(_mails_to(srv, READER, "Confirmez")) == 1

@@ -117,6 +117,8 @@ class Guard:
         start = time.monotonic()
         state = {"status": 0, "bytes": 0, "started": False}
         headers = dict(scope.get("headers") or [])
+        deadline: asyncio.Timeout | None = None
+        slot = _Slot(self._slots)
 
         async def guarded_send(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -126,6 +128,12 @@ class Guard:
             elif message["type"] == "http.response.body":
                 state["bytes"] += len(message.get("body", b""))
             await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                # answered: work left for after the answer (a confirmation mail) neither holds a
+                # request's place nor is cut short by the request's deadline
+                slot.release()
+                if deadline is not None:
+                    deadline.reschedule(None)
 
         try:
             length = int(headers.get(b"content-length", b"0") or 0)
@@ -146,9 +154,12 @@ class Guard:
                         raise _TooLarge()
                 return message
 
-            async with self._slots:
-                async with asyncio.timeout(self.timeout):
+            await slot.acquire()
+            try:
+                async with asyncio.timeout(self.timeout) as deadline:
                     await self.app(scope, limited_receive, guarded_send)
+            finally:
+                slot.release()
         except _TooLarge:
             if not state["started"]:
                 await _plain(guarded_send, 413, "Request body too large", close=True)
@@ -164,6 +175,22 @@ class Guard:
 
 class _TooLarge(Exception):
     pass
+
+
+class _Slot:
+    """One request's place among the `workers`, released once (when answered, or when the app returns)."""
+
+    def __init__(self, slots: asyncio.Semaphore):
+        self.slots, self.held = slots, False
+
+    async def acquire(self) -> None:
+        await self.slots.acquire()
+        self.held = True
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.slots.release()
 
 
 # no query string in the log: it holds tokens; no address: bodies are never logged

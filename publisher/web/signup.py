@@ -112,7 +112,11 @@ def routes(web: "Web") -> list[Route]:
 
     async def start(email: str, name: str, lists: tuple[str, ...], locale: str, form_name: str, ip: str | None) -> None:
         """After the answer has gone: record the sign-up and send its confirmation, when there is one to send."""
-        signup_id = await web.db(plan_signup, email, name, lists, locale, form_name, ip)
+        try:
+            signup_id = await web.db(plan_signup, email, name, lists, locale, form_name, ip)
+        except Exception as exc:  # the same: the answer has gone
+            log.warning("serve: a sign-up could not be recorded (%s)", exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            return
         if signup_id is not None:
             await send(f"confirm/{signup_id}", email, locale, "mail/confirm.txt", N_("Confirm your subscription to %(name)s"),
                        confirm_url=f"{web.public_base}/confirm?t={web.signer.confirm(signup_id)}",
@@ -139,6 +143,13 @@ def routes(web: "Web") -> list[Route]:
 
     async def send(key: str, email: str, locale: str, template: str, subject: str, **values) -> None:
         """A notice through the ledger: claimed in the store's thread, sent from a mail thread, recorded."""
+        try:
+            await _send(key, email, locale, template, subject, **values)
+        except Exception as exc:  # after the answer: nobody to show it to but the log (a busy store, ...)
+            log.warning("serve: the sign-up mail %s could not be handled (%s)", key, exc,
+                        exc_info=log.isEnabledFor(logging.DEBUG))
+
+    async def _send(key: str, email: str, locale: str, template: str, subject: str, **values) -> None:
         settings = web.settings
         if not await web.db(notice.claim, settings, web.ledger(), key, email):
             return  # already sent or tried: never twice
