@@ -23,6 +23,8 @@ def test_the_mailchimp_export_imports_with_its_consent_data(project):
     assert "mailchimp-subscribed.csv: 3 new, 0 updated, 0 unchanged, 0 rejected" in proc.stdout
     camille = _show(project, "camille.bernard@example.org")
     assert camille["subscriber"]["name"] == "Camille Bernard" and camille["lists"] == ["endurance"]
+    [sub] = camille["subscriptions"]
+    assert sub["list"] == "endurance" and sub["source"] == "import:mailchimp mailchimp-subscribed.csv" and sub["since"]
     [consent] = camille["consents"]
     assert consent | {"recorded_at": None} == {
         "kind": "opt-in", "lists": "endurance", "source": "import:mailchimp mailchimp-subscribed.csv",

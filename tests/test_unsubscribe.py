@@ -81,7 +81,7 @@ def test_get_never_unsubscribes_post_leaves_that_campaign_only(served):
     assert "déjà désinscrit".encode() in body
     db = sqlite3.connect(store_path(project))
     assert db.execute("SELECT kind, lists, source FROM consents WHERE email = 'lecteur00000@example.org'").fetchall() == [
-        ("opt-in", "wec", "import subs.csv"), ("opt-out", "asian-lms;elms;endurance;le-mans;wec", "one-click")]
+        ("opt-out", "asian-lms;elms;endurance;le-mans;wec", "one-click")]
     db.close()
 
 

@@ -122,6 +122,8 @@ def _print_person(data: dict, as_json: bool) -> None:
     print(f"{data['email']}: " + (f"subscriber since {sub['created_at']}, name {sub['name']!r}, locale {sub['locale'] or '-'}"
                                   if sub else "not a subscriber"))
     print(f"lists: {', '.join(data['lists']) or '-'}")
+    for x in data["subscriptions"]:
+        print(f"subscription: {x['list']} from {x['source'] or 'an earlier version'}" + (f" since {x['since']}" if x["since"] else ""))
     for r in data["suppression"]:
         print(f"suppressed: {r['reason']} since {r['created_at']}" + (f" ({r['detail']})" if r["detail"] else ""))
     if data["suppressed_as_forgotten"]:

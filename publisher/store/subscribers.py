@@ -44,6 +44,11 @@ class Consent:
     confirmed_at: str | None = None
     confirm_ip: str | None = None
 
+    @property
+    def proof(self) -> bool:
+        """Whether there is more to keep than the source (which each subscription row already names)."""
+        return any((self.given_at, self.ip, self.consent, self.confirmed_at, self.confirm_ip))
+
 
 MAX_KEPT_REJECTS = 100  # rejected rows kept (and printed) with line and reason; the rest are only counted
 
@@ -109,8 +114,8 @@ def _upsert_batch(store: Store, chunk: list[SubscriberRow], stamp: str, report: 
                                              " ON c.email = j.value ORDER BY c.id", (emails,)):
             last_word.update(((email, lst), kind) for lst in split_lists(names))
         new: dict[str, None] = {}
-        added: list[tuple[str, str]] = []
-        proofs: list[tuple] = []  # a consent row for each row that added subscriptions: the proof of those
+        added: list[tuple[str, str, str | None]] = []  # (email, list, source)
+        proofs: list[tuple] = []  # a consent row for each row that added subscriptions with an export's proof
         for r in chunk:
             person = people.get(r.email)
             if person is None:
@@ -125,8 +130,9 @@ def _upsert_batch(store: Store, chunk: list[SubscriberRow], stamp: str, report: 
             report.left_out += len(left)
             fresh = [(r.email, lst) for lst in r.lists if (r.email, lst) not in lists and lst not in left]
             lists.update(fresh)
-            added += fresh
-            if fresh and r.consent is not None:
+            source = r.consent.source if r.consent is not None else None
+            added += [(e, lst, source) for e, lst in fresh]
+            if fresh and r.consent is not None and r.consent.proof:
                 c = r.consent
                 proofs.append((r.email, ";".join(lst for _, lst in fresh), c.source, c.ip, c.consent, c.given_at,
                                c.confirmed_at, c.confirm_ip, stamp))
@@ -144,8 +150,8 @@ def _upsert_batch(store: Store, chunk: list[SubscriberRow], stamp: str, report: 
                        " recorded_at) VALUES (?, 'opt-in', ?,?,?,?,?,?,?,?)", proofs)
         db.executemany("UPDATE subscribers SET name=?, locale=?, updated_at=? WHERE email=?",
                        [(p[0], p[1], stamp, e) for e, p in people.items() if p[2] and e not in new])
-        db.executemany("INSERT OR IGNORE INTO subscriptions (subscriber_id, list) SELECT id, ? FROM subscribers WHERE email=?",
-                       [(lst, e) for e, lst in added])
+        db.executemany("INSERT OR IGNORE INTO subscriptions (subscriber_id, list, source, since) SELECT id, ?, ?, ? FROM subscribers"
+                       " WHERE email=?", [(lst, source, stamp, e) for e, lst, source in added])
 
 
 def suppress(store: Store, email: str, reason: str, now: datetime, detail: str | None = None) -> bool:
@@ -186,7 +192,8 @@ def set_lists(store: Store, email: str, keep: Iterable[str], choosable: Iterable
             return
         for lst in choosable:
             if lst in keep:
-                db.execute("INSERT OR IGNORE INTO subscriptions (subscriber_id, list) VALUES (?,?)", (row[0], lst))
+                db.execute("INSERT OR IGNORE INTO subscriptions (subscriber_id, list, source, since)"
+                           " VALUES (?, ?, 'preferences page', ?)", (row[0], lst, iso(now)))
             else:
                 db.execute("DELETE FROM subscriptions WHERE subscriber_id=? AND list=?", (row[0], lst))
         db.execute("UPDATE subscribers SET updated_at=? WHERE id=?", (iso(now), row[0]))

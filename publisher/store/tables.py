@@ -63,6 +63,8 @@ CREATE TABLE IF NOT EXISTS subscribers (
 CREATE TABLE IF NOT EXISTS subscriptions (
     subscriber_id INTEGER NOT NULL REFERENCES subscribers(id) ON DELETE CASCADE,
     list TEXT NOT NULL,               -- a campaign's list name or a series name
+    source TEXT,                      -- where it came from: "import subs.csv", "form:endurance", "preferences page"
+    since TEXT,                       -- when (the consents table holds the fuller proof of forms and exports)
     PRIMARY KEY (subscriber_id, list)
 );
 CREATE INDEX IF NOT EXISTS subscriptions_list ON subscriptions(list);
@@ -165,6 +167,7 @@ def migrate(conn: sqlite3.Connection) -> None:
         log.info("store: adding the ledger indexes %s, once; a large ledger takes a minute", ", ".join(missing))
     conn.executescript(SCHEMA)
     _add_missing_columns(conn, "runs", {"outcome": "TEXT", "seconds": "REAL", "summary": "TEXT"})
+    _add_missing_columns(conn, "subscriptions", {"source": "TEXT", "since": "TEXT"})
 
 
 
