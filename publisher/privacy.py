@@ -13,11 +13,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from publisher.channels.email.channel import slug
-from publisher.channels.email.journal import Journal
 from publisher.config import Settings
 from publisher.store.audience import HASH_PREFIX, Forgotten, forget, hashed_suppressions, person
 from publisher.store.db import Store
+from publisher.text import slug
 from publisher.web.tokens import Signer
 
 
@@ -60,7 +59,7 @@ def _rewrite_journals(folder: Path, email: str, replacement: str) -> int:
             for line in fh:
                 fields = line.split(b"\t")
                 if len(fields) > 1 and fields[1].rstrip(b"\n").decode("utf-8", "replace") == email:
-                    fields[1] = Journal.wire_line(replacement).split(b"\t")[1].rstrip(b"\n") + (b"\n" if len(fields) == 2 else b"")
+                    fields[1] = replacement.encode("ascii") + (b"\n" if len(fields) == 2 else b"")
                     n += 1
                 out.append(b"\t".join(fields))
         if n:

@@ -104,22 +104,22 @@ def read_csv(path: Path, *, extra_list: str | None, known_lists: set[str] | None
     """
     encoding = encoding or sniff(path)[0]
     fmt = detect(path, encoding)
-    source = f"{fmt.source} {path.name}"
+    plain = Consent(source=f"{fmt.source} {path.name}")  # our own format has no consent columns: one for all rows
     for line, rec in records(path, encoding):
         try:
-            yield line, _row(rec, fmt, source, extra_list, known_lists)
+            yield line, _row(rec, fmt, plain, extra_list, known_lists)
         except ValueError as exc:
             yield line, str(exc)
 
 
-def _row(rec: dict[str, str], fmt: Format, source: str, extra_list: str | None,
+def _row(rec: dict[str, str], fmt: Format, plain: Consent, extra_list: str | None,
          known_lists: set[str] | None) -> SubscriberRow | Suppressed:
     """One record as a subscriber (or a suppression); ValueError says what is wrong with it."""
     email = normalise_address(rec.get("email", ""))
     reason = fmt.suppress or fmt.blocked.get(rec.get("blocked", "").strip().lower())
     if reason:
         when = rec.get("left_at", "").strip()
-        return Suppressed(email, reason, one_line(f"{source}" + (f", {when}" if when else "")
+        return Suppressed(email, reason, one_line(plain.source + (f", {when}" if when else "")
                                                   + (f": {rec['left_why']}" if rec.get("left_why") else ""))[:200])
     lists = split_lists(rec.get("lists", ""))
     if extra_list:
@@ -130,10 +130,13 @@ def _row(rec: dict[str, str], fmt: Format, source: str, extra_list: str | None,
             raise ValueError(f"unknown series or list {unknown[0]!r} (known: {', '.join(sorted(known_lists))})")
     if not lists:
         raise ValueError("no series or list (fill the series column, or use --list NAME)")
-    name = rec.get("name") or " ".join(p for p in (rec.get("first_name", "").strip(), rec.get("last_name", "").strip()) if p)
-    flags = "; ".join(f"{k.upper().replace('_', '-')}={rec[k].strip()}" for k in ("double_opt_in", "opt_in") if rec.get(k, "").strip())
-    consent = Consent(source=source, given_at=_text(rec.get("optin_time")), ip=_text(rec.get("optin_ip")),
-                      consent=flags or None, confirmed_at=_text(rec.get("confirm_time")), confirm_ip=_text(rec.get("confirm_ip")))
+    if fmt.name == "csv":
+        name, consent = rec.get("name", ""), plain
+    else:
+        name = rec.get("name") or " ".join(p for p in (rec.get("first_name", "").strip(), rec.get("last_name", "").strip()) if p)
+        flags = "; ".join(f"{k.upper().replace('_', '-')}={rec[k].strip()}" for k in ("double_opt_in", "opt_in") if rec.get(k, "").strip())
+        consent = Consent(source=plain.source, given_at=_text(rec.get("optin_time")), ip=_text(rec.get("optin_ip")),
+                          consent=flags or None, confirmed_at=_text(rec.get("confirm_time")), confirm_ip=_text(rec.get("confirm_ip")))
     return SubscriberRow(email=email, name=one_line(name)[:200], lists=tuple(dict.fromkeys(lists)),
                          locale=_normalise_locale(rec.get("locale", "")), consent=consent)
 

@@ -82,7 +82,8 @@ def test_a_reader_signs_up_in_chromium_confirms_and_gets_the_next_edition(projec
         kind, lists, source, ip, version, given, confirmed = consent[0]
         assert (kind, lists, source, ip) == ("opt-in", "endurance", "form:endurance", "127.0.0.0")
         assert version.startswith("sha256:") and given <= confirmed
-        assert _query(project, "SELECT list, source FROM subscriptions") == [("endurance", "form:endurance")]
+        assert _query(project, "SELECT x.list, o.source FROM subscriptions x JOIN origins o ON o.id = x.origin") == [
+            ("endurance", "form:endurance")]
 
         proc = project.cli(*send_args(), env=ENV)  # the next edition
         assert proc.returncode == 0, proc.stderr

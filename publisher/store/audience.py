@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Iterable
 
 from publisher.store.db import Store, iso
-from publisher.store.subscribers import split_lists
+from publisher.store.subscribers import origin, split_lists
 
 # A suppression that the reader's own confirmed sign-up lifts; the others (bounces, complaints, an
 # operator's `remove`) stay whatever the form says.
@@ -142,8 +142,9 @@ def confirm(store: Store, signup_id: str, now: datetime, ip: str | None, hashed:
         db.execute("INSERT INTO subscribers (email, name, locale, created_at, updated_at) VALUES (?,?,?,?,?)"
                    " ON CONFLICT(email) DO UPDATE SET name = CASE WHEN excluded.name != '' THEN excluded.name ELSE name END,"
                    " updated_at = excluded.updated_at", (email, r["name"], r["locale"], stamp, stamp))
-        db.executemany("INSERT OR IGNORE INTO subscriptions (subscriber_id, list, source, since) SELECT id, ?, ?, ?"
-                       " FROM subscribers WHERE email = ?", [(lst, f"form:{r['form']}", stamp, email) for lst in split_lists(r["lists"])])
+        came = origin(db, f"form:{r['form']}", stamp)
+        db.executemany("INSERT OR IGNORE INTO subscriptions (subscriber_id, list, origin) SELECT id, ?, ? FROM subscribers"
+                       " WHERE email = ?", [(lst, came, email) for lst in split_lists(r["lists"])])
         db.execute("INSERT INTO consents (email, kind, lists, source, ip, consent, given_at, confirmed_at, confirm_ip, recorded_at)"
                    " VALUES (?, 'opt-in', ?, ?, ?, ?, ?, ?, ?, ?)",
                    (email, r["lists"], f"form:{r['form']}", r["ip"], r["consent"], r["created_at"], stamp, ip, stamp))
@@ -162,8 +163,8 @@ def person(store: Store, email: str) -> dict:
         "subscriber": dict(sub) if sub else None,
         "lists": sorted(subscribed_lists(store, email)),
         "subscriptions": [dict(r) for r in db.execute(
-            "SELECT x.list, x.source, x.since FROM subscriptions x JOIN subscribers s ON s.id = x.subscriber_id"
-            " WHERE s.email = ? ORDER BY x.list", (email,))],
+            "SELECT x.list, o.source, o.at AS since FROM subscriptions x JOIN subscribers s ON s.id = x.subscriber_id"
+            " LEFT JOIN origins o ON o.id = x.origin WHERE s.email = ? ORDER BY x.list", (email,))],
         "consents": [dict(r) for r in db.execute(
             "SELECT kind, lists, source, ip, consent, given_at, confirmed_at, confirm_ip, recorded_at FROM consents"
             " WHERE email = ? ORDER BY id", (email,))],

@@ -150,8 +150,14 @@ def _upsert_batch(store: Store, chunk: list[SubscriberRow], stamp: str, report: 
                        " recorded_at) VALUES (?, 'opt-in', ?,?,?,?,?,?,?,?)", proofs)
         db.executemany("UPDATE subscribers SET name=?, locale=?, updated_at=? WHERE email=?",
                        [(p[0], p[1], stamp, e) for e, p in people.items() if p[2] and e not in new])
-        db.executemany("INSERT OR IGNORE INTO subscriptions (subscriber_id, list, source, since) SELECT id, ?, ?, ? FROM subscribers"
-                       " WHERE email=?", [(lst, source, stamp, e) for e, lst, source in added])
+        origins = {source: origin(db, source, stamp) for source in {a[2] for a in added} if source}
+        db.executemany("INSERT OR IGNORE INTO subscriptions (subscriber_id, list, origin) SELECT id, ?, ? FROM subscribers"
+                       " WHERE email=?", [(lst, origins.get(source), e) for e, lst, source in added])
+
+
+def origin(db, source: str, stamp: str) -> int:
+    """The id of a new origins row (an import run, a confirmed sign-up, a preferences change), inside a transaction."""
+    return db.execute("INSERT INTO origins (source, at) VALUES (?, ?)", (source, stamp)).lastrowid
 
 
 def suppress(store: Store, email: str, reason: str, now: datetime, detail: str | None = None) -> bool:
@@ -190,10 +196,11 @@ def set_lists(store: Store, email: str, keep: Iterable[str], choosable: Iterable
         row = db.execute("SELECT id FROM subscribers WHERE email=?", (email,)).fetchone()
         if row is None:
             return
+        came = origin(db, "preferences page", iso(now)) if keep else None
         for lst in choosable:
             if lst in keep:
-                db.execute("INSERT OR IGNORE INTO subscriptions (subscriber_id, list, source, since)"
-                           " VALUES (?, ?, 'preferences page', ?)", (row[0], lst, iso(now)))
+                db.execute("INSERT OR IGNORE INTO subscriptions (subscriber_id, list, origin) VALUES (?, ?, ?)",
+                           (row[0], lst, came))
             else:
                 db.execute("DELETE FROM subscriptions WHERE subscriber_id=? AND list=?", (row[0], lst))
         db.execute("UPDATE subscribers SET updated_at=? WHERE id=?", (iso(now), row[0]))

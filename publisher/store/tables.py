@@ -63,9 +63,15 @@ CREATE TABLE IF NOT EXISTS subscribers (
 CREATE TABLE IF NOT EXISTS subscriptions (
     subscriber_id INTEGER NOT NULL REFERENCES subscribers(id) ON DELETE CASCADE,
     list TEXT NOT NULL,               -- a campaign's list name or a series name
-    source TEXT,                      -- where it came from: "import subs.csv", "form:endurance", "preferences page"
-    since TEXT,                       -- when (the consents table holds the fuller proof of forms and exports)
+    origin INTEGER REFERENCES origins(id),  -- where and when it came from (the consents table holds fuller proof)
     PRIMARY KEY (subscriber_id, list)
+);
+-- One row per import run, confirmed sign-up or preferences change: what a subscription came from. A
+-- subscription names its origin by number, so a million imported rows do not each repeat the file name.
+CREATE TABLE IF NOT EXISTS origins (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,             -- "import subs.csv", "import:mailchimp members.csv", "form:endurance", "preferences page"
+    at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS subscriptions_list ON subscriptions(list);
 CREATE TABLE IF NOT EXISTS suppression (
@@ -167,7 +173,7 @@ def migrate(conn: sqlite3.Connection) -> None:
         log.info("store: adding the ledger indexes %s, once; a large ledger takes a minute", ", ".join(missing))
     conn.executescript(SCHEMA)
     _add_missing_columns(conn, "runs", {"outcome": "TEXT", "seconds": "REAL", "summary": "TEXT"})
-    _add_missing_columns(conn, "subscriptions", {"source": "TEXT", "since": "TEXT"})
+    _add_missing_columns(conn, "subscriptions", {"origin": "INTEGER"})
 
 
 

@@ -5,7 +5,6 @@ See the package docstring (publisher/channels/email/__init__.py) for the steps o
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,16 +20,13 @@ from publisher.config import Campaign, EmailSettings, Settings
 from publisher.errors import DeliveryError, DiskFullError
 from publisher.models import RenderedEdition, State
 from publisher.store.db import iso
+from publisher.text import slug
 from publisher.store.subscribers import names_of, plan_recipients
 from publisher.web.tokens import Signer, signer_from_env
 
 BATCH = 256  # rows claimed, and outcomes recorded, per transaction
 FLUSH_SECONDS = 0.25
 LISTED = 20  # unknown addresses named in the report before "and N more"
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9@._+-]", "_", text)
 
 
 @dataclass

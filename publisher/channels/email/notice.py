@@ -15,14 +15,13 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 from pathlib import Path
 
-from publisher.channels.email.channel import slug
 from publisher.channels.email.proof import send_one
 from publisher.channels.email.smtp import Reply, SmtpOutcome
 from publisher.config import Settings
 from publisher.errors import DeliveryError
 from publisher.models import State
 from publisher.store.ledger import Ledger
-from publisher.text import one_line
+from publisher.text import one_line, slug
 
 log = logging.getLogger("publisher")
 _STATES = {SmtpOutcome.SENT: State.SENT, SmtpOutcome.FAILED: State.FAILED, SmtpOutcome.UNKNOWN: State.UNKNOWN}

@@ -10,13 +10,14 @@ import threading
 import time
 from datetime import datetime
 
-from publisher.channels.email.channel import PreparedEdition, slug
+from publisher.channels.email.channel import PreparedEdition
 from publisher.channels.email.message import build
 from publisher.channels.email.pool import MAX_DEFERS, Job, Pool, Result
 from publisher.channels.email.security import password_for
 from publisher.channels.email.smtp import Reply, SmtpOutcome
 from publisher.config import Campaign, Settings, SmtpSettings
 from publisher.models import RenderedEdition
+from publisher.text import slug
 from publisher.subscribers import normalise_address
 from publisher.web.tokens import signer_from_env
 
