@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from email import policy
+from email.parser import BytesParser
 
 from support.email_project import ENV, SECRET, send_args, store_path, suppressed
 from support.user_errors import error_line
+from support.web import local, request, serving
 from publisher.web.tokens import Signer
 
 IMPORTS = "samples/imports"
@@ -62,6 +65,7 @@ def test_forget_erases_everywhere_and_keeps_a_suppressed_address_out_of_imports(
     who = "camille.bernard@example.org"
     eml = project.root / "var/outbox/endurance/2026-W47/email/camille.bernard@example.org.eml"
     assert eml.exists()
+    one_click = BytesParser(policy=policy.default).parsebytes(eml.read_bytes())["List-Unsubscribe"].split(",")[0].strip("<> ")
     journal = project.root / "var/journal/endurance_2026-W47.email.log"  # as a live send that stopped would leave it
     journal.parent.mkdir(parents=True, exist_ok=True)
     journal.write_text(f"W\t{who}\nR\t{who}\tsent\t<id@x>\t250 ok\nW\tlucas.petit@example.com\n", encoding="utf-8")
@@ -82,6 +86,9 @@ def test_forget_erases_everywhere_and_keeps_a_suppressed_address_out_of_imports(
     after = _show(project, who)
     assert after["subscriber"] is None and not after["consents"] and not after["deliveries"]
     assert after["suppressed_as_forgotten"] == "manual"
+    with serving(project) as (_, base):  # her old link names nobody now, and stores nothing
+        assert request(local(one_click, base), b"List-Unsubscribe=One-Click")[0] == 400
+    assert who not in suppressed(project)
     # the old export again: she is not brought back
     again = project.cli("subscribers", "import", f"{IMPORTS}/mailchimp-subscribed.csv", "--list", "endurance", env=ENV, check=True)
     assert "1 forgotten (not imported)" in again.stdout

@@ -56,7 +56,6 @@ class Signer:
     """Makes and checks every token with one secret."""
 
     def __init__(self, key: bytes):
-        self._key = key
         self._macs = {d: hmac.new(key, d, hashlib.sha256) for d in (_LEGACY, _LINK, _CONFIRM, _FORM, _HASH, _IV, _STREAM)}
 
     def _mac(self, domain: bytes, *parts: bytes) -> bytes:

@@ -46,10 +46,13 @@ def routes(web: "Web") -> list[Route]:
 
     def lookup(token: str) -> _Reader | None:  # in the store's thread
         link = web.signer.verify_link(token) if token else None
-        if link is not None:  # a forgotten subscriber's link names nobody any more
-            return _Reader(link.email, link.list) if is_subscriber(web.store, link.email) else None
-        email = web.signer.legacy_address(token) if token else None
-        return _Reader(email, "") if email else None
+        if link is not None:
+            found = _Reader(link.email, link.list)
+        else:
+            email = web.signer.legacy_address(token) if token else None
+            found = _Reader(email, "") if email else None
+        # a forgotten subscriber's links name nobody any more (and must not store the address again)
+        return found if found and is_subscriber(web.store, found.email) else None
 
     async def reader(request: Request) -> _Reader | None:
         return await web.db(lookup, request.query_params.get("t", ""))
