@@ -168,7 +168,7 @@ def _sample(settings, template):
     from publisher.web.tokens import Signer
 
     email = "lecteur000000@example.org"
-    return Recipient(email, "Lecteur 0 Éloïse", unsubscribe_link(settings, Signer(SECRET.encode()).token(email)),
+    return Recipient(email, "Lecteur 0 Éloïse", unsubscribe_link(settings, Signer(SECRET.encode()).link("0123456789abcdef01234567", "endurance")),
                      template.message_id(email))
 
 
@@ -399,7 +399,7 @@ def mailmerge_files(root: Path, port: int, count: int, prep: dict) -> list[str]:
         fh.write("email,name,unsubscribe_url\n")
         for i in range(count):
             email = f"lecteur{i:06d}@example.org"
-            fh.write(f'{email},Lecteur {i} Éloïse,{unsubscribe_link(settings, signer.token(email))}\n')
+            fh.write(f'{email},Lecteur {i} Éloïse,{unsubscribe_link(settings, signer.link(f"{i:024x}", "endurance"))}\n')
     env = REPO / "bench" / ".env" / "bin" / "python"
     mailmerge_bin()
     return [str(env), "--entry", "mailmerge.__main__:main", "--no-dry-run", "--no-limit", "--output-format", "text",

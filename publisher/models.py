@@ -14,7 +14,7 @@ from datetime import datetime
 # in the finished MIME bytes (render writes them, channels/email/message.py replaces them).
 UNSUBSCRIBE_TOKEN = "%%UNSUBSCRIBE_URL%%"
 EMAIL_TOKEN = "%%EMAIL%%"
-PREFERENCES_TOKEN = "%%PREFERENCES_URL%%"  # the preferences page of `publisher serve`, same token as unsubscribe
+PREFERENCES_TOKEN = "%%PREFERENCES_URL%%"  # the reader's preferences page (series, unsubscribe from all)
 
 
 @dataclass(frozen=True)

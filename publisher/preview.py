@@ -26,7 +26,7 @@ from pathlib import Path
 import jinja2
 
 from publisher import pipeline
-from publisher.channels.email.message import NAME_TOKEN, SAMPLE_EMAIL, SAMPLE_NAME, Recipient, preview_eml, unsubscribe_link
+from publisher.channels.email.message import NAME_TOKEN, SAMPLE_EMAIL, SAMPLE_NAME, preferences_link, preview_eml, unsubscribe_link
 from publisher.config import Campaign
 from publisher.editions import current_edition
 from publisher.models import EMAIL_TOKEN, PREFERENCES_TOKEN, UNSUBSCRIBE_TOKEN, Article, LintIssue, RenderedEdition
@@ -86,8 +86,7 @@ def check_phone_layout(entries: list[BundleEntry]) -> str | None:
 def sample_values(settings) -> dict[str, str]:
     """The personal slots filled in for the sample reader the preview shows."""
     link = unsubscribe_link(settings, "EXEMPLE-DE-JETON")
-    reader = Recipient(email=SAMPLE_EMAIL, name=SAMPLE_NAME, unsubscribe_url=link, message_id="")
-    return {UNSUBSCRIBE_TOKEN: link, PREFERENCES_TOKEN: reader.preferences_url, EMAIL_TOKEN: SAMPLE_EMAIL,
+    return {UNSUBSCRIBE_TOKEN: link, PREFERENCES_TOKEN: preferences_link(settings, "EXEMPLE-DE-JETON"), EMAIL_TOKEN: SAMPLE_EMAIL,
             NAME_TOKEN: SAMPLE_NAME}
 
 

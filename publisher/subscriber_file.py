@@ -1,9 +1,12 @@
-"""A subscriber file as spreadsheets export it, read one record at a time.
+"""A subscriber file as spreadsheets and other newsletter tools export it, read one record at a time.
 
 UTF-8 with or without a BOM, Windows-1252 when any byte is not UTF-8, Excel's UTF-16 "Unicode text";
-comma, semicolon or tab, whichever the header uses most; the header names the columns (email, name,
-series or lists, locale, in English or French). The file is never held whole: a 1M-row import reads it
-twice (once to check the encoding and count the lines, once for the rows) in constant memory.
+comma, semicolon or tab, whichever the header uses most. The header says which format it is (FORMATS):
+our own columns (email, name, series or lists, locale, in English or French), or an export of
+Mailchimp (audience, unsubscribed, cleaned), Brevo or listmonk, whose columns are mapped to ours and
+whose consent fields (opt-in time and IP, confirmation time and IP) are kept. samples/imports/ has one
+example of each, with where its columns come from. The file is never held whole: a 1M-row import reads
+it twice (once to check the encoding and count the lines, once for the rows) in constant memory.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import codecs
 import csv
 import itertools
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -21,6 +25,66 @@ COLUMNS = {"email": "email", "e-mail": "email", "mail": "email", "adresse": "ema
            "name": "name", "nom": "name", "series": "lists", "séries": "lists", "lists": "lists", "list": "lists",
            "listes": "lists", "locale": "locale", "langue": "locale", "language": "locale"}
 _CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Format:
+    """A kind of subscriber file: how to recognise its header, and what its columns mean to us."""
+
+    name: str
+    signature: tuple[str, ...]  # header columns (lower case) that all appear in this format's files
+    columns: dict[str, str] = field(default_factory=dict)  # header (lower case) -> our field
+    suppress: str | None = None  # every row goes to the suppression list, with this reason
+    blocked: dict[str, str] = field(default_factory=dict)  # a row whose "blocked" field is one of these -> reason
+
+    @property
+    def source(self) -> str:
+        return "import" if self.name == "csv" else f"import:{self.name}"
+
+
+_MAILCHIMP = {"email address": "email", "first name": "first_name", "last name": "last_name", "optin_time": "optin_time",
+              "optin_ip": "optin_ip", "confirm_time": "confirm_time", "confirm_ip": "confirm_ip", "cc": "country",
+              "unsub_time": "left_at", "unsub_reason": "left_why", "clean_time": "left_at"}
+# Most specific first: Mailchimp's unsubscribed and cleaned exports are its audience export plus columns.
+FORMATS = (
+    Format("mailchimp-cleaned", ("email address", "clean_time"), _MAILCHIMP, suppress="hard-bounce"),
+    Format("mailchimp-unsubscribed", ("email address", "unsub_time"), _MAILCHIMP, suppress="unsubscribed"),
+    Format("mailchimp", ("email address", "optin_time"), _MAILCHIMP),
+    Format("brevo", ("email", "firstname", "lastname"),
+           {"email": "email", "firstname": "first_name", "lastname": "last_name", "added_time": "optin_time",
+            "double_opt-in": "double_opt_in", "opt_in": "opt_in", "email_blacklisted": "blocked"},
+           blocked={"yes": "unsubscribed", "true": "unsubscribed", "1": "unsubscribed", "oui": "unsubscribed"}),
+    Format("listmonk", ("uuid", "email", "status", "attributes"),
+           {"email": "email", "name": "name", "created_at": "optin_time", "status": "blocked", "attributes": "attributes"},
+           blocked={"blocklisted": "unsubscribed"}),
+    Format("csv", ("email",), COLUMNS),
+)
+
+
+def detect(path: Path, encoding: str) -> Format:
+    """The format of a subscriber file, from its header; a header without an email column raises."""
+    with path.open(encoding=encoding, errors="replace", newline="") as fh:
+        header, _ = _header(fh, path)
+    return _format(header, path)
+
+
+def _header(fh, path: Path) -> tuple[list[str], csv.reader]:
+    first = fh.readline()
+    delimiter = max((",", ";", "\t"), key=first.count)
+    reader = csv.reader(itertools.chain([first], fh), delimiter=delimiter)
+    try:
+        return next(reader), reader
+    except StopIteration:
+        raise InputError(f"{path}: empty file", hint="the first row must be a header: email,name,series,locale") from None
+
+
+def _format(header: list[str], path: Path) -> Format:
+    names = {h.strip().lower() for h in header}
+    for fmt in FORMATS:
+        if set(fmt.signature) <= names or (fmt.name == "csv" and names & {k for k, v in COLUMNS.items() if v == "email"}):
+            return fmt
+    raise InputError(f"{path}: line 1: no 'email' column in the header ({one_line(', '.join(header))[:120]})",
+                     hint="the first row must be a header: email,name,series,locale (or a Mailchimp, Brevo or listmonk export)")
 
 
 def sniff(path: Path) -> tuple[str, int]:
@@ -66,19 +130,12 @@ def sniff(path: Path) -> tuple[str, int]:
 
 
 def records(path: Path, encoding: str) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line, {column: value}) for each non-blank row after the header; a header without an email column raises."""
+    """(line, {field: value}) for each non-blank row after the header, with the columns of its format
+    mapped to our fields; a header without an email column raises."""
     with path.open(encoding=encoding, errors="replace", newline="") as fh:
-        first = fh.readline()
-        delimiter = max((",", ";", "\t"), key=first.count)
-        reader = csv.reader(itertools.chain([first], fh), delimiter=delimiter)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise InputError(f"{path}: empty file", hint="the first row must be a header: email,name,series,locale") from None
-        cols = [COLUMNS.get(h.strip().lower()) for h in header]
-        if "email" not in cols:
-            raise InputError(f"{path}: line 1: no 'email' column in the header ({one_line(', '.join(header))[:120]})",
-                             hint="the first row must be a header: email,name,series,locale")
+        header, reader = _header(fh, path)
+        fmt = _format(header, path)
+        cols = [fmt.columns.get(h.strip().lower()) for h in header]
         for values in reader:
             if any(v.strip() for v in values):
                 yield reader.line_num, {c: v for c, v in zip(cols, values) if c}

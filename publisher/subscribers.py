@@ -9,15 +9,16 @@ import csv
 import functools
 import itertools
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable, Iterator, TextIO
+from typing import Callable, Iterable, Iterator, TextIO
 
 from publisher.text import one_line
 from publisher.progress import Progress
 from publisher.store.db import Store
-from publisher.store.subscribers import ImportReport, SubscriberRow, split_lists, upsert
-from publisher.subscriber_file import records, sniff
+from publisher.store.subscribers import Consent, ImportReport, SubscriberRow, split_lists, upsert
+from publisher.subscriber_file import Format, detect, records, sniff
 
 SUPPRESSION_REASONS = ("unsubscribed", "hard-bounce", "complaint", "manual")
 
@@ -86,22 +87,40 @@ def _normalise_locale(text: str) -> str:
 # -- CSV -------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Suppressed:
+    """A row of an export of unsubscribed, cleaned or blocklisted addresses: for the suppression list."""
+
+    email: str
+    reason: str
+    detail: str
+
+
 def read_csv(path: Path, *, extra_list: str | None, known_lists: set[str] | None,
-             encoding: str | None = None) -> Iterator[tuple[int, SubscriberRow | str]]:
+             encoding: str | None = None) -> Iterator[tuple[int, SubscriberRow | Suppressed | str]]:
     """(line, row) for each good row and (line, reason) for each bad one; a file that cannot be read at all raises.
 
     The file is streamed, one row in memory at a time; `encoding` is `sniff`'s if the caller has it.
     """
-    for line, rec in records(path, encoding or sniff(path)[0]):
+    encoding = encoding or sniff(path)[0]
+    fmt = detect(path, encoding)
+    plain = Consent(source=f"{fmt.source} {path.name}")  # our own format has no consent columns: one for all rows
+    for line, rec in records(path, encoding):
         try:
-            yield line, _row(rec, extra_list, known_lists)
+            yield line, _row(rec, fmt, plain, extra_list, known_lists)
         except ValueError as exc:
             yield line, str(exc)
 
 
-def _row(rec: dict[str, str], extra_list: str | None, known_lists: set[str] | None) -> SubscriberRow:
-    """One CSV record as a subscriber; ValueError says what is wrong with it."""
+def _row(rec: dict[str, str], fmt: Format, plain: Consent, extra_list: str | None,
+         known_lists: set[str] | None) -> SubscriberRow | Suppressed:
+    """One record as a subscriber (or a suppression); ValueError says what is wrong with it."""
     email = normalise_address(rec.get("email", ""))
+    reason = fmt.suppress or fmt.blocked.get(rec.get("blocked", "").strip().lower())
+    if reason:
+        when = rec.get("left_at", "").strip()
+        return Suppressed(email, reason, one_line(plain.source + (f", {when}" if when else "")
+                                                  + (f": {rec['left_why']}" if rec.get("left_why") else ""))[:200])
     lists = split_lists(rec.get("lists", ""))
     if extra_list:
         lists.append(extra_list.lower())
@@ -111,14 +130,28 @@ def _row(rec: dict[str, str], extra_list: str | None, known_lists: set[str] | No
             raise ValueError(f"unknown series or list {unknown[0]!r} (known: {', '.join(sorted(known_lists))})")
     if not lists:
         raise ValueError("no series or list (fill the series column, or use --list NAME)")
-    return SubscriberRow(email=email, name=one_line(rec.get("name", ""))[:200], lists=tuple(dict.fromkeys(lists)),
-                         locale=_normalise_locale(rec.get("locale", "")))
+    if fmt.name == "csv":
+        name, consent = rec.get("name", ""), plain
+    else:
+        name = rec.get("name") or " ".join(p for p in (rec.get("first_name", "").strip(), rec.get("last_name", "").strip()) if p)
+        flags = "; ".join(f"{k.upper().replace('_', '-')}={rec[k].strip()}" for k in ("double_opt_in", "opt_in") if rec.get(k, "").strip())
+        consent = Consent(source=plain.source, given_at=_text(rec.get("optin_time")), ip=_text(rec.get("optin_ip")),
+                          consent=flags or None, confirmed_at=_text(rec.get("confirm_time")), confirm_ip=_text(rec.get("confirm_ip")))
+    return SubscriberRow(email=email, name=one_line(name)[:200], lists=tuple(dict.fromkeys(lists)),
+                         locale=_normalise_locale(rec.get("locale", "")), consent=consent)
+
+
+def _text(value: str | None) -> str | None:
+    return one_line(value)[:100] or None if value else None
 
 
 def import_csv(store: Store, path: Path, now: datetime, *, extra_list: str | None = None,
-               known_lists: set[str] | None = None, progress: Progress | None = None) -> ImportReport:
+               known_lists: set[str] | None = None, progress: Progress | None = None,
+               forgotten: Callable[[str], bool] | None = None) -> ImportReport:
     """Import good rows, report bad ones (line, reason) without stopping; nothing stored is removed.
 
+    Rows of an unsubscribed, cleaned or blocklisted export go to the suppression list. An address that
+    was forgotten (`forgotten(email)`: its keyed hash is on the suppression list) is not imported.
     Memory stays flat whatever the file's size: rows stream from the file to the store in batches, and
     the report keeps the first MAX_KEPT_REJECTS bad rows and counts the others.
     """
@@ -126,6 +159,14 @@ def import_csv(store: Store, path: Path, now: datetime, *, extra_list: str | Non
     encoding, lines = sniff(path)
     rows = read_csv(path, extra_list=extra_list, known_lists=known_lists, encoding=encoding)
     first = next(rows, None)  # a file without a usable header fails here, before the progress starts
+    held: list[Suppressed] = []
+
+    def suppress_held() -> None:
+        for reason in sorted({h.reason for h in held}):
+            store.suppress([(h.email, h.detail) for h in held if h.reason == reason], reason, now)
+        report.to_suppression += len(held)
+        held.clear()
+
     with (progress or Progress(quiet=True)).task(f"import {path}", total=max(lines - 1, 0)) as task:
 
         def good() -> Iterator[SubscriberRow]:
@@ -135,11 +176,19 @@ def import_csv(store: Store, path: Path, now: datetime, *, extra_list: str | Non
                 done = line
                 if isinstance(item, str):
                     report.reject(line, item)
+                elif forgotten is not None and forgotten(item.email):
+                    report.forgotten += 1
+                elif isinstance(item, Suppressed):
+                    held.append(item)
+                    if len(held) >= 5000:
+                        suppress_held()
                 else:
                     yield item
             task.advance(max(lines - done, 0))  # blank lines at the end
 
-        return upsert(store, good(), now, report=report)
+        upsert(store, good(), now, report=report)
+        suppress_held()
+        return report
 
 
 def write_csv(rows: Iterable[SubscriberRow], out: TextIO) -> int:

@@ -144,3 +144,11 @@ def fix_entities(text: str) -> str:
             break
         text = htmllib.unescape(text)
     return text
+
+
+_NOT_IN_FILE_NAMES = re.compile(r"[^A-Za-z0-9@._+-]")
+
+
+def slug(text: str) -> str:
+    """A file name part from an address or a ledger key: `endurance/2026-W47` -> `endurance_2026-W47`."""
+    return _NOT_IN_FILE_NAMES.sub("_", text)

@@ -36,7 +36,7 @@ FEED = "samples/feeds/endurance-info-2026-w46-w47.xml"
     (r"^timeout = 20$", "timeout = -1", "[feeds].timeout must be at least 0.1 (seconds), not -1.0"),
     (r"^port = 8025$", "port = -1", "[web].port must be a port number from 0 to 65535, not -1"),
     (r"^port = 8025$", "port = 8025\ntimeout = 0", "[web].timeout must be from 0.1 to 300 (seconds), not 0.0"),
-    (r"^port = 8025$", "port = 8025\nworkers = 10000", "[web].workers must be from 1 to 256 (threads), not 10000"),
+    (r"^port = 8025$", "port = 8025\nworkers = 10000", "[web].workers must be from 1 to 256 (requests at once), not 10000"),
     (r'^tick = .*$', 'tick = "0s"', "[schedule].tick must be longer than 0s, not '0s'"),
     (r"\Z", "\n[mastodon]\ntimeout = 0\n", "[mastodon].timeout must be at least 0.1 (seconds), not 0.0"),
     # a URL without its scheme, a host with one: refused when read, not at the first post or message

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from publisher.web.tokens import Signer
+from publisher.web.tokens import LinkToken, Signer
 
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -217,7 +217,9 @@ def _assert_raw_structure(raw: bytes, address: str, name: str, campaign: str) ->
     # the link is signed for this subscriber with the test's key, and is the same in both bodies
     url = re.fullmatch(r"<(https://[^>]+)>,\s*<mailto:[^>]+>", str(msg["List-Unsubscribe"])).group(1)
     token = re.fullmatch(r"https://www\.endurance-info\.com/newsletter/unsubscribe\?t=([A-Za-z0-9_.-]+)", url).group(1)
-    assert Signer(SECRET.encode()).verify(token) == address
+    # opaque (the address sealed, not readable), and it leaves this campaign's list only
+    assert Signer(SECRET.encode()).verify_link(token) == LinkToken(address, campaign)
+    assert address.split("@")[0] not in token
     assert url in msg.get_body(("plain",)).get_content()
     assert html.escape(url, quote=True) in msg.get_body(("html",)).get_content()
     return msg
@@ -261,7 +263,10 @@ def test_outbox_email_matches_golden(runs, campaign):
     folder = runs[0].preview / campaign / EDITION
     assert BOUNDARY_RE.search(raw).group(1) == BOUNDARY_RE.search((folder / "email.eml").read_bytes()).group(1)
     url = re.match(r"<([^>]+)>", str(msg["List-Unsubscribe"])).group(1)
-    preferences = url.replace("/unsubscribe?", "/unsubscribe/preferences?")  # the same token, on the preferences page
+    # the preferences page: its own token, naming this reader and no list (one-click leaves this campaign only)
+    preferences = re.search(r"https://\S+/unsubscribe/preferences\?t=([\w.-]+)", msg.get_body(("plain",)).get_content())
+    assert Signer(SECRET.encode()).verify_link(preferences.group(1)) == LinkToken(email=address, list="")
+    preferences = preferences.group(0)
     values = {"%%UNSUBSCRIBE_URL%%": url, "%%PREFERENCES_URL%%": preferences, "%%EMAIL%%": address, "%%NAME%%": name}
 
     def filled(text: str, escape) -> str:

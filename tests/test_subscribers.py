@@ -20,7 +20,7 @@ from publisher.store.subscribers import (
     upsert,
 )
 from publisher.subscribers import import_csv, normalise_address
-from publisher.web.tokens import Signer
+from publisher.web.tokens import LinkToken, Signer
 
 NOW = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
 
@@ -126,14 +126,21 @@ def test_missing_email_column_is_one_line_input_error(project, capsys, tmp_path)
     assert "line 1: no 'email' column" in capsys.readouterr().err
 
 
-def test_tokens_verify_only_their_own_address():
+def test_tokens_verify_only_their_own_address_and_list_and_hide_the_address():
     s = Signer(b"k" * 32)
-    t = s.token("a@example.org")
-    assert s.verify(t) == "a@example.org"
-    payload, mac = t.split(".")
-    assert s.verify(f"{Signer(b'k' * 32).token('b@example.org').split('.')[0]}.{mac}") is None
-    assert s.verify(t[:-1]) is None and s.verify("") is None and s.verify("...") is None
-    assert Signer(b"z" * 32).verify(t) is None
+    t = s.link("a@example.org", "endurance")
+    assert s.verify_link(t) == LinkToken("a@example.org", "endurance")
+    assert "a@example.org" not in t and "YUBleGFtcGxl" not in t  # neither the address nor its base64
+    sealed, lst, mac = t.split(".")
+    other = s.link("b@example.org", "endurance")
+    assert s.verify_link(f"{other.split('.')[0]}.{lst}.{mac}") is None  # another address under this mac
+    assert s.verify_link(f"{sealed}.{s.link('a@example.org', 'gt').split('.')[1]}.{mac}") is None  # another list
+    assert s.verify_link(t[:-1]) is None and s.verify_link("") is None and s.verify_link("...") is None
+    assert Signer(b"z" * 32).verify_link(t) is None
+    assert s.verify_link(s.link("a@example.org")) == LinkToken("a@example.org", "")  # the preferences link
+    confirm = s.confirm("abc")
+    assert s.verify_confirm(confirm) == "abc" and s.verify_confirm(confirm[:-1] + "x") in (None,)
+    assert s.verify_confirm(f"abd.{confirm.split('.')[1]}") is None
 
 
 def test_bad_rows_beyond_the_first_hundred_are_counted_not_kept(project, capsys, tmp_path):

@@ -15,6 +15,7 @@ import json
 import logging
 import threading
 from datetime import datetime, timezone
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -23,13 +24,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 from starlette.applications import Starlette
+from support.asgi_server import AsgiServer
 
 from publisher.config import read_settings
 from publisher.feedback.webhooks import amazon_url, providers
 from publisher.store.db import Store
 from publisher.store.feedback import counts_for_edition
 from publisher.web.webhooks import routes
-from support.asgi_server import AsgiServer
 
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=timezone.utc)
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:ses-feedback"
@@ -249,3 +250,29 @@ def test_sendgrid_signed_event_webhook(site):
     assert _suppressed(store) == {"sg@example.org": "hard-bounce", "soft@example.org": "hard-bounce"}
     assert counts_for_edition(store, "endurance/2026-W47") == {"hard-bounce": 1, "soft-bounce": 0, "complaint": 0,
                                                                "unsubscribed": 0}
+
+
+def test_publisher_serve_answers_the_webhooks_with_their_own_body_limit(project):
+    """The real `publisher serve`: an ESP batch larger than [web].max_body reaches the webhook and suppresses,
+    while the public pages keep their small limit; credentials still come from the environment."""
+    from support.email_project import ENV
+    from support.web import serving
+
+    env = {**ENV, "PUBLISHER_MAILJET_WEBHOOK_PASSWORD": "mj-secret-789"}
+    batch = [{"event": "unsub", "email": f"lecteur{i:04d}@example.org", "MessageID": i, "time": i} for i in range(400)]
+    body = json.dumps(batch).encode()
+    assert 16_384 < len(body) < 1_000_000  # over the pages' default limit, under the webhooks'
+    with serving(project, env=env) as (proc, unsubscribe_url):
+        root = "{0.scheme}://{0.netloc}".format(urlsplit(unsubscribe_url))
+        r = httpx.post(f"{root}/webhooks/mailjet", content=body, headers=_basic("mj-secret-789"), timeout=30)
+        assert r.status_code == 200 and r.json() == {"reports": 400, "suppressed": 400}
+        assert httpx.post(f"{root}/webhooks/mailjet", content=body, headers=_basic("wrong"), timeout=30).status_code == 401
+        page = httpx.post(unsubscribe_url, content=b"t=" + b"x" * 20_000, timeout=30,
+                          headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert page.status_code == 413
+    store = Store(project.root / "var" / "publisher.sqlite3")
+    try:
+        got = _suppressed(store)
+    finally:
+        store.close()
+    assert len(got) == 400 and set(got.values()) == {"unsubscribed"} and "lecteur0399@example.org" in got

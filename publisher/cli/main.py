@@ -87,9 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--channel", action="append", metavar="NAME", help="only this channel of the campaign (repeatable)")
     s.add_argument("--resend-unknown", action="store_true", help="resend rows whose outcome is unknown (may duplicate them)")
 
-    sb = sub.add_parser("subscribers", help="import, export, count and remove subscribers")
+    sb = sub.add_parser("subscribers", help="import, export, count, remove, show and forget subscribers")
     sbs = sb.add_subparsers(dest="subcommand", metavar="ACTION", required=True)
-    imp = sbs.add_parser("import", help="import or update subscribers from a CSV file (email,name,series,locale)")
+    imp = sbs.add_parser("import", help="import or update subscribers from a CSV file (email,name,series,locale),"
+                         " or a Mailchimp, Brevo or listmonk export")
     imp.add_argument("file", metavar="FILE.csv")
     imp.add_argument("--list", dest="list_name", metavar="NAME", help="subscribe every row to this list too")
     exp = sbs.add_parser("export", help="write subscribers as CSV")
@@ -99,8 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
     cnt.add_argument("--list", dest="list_name", metavar="NAME")
     rm = sbs.add_parser("remove", help="remove subscribers and suppress their addresses")
     rm.add_argument("addresses", nargs="+", metavar="ADDRESS")
+    sh = sbs.add_parser("show", help="everything held about a person: lists, consent records, sign-ups, deliveries")
+    sh.add_argument("address", metavar="ADDRESS")
+    sh.add_argument("--json", action="store_true", help="print it as JSON")
+    fg = sbs.add_parser("forget", help="erase a person everywhere (GDPR); only a keyed hash stays on the suppression list")
+    fg.add_argument("address", metavar="ADDRESS")
 
-    sv = sub.add_parser("serve", help="run the one-click unsubscribe endpoint")
+    sv = sub.add_parser("serve", help="run the public pages: sign-up, confirmation, one-click unsubscribe, preferences")
     sv.add_argument("--host", help="default: [web].host")
     sv.add_argument("--port", type=int, help="default: [web].port")
 

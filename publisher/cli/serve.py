@@ -1,17 +1,20 @@
-"""`publisher serve`: listen for unsubscribe links until Ctrl-C or SIGTERM."""
+"""`publisher serve`: the public pages (unsubscribe, preferences, sign-up, confirmation) and the mail system's
+webhooks, until Ctrl-C or SIGTERM."""
 
 from __future__ import annotations
 
-import signal
 import socket
-import threading
-from urllib.parse import urlsplit
+
+import uvicorn
 
 from publisher.app import Context
+from publisher.channels.email.notice import recover_notices
 from publisher.config.schema import check_port
 from publisher.errors import ConfigError
+from publisher.web import webhooks
+from publisher.web.app import create_app
+from publisher.web.server import config
 from publisher.web.tokens import signer_from_env
-from publisher.web.unsubscribe import make_server
 
 
 def command_serve(ctx: Context, args) -> int:
@@ -20,28 +23,23 @@ def command_serve(ctx: Context, args) -> int:
     port = ctx.settings.web.port if args.port is None else args.port
     if args.port is not None:
         check_port(args.port, "serve --port", zero_ok=True)
-    signer = signer_from_env(required=True, purpose="the unsubscribe endpoint")
+    signer = signer_from_env(required=True, purpose="the unsubscribe and sign-up pages")
     try:
-        server = make_server(ctx.settings, ctx.store, signer, host, port, ctx.clock)
+        sock = socket.create_server((host, port), backlog=512, family=socket.AF_INET6 if ":" in host else socket.AF_INET)
     except socket.gaierror as exc:  # an OSError too, but the fix is the host, not the port
         raise ConfigError(f"serve: cannot listen on {host}:{port}: unknown host or address ({exc.strerror})",
                           hint="pass --host with an address of this machine, like 127.0.0.1 or 0.0.0.0") from None
     except OSError as exc:
         raise ConfigError(f"serve: cannot listen on {host}:{port} ({exc.strerror})",
                           hint="pick another --port, or stop what uses it") from None
-    bound_port = server.server_address[1]
-    path = urlsplit(ctx.settings.email.unsubscribe_url).path or "/"
-    print(f"serving unsubscribe links on http://{host}:{bound_port}{path} (Ctrl-C to stop)", flush=True)
-
-    def stop(*_):
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, stop)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    recover_notices(ctx.settings, ctx.ledger())
+    app = create_app(ctx.settings, ctx.store, signer, ctx.clock, extra_routes=[webhooks.area],
+                     body_limits=[webhooks.BODY_LIMIT])
+    web = app.state.web
+    shown = f"[{host}]" if ":" in host else host
+    local = f"http://{shown}:{sock.getsockname()[1]}"
+    print(f"serving unsubscribe links on {local}{web.unsubscribe_path} and sign-up on {local}{web.base_path}/subscribe"
+          f" (Ctrl-C to stop)", flush=True)
+    server = uvicorn.Server(config(app, ctx.settings, host, port))
+    server.run(sockets=[sock])  # SIGTERM and Ctrl-C: uvicorn finishes the requests in flight, then returns
     return 0

@@ -19,6 +19,7 @@ from publisher.models import State
 from publisher.scheduler.due import next_fetch
 from publisher.scheduler.facts import LEASE, decide, last_fetch, last_tick
 from publisher.store.feedback import counts_for_edition
+from publisher.store.audience import notice_counts
 from publisher.store.subscribers import suppressed_by_reason
 
 UTC = timezone.utc
@@ -44,7 +45,7 @@ def report(ctx: Context, campaigns: Sequence[Campaign], now: datetime, edition: 
     actions = decide(ctx, campaigns, now)
     for c in campaigns:
         lines += [""] + campaign_lines(ctx, c, now, [a for a in actions if a.campaign == c.name], edition)
-    lines += [""] + suppression_lines(ctx)
+    lines += [""] + suppression_lines(ctx) + notice_lines(ctx)
     return lines
 
 
@@ -179,6 +180,17 @@ def feedback_lines(ctx: Context, key: str, sent: int) -> list[str]:
         lines.append(f"      WARNING: {f['complaint'] / sent:.2%} of this edition was reported as spam (above {COMPLAINT_WARNING:.1%}):"
                      " Gmail and Yahoo refuse bulk mail above 0.3%; check who signed up and how easy unsubscribing is")
     return lines
+
+
+def notice_lines(ctx: Context) -> list[str]:
+    """The sign-up mails (ledger channels notice and outbox:notice), when there are any."""
+    found = notice_counts(ctx.store, ("notice", "outbox:notice"))
+    if not found:
+        return []
+    parts = [f"{found.get(s.value, 0)} {s.value}" for s in (State.SENT, State.FAILED, State.UNKNOWN) if found.get(s.value)]
+    pending = found.get(State.PLANNED.value, 0) + found.get(State.SENDING.value, 0)
+    return ["sign-up mails (confirmation, welcome): " + ", ".join(parts + ([f"{pending} pending"] if pending else []))
+            + ("; unknown ones may have arrived: the reader can sign up again" if found.get(State.UNKNOWN.value) else "")]
 
 
 def suppression_lines(ctx: Context) -> list[str]:

@@ -1,15 +1,20 @@
-"""`publisher subscribers import|export|count|remove`: the subscriber functions, and what they print."""
+"""`publisher subscribers import|export|count|remove|show|forget`: the subscriber functions, and what they print."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
+from typing import Callable
 
 from publisher.app import Context
-from publisher.config import load_campaigns
+from publisher.config import load_campaigns, secret
 from publisher.errors import ConfigError, InputError
+from publisher.store.audience import hashed_suppressions
 from publisher.store.subscribers import counts, iter_subscribers, remove
+from publisher.privacy import erase, show
 from publisher.subscribers import import_csv, normalise_address, write_csv
+from publisher.web.tokens import SECRET_ENV, signer_from_env
 
 
 def _known_lists(ctx: Context) -> set[str]:
@@ -22,6 +27,15 @@ def _known_lists(ctx: Context) -> set[str]:
     return known
 
 
+def _forgotten(store) -> Callable[[str], bool] | None:
+    """Whether an address was forgotten (its keyed hash is suppressed); None when nobody was."""
+    hashes = hashed_suppressions(store)
+    if not hashes:
+        return None
+    signer = signer_from_env(required=True, purpose=f"an import ({len(hashes)} forgotten address(es) must be kept out)")
+    return lambda email: signer.hashed(email) in hashes
+
+
 def command_subscribers(ctx: Context, args) -> int:
     """`publisher subscribers import|export|count|remove`."""
     store = ctx.store
@@ -30,14 +44,16 @@ def command_subscribers(ctx: Context, args) -> int:
         known = _known_lists(ctx)
         if args.list_name:
             known.add(args.list_name.lower())
-        report = import_csv(store, path, ctx.now, extra_list=args.list_name, known_lists=known, progress=ctx.progress)
+        report = import_csv(store, path, ctx.now, extra_list=args.list_name, known_lists=known, progress=ctx.progress,
+                            forgotten=_forgotten(store))
         for line, reason in report.rejected:  # after the progress bar, not through it
             print(f"{path}: line {line}: {reason}", file=sys.stderr)
         if report.rejected_count > len(report.rejected):
             print(f"{path}: {report.rejected_count - len(report.rejected)} more rejected row(s) not listed"
                   f" (only the first {len(report.rejected)} are)", file=sys.stderr)
         print(report.line(str(path)))
-        if not (report.new or report.updated or report.unchanged or report.suppressed or report.rejected_count):
+        if not (report.new or report.updated or report.unchanged or report.suppressed or report.rejected_count
+                or report.to_suppression or report.forgotten):
             print(f"{path}: no subscriber rows after the header; nothing was imported", file=sys.stderr)
         if report.rejected_count:
             print(f"{report.rejected_count} row(s) rejected and not imported; fix them and rerun "
@@ -78,4 +94,45 @@ def command_subscribers(ctx: Context, args) -> int:
             deleted = remove(store, email, ctx.now)
             print(f"{email}: {'removed and suppressed' if deleted else 'not a subscriber; suppressed'}")
         return InputError.exit_code if bad else 0
+    if args.subcommand in ("show", "forget"):
+        try:
+            email = normalise_address(args.address)
+        except ValueError as exc:
+            raise InputError(f"subscribers {args.subcommand}: {exc}", hint=f"pass one address, e.g."
+                             f" 'publisher subscribers {args.subcommand} jean.dupont@example.org'") from None
+        if args.subcommand == "show":  # without the secret, only the forgotten-address check is left out
+            _print_person(show(store, email, signer_from_env(required=False) if secret(SECRET_ENV) else None), args.json)
+            return 0
+        signer = signer_from_env(required=True, purpose="'subscribers forget' (it keeps a keyed hash of the address)")
+        done = erase(ctx.settings, store, email, signer)
+        s = done.store
+        print(f"{email}: forgotten: subscriber row {'deleted' if s.subscriber else 'not found'}, {s.consents} consent record(s),"
+              f" {s.signups} sign-up(s), {s.deliveries} ledger row(s) now under a keyed hash, {done.journal_lines} journal"
+              f" line(s), {len(done.files)} outbox file(s)"
+              + (f"; kept on the suppression list as a keyed hash ({s.suppressed})" if s.suppressed else ""))
+        return 0
     raise AssertionError(args.subcommand)
+
+
+def _print_person(data: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+        return
+    sub = data["subscriber"]
+    print(f"{data['email']}: " + (f"subscriber since {sub['created_at']}, name {sub['name']!r}, locale {sub['locale'] or '-'}"
+                                  if sub else "not a subscriber"))
+    print(f"lists: {', '.join(data['lists']) or '-'}")
+    for x in data["subscriptions"]:
+        print(f"subscription: {x['list']} from {x['source'] or 'an earlier version'}" + (f" since {x['since']}" if x["since"] else ""))
+    for r in data["suppression"]:
+        print(f"suppressed: {r['reason']} since {r['created_at']}" + (f" ({r['detail']})" if r["detail"] else ""))
+    if data["suppressed_as_forgotten"]:
+        print(f"suppressed as a forgotten address: {data['suppressed_as_forgotten']}")
+    for c in data["consents"]:
+        proof = ", ".join(f"{k} {c[k]}" for k in ("given_at", "ip", "consent", "confirmed_at", "confirm_ip") if c[k])
+        print(f"consent: {c['kind']} {c['lists']} from {c['source']}" + (f": {proof}" if proof else "") + f" (recorded {c['recorded_at']})")
+    for g in data["signups"]:
+        print(f"sign-up: {g['lists']} from form {g['form']} at {g['created_at']}, "
+              + (f"confirmed {g['confirmed_at']}" if g["confirmed_at"] else f"not confirmed (expires {g['expires_at']})"))
+    for d in data["deliveries"]:
+        print(f"delivery: {d['edition_key']} {d['channel']} {d['state']} at {d['updated_at']}" + (f": {d['reply']}" if d["reply"] else ""))

@@ -230,13 +230,37 @@ class ScheduleSettings:
 class WebSettings:
     host: str = "127.0.0.1"
     port: int = 8025
-    timeout: float = 10.0  # seconds for a whole request to arrive; slower clients are dropped
-    workers: int = 32  # connections served at once; more wait in the listen backlog
+    timeout: float = 10.0  # seconds for a whole request to arrive, and for the answer; slower clients are dropped
+    workers: int = 32  # requests handled at once; more wait their turn
+    max_connections: int = 1000  # open connections at once; beyond, 503
+    max_body: int = 16_384  # bytes of a request body; more gets 413
+    locale: str = "fr_FR"  # the pages' language (a campaign's sign-up page uses the campaign's locale)
+    public_url: str = ""  # the public base of the pages (links in confirmation mails); default: unsubscribe_url's folder
+    allowed_origins: tuple[str, ...] = ()  # sites whose pages may embed the sign-up form (site_url always may)
+    forwarded_allow_ips: str = "127.0.0.1"  # proxies whose X-Forwarded-For is believed (your nginx)
+    truncate_ip: bool = True  # consent records keep 203.0.113.0 rather than 203.0.113.7
+    confirm_within: str = "48h"  # a confirmation link expires after this
+    signups_per_ip_per_hour: int = 20
+    confirmations_per_address_per_day: int = 3
+    welcome: bool = True  # send the welcome mail once a sign-up is confirmed
 
     def _check(self, where: str) -> None:
         check_port(self.port, f"{where}.port", zero_ok=True)
         check_range(self, where, 0.1, 300, "timeout", meaning=" (seconds)")
-        check_range(self, where, 1, 256, "workers", meaning=" (threads)")
+        check_range(self, where, 1, 256, "workers", meaning=" (requests at once)")
+        check_range(self, where, 1, 100_000, "max_connections")
+        check_range(self, where, 1024, 10_000_000, "max_body", meaning=" (bytes)")
+        check_at_least(self, where, 0, "signups_per_ip_per_hour", "confirmations_per_address_per_day", meaning=" (0 = no limit)")
+        if self.public_url:
+            check_url(self.public_url, f"{where}.public_url")
+        for i, origin in enumerate(self.allowed_origins):
+            check_url(origin, f"{where}.allowed_origins[{i}]")
+        if parse_duration(self.confirm_within, f"{where}.confirm_within") <= timedelta(0):
+            raise ConfigError(f"{where}.confirm_within must be longer than 0s, not {self.confirm_within!r}")
+
+    @property
+    def confirm_window(self) -> timedelta:
+        return parse_duration(self.confirm_within, "[web].confirm_within")
 
 
 @dataclass(frozen=True)

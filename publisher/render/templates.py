@@ -290,12 +290,12 @@ def base_context(edition: Edition, campaign: Campaign, settings: Settings) -> di
         "intro": campaign.intro,
         "lang": campaign.locale.split("_")[0],
         "unsubscribe_url": UNSUBSCRIBE_TOKEN,
+        "preferences_url": PREFERENCES_TOKEN,
         "email_address": EMAIL_TOKEN,
         "from_publisher": french_de(settings.publisher.name) if campaign.locale.lower().startswith("fr")
         else translations("email", campaign.locale).gettext("from %(name)s") % {"name": settings.publisher.name},
         "postal_address": settings.publisher.address,
         "logo": _logo(settings),
-        "preferences_url": PREFERENCES_TOKEN,
         "cadence": campaign.cadence,
         "alert": is_alert_id(edition.id),
         "week_start": format_date(edition.window_start.astimezone(campaign.tz).date(), "d MMMM y", locale=campaign.locale),

@@ -295,6 +295,13 @@ class Store(Leases):
                 out[channel] = (total, total - waiting)
         return out
 
+    def recover_channel(self, channel: str, now: datetime) -> int:
+        """Every row of `channel` left in `sending` by a dead process becomes `unknown`; returns how many."""
+        with self.transaction() as db:
+            return db.execute("UPDATE deliveries SET state='unknown', reply='process stopped while this was on the wire;"
+                              " outcome unknown', updated_at=? WHERE channel=? AND state='sending'",
+                              (iso(now), channel)).rowcount
+
     def suppress(self, rows: Iterable[tuple[str, str]], reason: str, now: datetime) -> None:
         """Add (address, detail) pairs to the suppression list; an address already there keeps its first reason."""
         with self.transaction() as db:

@@ -30,6 +30,24 @@ class SubscriberRow:
     name: str = ""
     lists: tuple[str, ...] = ()
     locale: str = ""
+    consent: "Consent | None" = None  # what an export says about the opt-in (Mailchimp's OPTIN_TIME, ...)
+
+
+@dataclass(frozen=True)
+class Consent:
+    """The proof that goes with an opt-in: where it came from, when, from which IP, which consent text."""
+
+    source: str
+    given_at: str | None = None
+    ip: str | None = None
+    consent: str | None = None
+    confirmed_at: str | None = None
+    confirm_ip: str | None = None
+
+    @property
+    def proof(self) -> bool:
+        """Whether there is more to keep than the source (which each subscription row already names)."""
+        return any((self.given_at, self.ip, self.consent, self.confirmed_at, self.confirm_ip))
 
 
 MAX_KEPT_REJECTS = 100  # rejected rows kept (and printed) with line and reason; the rest are only counted
@@ -43,6 +61,9 @@ class ImportReport:
     suppressed: int = 0  # stored, but on the suppression list: they stay unsubscribed
     rejected: list[tuple[int, str]] = field(default_factory=list)  # (line, reason), the first MAX_KEPT_REJECTS
     rejected_count: int = 0  # all of them: a file of garbage must not fill the memory with reasons
+    to_suppression: int = 0  # rows of an unsubscribed/cleaned/blocklisted export, put on the suppression list
+    forgotten: int = 0  # rows of addresses erased with `subscribers forget` (their hash is suppressed): skipped
+    left_out: int = 0  # lists a row names that its reader unsubscribed from: not re-added
 
     def reject(self, line: int, reason: str) -> None:
         """Count a bad row; keep its line and reason if it is among the first MAX_KEPT_REJECTS."""
@@ -52,7 +73,10 @@ class ImportReport:
 
     def line(self, source: str) -> str:
         return (f"{source}: {self.new} new, {self.updated} updated, {self.unchanged} unchanged, "
-                f"{self.rejected_count} rejected" + (f", {self.suppressed} suppressed (kept unsubscribed)" if self.suppressed else ""))
+                f"{self.rejected_count} rejected" + (f", {self.suppressed} suppressed (kept unsubscribed)" if self.suppressed else "")
+                + (f", {self.to_suppression} added to the suppression list" if self.to_suppression else "")
+                + (f", {self.forgotten} forgotten (not imported)" if self.forgotten else "")
+                + (f", {self.left_out} list(s) left out (the reader unsubscribed from them)" if self.left_out else ""))
 
 
 def upsert(store: Store, rows: Iterable[SubscriberRow], now: datetime, batch: int = 5000, report: ImportReport | None = None) -> ImportReport:
@@ -84,8 +108,14 @@ def _upsert_batch(store: Store, chunk: list[SubscriberRow], stamp: str, report: 
                                                   (emails,))}
         suppressed = {r[0] for r in db.execute("SELECT p.email FROM json_each(?) j JOIN suppression p ON p.email = j.value",
                                                (emails,))}
+        # the reader's last word on each list: a list they left (one-click, preferences) is not re-added by an import
+        last_word: dict[tuple[str, str], str] = {}
+        for email, kind, names in db.execute("SELECT c.email, c.kind, c.lists FROM json_each(?) j JOIN consents c"
+                                             " ON c.email = j.value ORDER BY c.id", (emails,)):
+            last_word.update(((email, lst), kind) for lst in split_lists(names))
         new: dict[str, None] = {}
-        added: list[tuple[str, str]] = []
+        added: list[tuple[str, str, str | None]] = []  # (email, list, source)
+        proofs: list[tuple] = []  # a consent row for each row that added subscriptions with an export's proof
         for r in chunk:
             person = people.get(r.email)
             if person is None:
@@ -96,9 +126,16 @@ def _upsert_batch(store: Store, chunk: list[SubscriberRow], stamp: str, report: 
                 changed = (name, locale) != (person[0], person[1])
                 if changed:
                     person[:] = [name, locale, True]
-            fresh = [(r.email, lst) for lst in r.lists if (r.email, lst) not in lists]
+            left = [lst for lst in r.lists if last_word.get((r.email, lst)) == "opt-out" and (r.email, lst) not in lists]
+            report.left_out += len(left)
+            fresh = [(r.email, lst) for lst in r.lists if (r.email, lst) not in lists and lst not in left]
             lists.update(fresh)
-            added += fresh
+            source = r.consent.source if r.consent is not None else None
+            added += [(e, lst, source) for e, lst in fresh]
+            if fresh and r.consent is not None and r.consent.proof:
+                c = r.consent
+                proofs.append((r.email, ";".join(lst for _, lst in fresh), c.source, c.ip, c.consent, c.given_at,
+                               c.confirmed_at, c.confirm_ip, stamp))
             if person is None:
                 report.new += 1
             elif changed or fresh:
@@ -109,10 +146,18 @@ def _upsert_batch(store: Store, chunk: list[SubscriberRow], stamp: str, report: 
                 report.suppressed += 1
         db.executemany("INSERT INTO subscribers (email, name, locale, created_at, updated_at) VALUES (?,?,?,?,?)",
                        [(e, *people[e][:2], stamp, stamp) for e in new])
+        db.executemany("INSERT INTO consents (email, kind, lists, source, ip, consent, given_at, confirmed_at, confirm_ip,"
+                       " recorded_at) VALUES (?, 'opt-in', ?,?,?,?,?,?,?,?)", proofs)
         db.executemany("UPDATE subscribers SET name=?, locale=?, updated_at=? WHERE email=?",
                        [(p[0], p[1], stamp, e) for e, p in people.items() if p[2] and e not in new])
-        db.executemany("INSERT OR IGNORE INTO subscriptions (subscriber_id, list) SELECT id, ? FROM subscribers WHERE email=?",
-                       [(lst, e) for e, lst in added])
+        origins = {source: origin(db, source, stamp) for source in {a[2] for a in added} if source}
+        db.executemany("INSERT OR IGNORE INTO subscriptions (subscriber_id, list, origin) SELECT id, ?, ? FROM subscribers"
+                       " WHERE email=?", [(lst, origins.get(source), e) for e, lst, source in added])
+
+
+def origin(db, source: str, stamp: str) -> int:
+    """The id of a new origins row (an import run, a confirmed sign-up, a preferences change), inside a transaction."""
+    return db.execute("INSERT INTO origins (source, at) VALUES (?, ?)", (source, stamp)).lastrowid
 
 
 def suppress(store: Store, email: str, reason: str, now: datetime, detail: str | None = None) -> bool:
@@ -151,9 +196,11 @@ def set_lists(store: Store, email: str, keep: Iterable[str], choosable: Iterable
         row = db.execute("SELECT id FROM subscribers WHERE email=?", (email,)).fetchone()
         if row is None:
             return
+        came = origin(db, "preferences page", iso(now)) if keep else None
         for lst in choosable:
             if lst in keep:
-                db.execute("INSERT OR IGNORE INTO subscriptions (subscriber_id, list) VALUES (?,?)", (row[0], lst))
+                db.execute("INSERT OR IGNORE INTO subscriptions (subscriber_id, list, origin) VALUES (?, ?, ?)",
+                           (row[0], lst, came))
             else:
                 db.execute("DELETE FROM subscriptions WHERE subscriber_id=? AND list=?", (row[0], lst))
         db.execute("UPDATE subscribers SET updated_at=? WHERE id=?", (iso(now), row[0]))
@@ -221,9 +268,8 @@ def iter_subscribers(store: Store, list_name: str | None = None, *, include_supp
         yield SubscriberRow(email=r["email"], name=r["name"], lists=tuple(split_lists(r["lists"] or "")), locale=r["locale"])
 
 
-
-
 def names_of(store: Store, emails: list[str]) -> dict[str, str]:
     """The stored name of each of `emails` that is a subscriber."""
     marks = ",".join("?" * len(emails))
     return dict(store.conn.execute(f"SELECT email, name FROM subscribers WHERE email IN ({marks})", emails).fetchall())
+

@@ -64,15 +64,55 @@ CREATE TABLE IF NOT EXISTS subscribers (
 CREATE TABLE IF NOT EXISTS subscriptions (
     subscriber_id INTEGER NOT NULL REFERENCES subscribers(id) ON DELETE CASCADE,
     list TEXT NOT NULL,               -- a campaign's list name or a series name
+    origin INTEGER REFERENCES origins(id),  -- where and when it came from (the consents table holds fuller proof)
     PRIMARY KEY (subscriber_id, list)
+);
+-- One row per import run, confirmed sign-up or preferences change: what a subscription came from. A
+-- subscription names its origin by number, so a million imported rows do not each repeat the file name.
+CREATE TABLE IF NOT EXISTS origins (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,             -- "import subs.csv", "import:mailchimp members.csv", "form:endurance", "preferences page"
+    at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS subscriptions_list ON subscriptions(list);
 CREATE TABLE IF NOT EXISTS suppression (
-    email TEXT PRIMARY KEY,
+    email TEXT PRIMARY KEY,           -- or "hash:<hex>" for a forgotten address (keyed HMAC, see web/tokens.py)
     reason TEXT NOT NULL,             -- unsubscribed | hard-bounce | complaint | manual
     detail TEXT,
     created_at TEXT NOT NULL
 );
+
+-- The proof of consent: one row per opt-in (form, import) and per opt-out (unsubscribe, preferences).
+CREATE TABLE IF NOT EXISTS consents (
+    id INTEGER PRIMARY KEY,
+    email TEXT NOT NULL,
+    kind TEXT NOT NULL,               -- opt-in | opt-out
+    lists TEXT NOT NULL,              -- ';'-separated list names ("*" for all)
+    source TEXT NOT NULL,             -- "form:endurance", "import:mailchimp members.csv", "one-click", ...
+    ip TEXT,                          -- where the opt-in came from (truncated when [web].truncate_ip)
+    consent TEXT,                     -- the version (hash) of the consent text shown, or the import's own field
+    given_at TEXT,                    -- when the person subscribed (the form, or the export's OPTIN_TIME)
+    confirmed_at TEXT,                -- when the confirmation link was followed (or the export's CONFIRM_TIME)
+    confirm_ip TEXT,
+    recorded_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS consents_email ON consents(email);
+
+-- Sign-ups waiting for their confirmation link (double opt-in); `id` is the random part of the link.
+CREATE TABLE IF NOT EXISTS signups (
+    id TEXT PRIMARY KEY,
+    email TEXT NOT NULL,
+    name TEXT NOT NULL DEFAULT '',
+    lists TEXT NOT NULL,              -- ';'-separated
+    locale TEXT NOT NULL DEFAULT '',
+    form TEXT NOT NULL,               -- the form it came from ("endurance", "embed", ...)
+    ip TEXT,
+    consent TEXT NOT NULL,            -- the version (hash) of the consent text shown
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    confirmed_at TEXT
+);
+CREATE INDEX IF NOT EXISTS signups_email ON signups(email, created_at);
 
 CREATE TABLE IF NOT EXISTS deliveries (
     edition_key TEXT NOT NULL,        -- "campaign/2026-W47"
@@ -155,6 +195,7 @@ def migrate(conn: sqlite3.Connection) -> None:
     conn.executescript(FEEDBACK_SCHEMA)
     _add_missing_columns(conn, "runs", {"outcome": "TEXT", "seconds": "REAL", "summary": "TEXT"})
     _add_missing_columns(conn, "articles", {"thumbnail": "TEXT"})
+    _add_missing_columns(conn, "subscriptions", {"origin": "INTEGER"})
     _count_deliveries(conn)
 
 

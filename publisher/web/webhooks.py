@@ -19,15 +19,26 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
 from publisher.feedback.webhooks import MAX_BODY, Rejected, WebhookRequest
+from publisher.feedback.webhooks import providers as configured_providers
 from publisher.store.db import Store
 from publisher.store.feedback import record
+from publisher.web.context import Web
 
 log = logging.getLogger("publisher")
 PATH = "/webhooks/{provider}"
+PREFIX = "/webhooks/"
+BODY_LIMIT = (PREFIX, MAX_BODY)  # ESPs batch events: more than [web].max_body, checked again below
 
 
-def routes(store: Store, providers: dict[str, Any], clock: Callable[[], datetime], soft_limit: int) -> list[Route]:
-    """The webhook routes over one store (its connection is shared: writes are serialised here)."""
+def area(web: Web) -> list[Route]:
+    """The webhook routes of `publisher serve`: providers from the settings, writes in the store's thread."""
+    return routes(web.store, configured_providers(web.settings), web.clock, web.settings.bounces.soft_limit, run_store=web.db)
+
+
+def routes(store: Store, providers: dict[str, Any], clock: Callable[[], datetime], soft_limit: int,
+           run_store: Callable[..., Any] | None = None) -> list[Route]:
+    """The webhook routes over one store. `run_store(fn, *args)` runs a store write where the store is used
+    (the web application's store thread); without it, writes are serialised here."""
     lock = threading.Lock()
 
     def save(reports, now: datetime) -> list[tuple[str, str]]:
@@ -55,7 +66,12 @@ def routes(store: Store, providers: dict[str, Any], clock: Callable[[], datetime
         except Rejected as exc:
             log.warning("webhooks: %s call from %s rejected (%d): %s", name, client, exc.status, exc.reason)
             return PlainTextResponse("rejected\n", status_code=exc.status)
-        suppressed = await run_in_threadpool(save, reports, now) if reports else []
+        if not reports:
+            suppressed = []
+        elif run_store is not None:
+            suppressed = await run_store(record, store, reports, now, soft_limit)
+        else:
+            suppressed = await run_in_threadpool(save, reports, now)
         log.info("webhooks: %s: %d report(s), %d address(es) suppressed", name, len(reports), len(suppressed))
         return JSONResponse({"reports": len(reports), "suppressed": len(suppressed)})
 

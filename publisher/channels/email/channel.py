@@ -5,7 +5,6 @@ See the package docstring (publisher/channels/email/__init__.py) for the steps o
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -17,7 +16,7 @@ from publisher.channels import DispatchContext, DispatchReport
 from publisher.channels.email.journal import Journal, Reserve, recover
 from publisher.channels.email.dkim import DkimSigner
 from publisher.channels.email.dkim import load as load_dkim
-from publisher.channels.email.message import MessageTemplate, Recipient, build, mailto_uri, unsubscribe_link
+from publisher.channels.email.message import MessageTemplate, Recipient, build, mailto_uri, preferences_link, unsubscribe_link
 from publisher.channels.email.pool import Job, Pool, Result
 from publisher.channels.email.security import password_for
 from publisher.channels.email.smtp import Reply, SmtpOutcome
@@ -28,15 +27,12 @@ from publisher.models import RenderedEdition, State
 from publisher.store.db import iso
 from publisher.store.feedback import edition_number, subscriber_ids
 from publisher.store.subscribers import names_of, plan_recipients
+from publisher.text import slug
 from publisher.web.tokens import Signer
 
 BATCH = 256  # rows claimed, and outcomes recorded, per transaction
 FLUSH_SECONDS = 0.25
 LISTED = 20  # unknown addresses named in the report before "and N more"
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9@._+-]", "_", text)
 
 
 @dataclass
@@ -47,6 +43,7 @@ class PreparedEdition:
     template: MessageTemplate
     signer: Signer
     settings: Settings
+    list_name: str  # the campaign's list: its one-click link unsubscribes from this campaign only
     # live sends only: the signed return path and mailto tokens, DKIM, and the clock for the Date header
     tokens: TokenSigner | None = None
     number: int = 0  # the edition's number in return paths (publisher/store/feedback.py)
@@ -76,11 +73,13 @@ class PreparedEdition:
 
     def message(self, email: str, name: str, message_id: str | None = None, subscriber_id: int | None = None) -> tuple[bytes, str]:
         mid = message_id or self.template.message_id(email)
-        link = unsubscribe_link(self.settings, self.signer.token(email))
         mailto = self.settings.email.unsubscribe_mailto
         date = self._date() if self.wall_clock else ""
-        data = self.template.personalise(Recipient(email=email, name=name, unsubscribe_url=link, message_id=mid, date=date,
-                                                   mailto=mailto_uri(mailto, self._token("u", email, subscriber_id)) if mailto else ""))
+        data = self.template.personalise(Recipient(
+            email=email, name=name, message_id=mid, date=date,
+            unsubscribe_url=unsubscribe_link(self.settings, self.signer.link(email, self.list_name)),
+            preferences_url=preferences_link(self.settings, self.signer.link(email)),
+            mailto=mailto_uri(mailto, self._token("u", email, subscriber_id)) if mailto else ""))
         return (self.dkim.sign(data) if self.dkim else data), mid
 
 
@@ -114,10 +113,11 @@ class EmailChannel:
         counts = ctx.ledger.counts(key, ch)
         report.skipped = counts["sent"]
         if not self.live:
-            return PreparedEdition(key, build(rendered, campaign, self.settings, ctx.now), self.signer, self.settings)
+            return PreparedEdition(key, build(rendered, campaign, self.settings, ctx.now), self.signer, self.settings,
+                                   campaign.list.lower())
         return PreparedEdition(key, build(rendered, campaign, self.settings, ctx.now, live=True), self.signer, self.settings,
-                               tokens=self.tokens, number=edition_number(ctx.ledger.store, key), dkim=self.dkim,
-                               wall_clock=ctx.wall_clock)
+                               campaign.list.lower(), tokens=self.tokens, number=edition_number(ctx.ledger.store, key),
+                               dkim=self.dkim, wall_clock=ctx.wall_clock)
 
     def _names(self, targets: list[str]) -> dict[str, str]:
         return names_of(self.ctx.ledger.store, targets)

@@ -51,14 +51,9 @@ class Recipient:
     name: str
     unsubscribe_url: str
     message_id: str  # without angle brackets
+    preferences_url: str = ""
     date: str = ""  # live sends: the Date header's value, the moment this copy was made
     mailto: str = ""  # live sends: the mailto unsubscribe URI without "mailto:", with its token
-
-    @property
-    def preferences_url(self) -> str:
-        """The preferences page of `publisher serve`: the unsubscribe path + "/preferences", same token."""
-        base, _, query = self.unsubscribe_url.partition("?")
-        return f"{base.rstrip('/')}/preferences?{query}"
 
 
 @dataclass(frozen=True)
@@ -350,9 +345,16 @@ def unsubscribe_link(settings: Settings, token: str) -> str:
     return f"{base}{'&' if '?' in base else '?'}t={token}"
 
 
+def preferences_link(settings: Settings, token: str) -> str:
+    """The https link of a recipient's preferences page (series, unsubscribe from all)."""
+    base, _, query = settings.email.unsubscribe_url.partition("?")
+    return f"{base.rstrip('/')}/preferences?{query + '&' if query else ''}t={token}"
+
+
 def preview_eml(rendered: RenderedEdition, campaign: Campaign, settings: Settings, now: datetime) -> bytes:
     """The raw .eml of an edition as a sample recipient would get it (for the preview bundle)."""
     template = build(rendered, campaign, settings, now)
     return template.personalise(Recipient(email=SAMPLE_EMAIL, name=SAMPLE_NAME,
                                           unsubscribe_url=unsubscribe_link(settings, "EXEMPLE-DE-JETON"),
+                                          preferences_url=preferences_link(settings, "EXEMPLE-DE-JETON"),
                                           message_id=template.message_id(SAMPLE_EMAIL)))

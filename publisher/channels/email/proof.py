@@ -11,7 +11,7 @@ import time
 from datetime import datetime
 
 from publisher.channels import system_now
-from publisher.channels.email.channel import PreparedEdition, slug
+from publisher.channels.email.channel import PreparedEdition
 from publisher.channels.email.dkim import load as load_dkim
 from publisher.channels.email.message import build
 from publisher.channels.email.pool import MAX_DEFERS, Job, Pool, Result
@@ -19,6 +19,7 @@ from publisher.channels.email.security import password_for
 from publisher.channels.email.smtp import Reply, SmtpOutcome
 from publisher.config import Campaign, Settings, SmtpSettings
 from publisher.models import RenderedEdition
+from publisher.text import slug
 from publisher.subscribers import normalise_address
 from publisher.web.tokens import signer_from_env
 
@@ -31,7 +32,7 @@ def send_test(settings: Settings, campaign: Campaign, rendered: RenderedEdition,
     live = settings.publisher.delivery == "live"
     # a live copy looks like the real thing: Date when it leaves, Feedback-ID, DKIM; no tokens (nobody to name)
     ed = PreparedEdition(rendered.edition.key, build(rendered, campaign, settings, now, subject_prefix="[TEST] ", live=live),
-                         signer_from_env(required=False), settings,
+                         signer_from_env(required=False), settings, campaign.list.lower(),
                          dkim=load_dkim(settings.email) if live else None,
                          wall_clock=system_now if live else None)
     lines = []
