@@ -10,11 +10,13 @@ of its ledger rows (so edition counts still add up). The hash cannot be turned b
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from dataclasses import dataclass
 from pathlib import Path
 
 from publisher.config import Settings
-from publisher.store.audience import HASH_PREFIX, Forgotten, forget, hashed_suppressions, person
+from publisher.errors import LockedError
+from publisher.store.audience import HASH_PREFIX, Forgotten, delivery_editions, forget, hashed_suppressions, person
 from publisher.store.db import Store
 from publisher.text import slug
 from publisher.web.tokens import Signer
@@ -34,11 +36,27 @@ class Erasure:
     files: list[Path]
 
 
-def erase(settings: Settings, store: Store, email: str, signer: Signer) -> Erasure:
-    """Forget `email` everywhere; the store first, so nothing can plan it again while files are cleaned."""
+def erase(settings: Settings, store: Store, email: str, signer: Signer, now: datetime) -> Erasure:
+    """Forget `email` everywhere; the store first, so nothing can plan it again while files are cleaned.
+
+    The send lease of every edition that has a row for the address is held meanwhile: a send appending
+    to a wire journal while it is rewritten would lose lines, and a line lost is a message sent twice.
+    A send that runs now makes this raise LockedError (naming it) before anything is erased."""
     hashed = signer.hashed(email)
-    done = forget(store, email, hashed)
-    lines = _rewrite_journals(settings.store_path.parent / "journal", email, HASH_PREFIX + hashed)
+    held: list[str] = []
+    try:
+        for key in delivery_editions(store, email):
+            try:
+                store.acquire_lease(f"send:{key}", now)
+            except LockedError as exc:
+                raise LockedError(f"subscribers forget: a send of {key} is running ({exc.message}); nothing was erased",
+                                  hint=f"rerun 'publisher subscribers forget {email}' when it is done") from None
+            held.append(f"send:{key}")
+        done = forget(store, email, hashed)
+        lines = _rewrite_journals(settings.store_path.parent / "journal", email, HASH_PREFIX + hashed)
+    finally:
+        for name in held:
+            store.release_lease(name)
     name = f"{slug(email)}.eml"
     outbox = settings.path(settings.publisher.outbox)
     files = sorted(p for p in outbox.rglob(name) if p.is_file()) if outbox.is_dir() else []

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 from email import policy
 from email.parser import BytesParser
 
@@ -102,3 +104,39 @@ def test_forget_and_show_need_a_valid_address_and_forget_its_secret(project):
     assert proc.returncode == 2 and "PUBLISHER_UNSUBSCRIBE_SECRET is not set" in error_line(proc)
     proc = project.cli("subscribers", "show", "nobody@example.org", check=True)
     assert "nobody@example.org: not a subscriber" in proc.stdout
+
+
+def test_forget_waits_for_a_running_send_of_an_edition_that_mailed_the_address(project):
+    """A send appends to its wire journal while forget rewrites it: a lost line is a message sent twice.
+    So forget refuses while such a send holds its lease, erases nothing, and says what to run next."""
+    project.cli("subscribers", "import", f"{IMPORTS}/mailchimp-subscribed.csv", "--list", "endurance", check=True)
+    project.cli("fetch", check=True)
+    project.cli(*send_args(), env=ENV, check=True)
+    who = "camille.bernard@example.org"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from datetime import datetime, timezone;"
+         " from publisher.store.db import Store; s = Store(sys.argv[1]);"
+         " s.acquire_lease('send:endurance/2026-W47', datetime.now(timezone.utc)); print('held', flush=True);"
+         " time.sleep(60)", str(store_path(project))], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        proc = project.cli("subscribers", "forget", who, env=ENV)
+        assert proc.returncode == 5
+        line = error_line(proc)
+        assert "subscribers forget: a send of endurance/2026-W47 is running" in line and "nothing was erased" in line
+        assert f"rerun 'publisher subscribers forget {who}' when it is done" in line
+        assert _show(project, who)["deliveries"]  # untouched
+    finally:
+        holder.kill()
+        holder.wait()
+    project.cli("subscribers", "forget", who, env=ENV, check=True)  # the send is gone: the lease is free
+    assert not _show(project, who)["deliveries"]
+    db = sqlite3.connect(store_path(project))
+    try:  # the per-state counts status reads still match the rows
+        kept = dict(db.execute("SELECT state, n FROM delivery_counts WHERE edition_key = 'endurance/2026-W47'"
+                               " AND channel = 'outbox:email'").fetchall())
+        rows = dict(db.execute("SELECT state, count(*) FROM deliveries WHERE edition_key = 'endurance/2026-W47'"
+                               " AND channel = 'outbox:email' GROUP BY state").fetchall())
+    finally:
+        db.close()
+    assert {k: v for k, v in kept.items() if v} == rows and rows

@@ -94,3 +94,19 @@ def test_a_store_from_before_the_counts_gets_them_on_first_open(tmp_path):
     names = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
     assert names == {"deliveries_counted_insert", "deliveries_counted_delete", "deliveries_counted_update"}
     store.close()
+
+
+def test_forgetting_an_address_whose_hash_already_has_a_row_keeps_the_counts(tmp_path):
+    """Forgotten, back, forgotten again: the second row under the hash is dropped, and counted as dropped."""
+    from publisher.store.audience import HASH_PREFIX, forget
+
+    store = Store(tmp_path / "s.sqlite3")
+    ledger = Ledger(store, clock=lambda: NOW)
+    key = "endurance/2026-W47"
+    ledger.plan(key, "email", ["camille@example.org", HASH_PREFIX + "abc", "lucas@example.com"])
+    ledger.claim_range(key, "email", 10, "", NOW)
+    ledger.finish(key, "email", [(t, State.SENT, "id", "250 ok") for t in ledger.sending(key, "email")])
+    done = forget(store, "camille@example.org", "abc")
+    assert done.deliveries == 1
+    assert ledger.counts(key) == counted(store, key) == {"planned": 0, "sending": 0, "sent": 2, "failed": 0, "unknown": 0}
+    store.close()

@@ -104,7 +104,7 @@ def command_subscribers(ctx: Context, args) -> int:
             _print_person(show(store, email, signer_from_env(required=False) if secret(SECRET_ENV) else None), args.json)
             return 0
         signer = signer_from_env(required=True, purpose="'subscribers forget' (it keeps a keyed hash of the address)")
-        done = erase(ctx.settings, store, email, signer)
+        done = erase(ctx.settings, store, email, signer, ctx.clock())
         s = done.store
         print(f"{email}: forgotten: subscriber row {'deleted' if s.subscriber else 'not found'}, {s.consents} consent record(s),"
               f" {s.signups} sign-up(s), {s.deliveries} ledger row(s) now under a keyed hash, {done.journal_lines} journal"

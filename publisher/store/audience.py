@@ -188,6 +188,12 @@ class Forgotten:
     suppressed: str | None  # the reason kept under the keyed hash
 
 
+def delivery_editions(store: Store, email: str) -> list[str]:
+    """The editions with a ledger row for this address: the sends `subscribers forget` must not run beside."""
+    return [r[0] for r in store.conn.execute("SELECT DISTINCT edition_key FROM deliveries WHERE target = ?"
+                                             " ORDER BY edition_key", (email,))]
+
+
 def forget(store: Store, email: str, hashed: str) -> Forgotten:
     """Erase an address from every table; a suppression stays, under the keyed hash only.
 
@@ -198,9 +204,13 @@ def forget(store: Store, email: str, hashed: str) -> Forgotten:
         sub = db.execute("DELETE FROM subscribers WHERE email = ?", (email,)).rowcount
         consents = db.execute("DELETE FROM consents WHERE email = ?", (email,)).rowcount
         signups = db.execute("DELETE FROM signups WHERE email = ?", (email,)).rowcount
-        # a row already held by the hash (forgotten before, then back) keeps the first one
-        deliveries = db.execute("UPDATE OR REPLACE deliveries SET target = ?1, reply = replace(reply, ?2, ?1) WHERE target = ?2",
-                                (target, email)).rowcount
+        # a row already held by the hash (forgotten before, then back) keeps the first one; deleted, not
+        # replaced by UPDATE OR REPLACE, so the delivery_counts triggers see it go
+        deliveries = db.execute("DELETE FROM deliveries WHERE target = ?2 AND EXISTS (SELECT 1 FROM deliveries AS d"
+                                " WHERE d.edition_key = deliveries.edition_key AND d.channel = deliveries.channel"
+                                " AND d.target = ?1)", (target, email)).rowcount
+        deliveries += db.execute("UPDATE deliveries SET target = ?1, reply = replace(reply, ?2, ?1) WHERE target = ?2",
+                                 (target, email)).rowcount
         r = db.execute("SELECT reason, created_at FROM suppression WHERE email = ?", (email,)).fetchone()
         if r is not None:
             db.execute("DELETE FROM suppression WHERE email = ?", (email,))
