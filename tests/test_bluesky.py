@@ -9,7 +9,7 @@ import pytest
 
 from publisher.channels import ChannelDisabled
 from publisher.channels.bluesky import facets, record_key, record_key_before_thread_order
-from publisher.channels.social import PostKey
+from publisher.channels.posting import PostKey
 from publisher.models import Post, State
 from support.social_servers import (
     LINK,

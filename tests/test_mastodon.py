@@ -8,7 +8,7 @@ import pytest
 
 from publisher.channels import ChannelDisabled
 from publisher.channels.mastodon import idempotency_key
-from publisher.channels.social import PostKey
+from publisher.channels.posting import PostKey
 from publisher.models import State
 from support.social_servers import (
     NOW,

@@ -30,7 +30,8 @@ from urllib.parse import urlsplit
 
 from publisher.channels import ChannelDisabled, ChannelSpec, PostRules
 from publisher.channels.counting import graphemes
-from publisher.channels.social import Plain, PostKey, PostOutcome, SocialChannel, Thread, outbox_channel, position
+from publisher.channels.posting import Plain, position, PostKey, PostOutcome, Thread
+from publisher.channels.social import SocialChannel, outbox_channel
 from publisher.channels.transport import fetch_image, httpx_not_sent, redact, reply_line, reset_time
 from publisher.config import parse_duration, secret
 from publisher.config.schema import check_at_least, check_url

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable, Mapping
 
-from publisher.channels.social import PostOutcome, ReadBack
+from publisher.channels.posting import PostOutcome, ReadBack
 from publisher.channels.transport import ApiSettings, JsonApi, body_of, reset_time
 from publisher.config import parse_duration
 

@@ -38,12 +38,8 @@ from typing import Callable
 
 from publisher.channels import ChannelSpec, PostRules, graph
 from publisher.channels.counting import utf16_length
-from publisher.channels.social import (
-    PostKey,
-    PostOutcome,
-    Thread,
-    token_factory,
-)
+from publisher.channels.posting import PostKey, PostOutcome, Thread
+from publisher.channels.social import token_factory
 from publisher.channels.transport import body_of
 from publisher.models import Post
 

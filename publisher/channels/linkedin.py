@@ -34,13 +34,8 @@ from urllib.parse import quote
 
 from publisher.channels import ChannelSpec, PostRules
 from publisher.channels.counting import utf16_length
-from publisher.channels.social import (
-    PostKey,
-    PostOutcome,
-    ReadBack,
-    Thread,
-    token_factory,
-)
+from publisher.channels.posting import PostKey, PostOutcome, ReadBack, Thread
+from publisher.channels.social import token_factory
 from publisher.channels.transport import ApiSettings, JsonApi, body_of
 from publisher.config import parse_duration
 from publisher.models import Post

@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from publisher.channels import ChannelDisabled, ChannelSpec, PostRules
 from publisher.channels.counting import URL_LENGTH, graphemes, with_links_as
-from publisher.channels.social import Plain, PostKey, PostOutcome, SocialChannel, Thread, outbox_channel
+from publisher.channels.posting import Plain, PostKey, PostOutcome, Thread
+from publisher.channels.social import SocialChannel, outbox_channel
 from publisher.channels.transport import fetch_image, redact, reply_line, requests_not_sent, reset_time
 from publisher.config import parse_duration, secret
 from publisher.config.schema import check_at_least, check_url

@@ -37,13 +37,8 @@ from typing import Callable
 
 from publisher.channels import ChannelSpec, PostRules
 from publisher.channels.counting import url_spans, utf16_length
-from publisher.channels.social import (
-    Plain,
-    PostKey,
-    PostOutcome,
-    Thread,
-    token_factory,
-)
+from publisher.channels.posting import Plain, PostKey, PostOutcome, Thread
+from publisher.channels.social import token_factory
 from publisher.channels.transport import ApiSettings, JsonApi, body_of
 from publisher.config import parse_duration
 from publisher.models import Post

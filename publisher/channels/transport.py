@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Iterable, Mapping
 
-from publisher.channels.social import PostOutcome
+from publisher.channels.posting import PostOutcome
 from publisher.config import parse_duration
 from publisher.config.schema import check_at_least, check_url
 from publisher.text import one_line

@@ -26,7 +26,8 @@ from typing import Callable
 from urllib.parse import urlsplit
 
 from publisher.channels import ChannelDisabled, ChannelSpec, PostRules
-from publisher.channels.social import Plain, PostKey, PostOutcome, SocialChannel, Thread, outbox_channel
+from publisher.channels.posting import Plain, PostKey, PostOutcome, Thread
+from publisher.channels.social import SocialChannel, outbox_channel
 from publisher.channels.transport import fetch_image, redact, reply_line, requests_not_sent, reset_time
 from publisher.config import parse_duration, secret
 from publisher.config.schema import check_at_least, check_url

@@ -32,7 +32,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from publisher.channels import DispatchContext, DispatchReport, registry
-from publisher.channels.social import PostKey
+from publisher.channels.posting import PostKey
 from publisher.config import Campaign, Settings, SocialSettings
 from publisher.config.schema import read_table
 from publisher.models import Delivery, Edition, Post, RenderedEdition
