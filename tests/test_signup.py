@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from email import policy
 from email.parser import BytesParser
+from email.utils import getaddresses
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlencode
 
@@ -209,3 +210,25 @@ def test_a_slow_relay_neither_cuts_the_confirmation_short_nor_holds_the_pages(pr
             wait_for(lambda: _query(project, "SELECT state FROM deliveries WHERE target = ?", (READER,)) == [("sent",)],
                      what="the confirmation recorded as sent")  # longer than [web].timeout, yet not cut short
     assert len(_mails_to(srv, READER, "Confirmez")) == 1
+
+
+def test_a_hostile_form_cannot_add_headers_or_recipients_to_the_confirmation(project):
+    """CR/LF in the name or the address of a form post: no header is added, nobody else is mailed."""
+    with SmtpServer() as srv:
+        _live(project, srv.port)
+        with serving(project) as (_, unsubscribe):
+            base = unsubscribe.rsplit("/", 1)[0]
+            hostile_name = "Claire\r\nBcc: victime@example.net\r\nSubject: gagné"
+            assert _sign_up(base, READER, extra={"name": hostile_name})[0] == 200
+            mail = wait_for(lambda: _mails_to(srv, READER, "Confirmez"), what="the confirmation")[0]
+            for address in ("lecteur@example.org\r\nBcc: victime@example.net", "lecteur@example.org\nRCPT TO:<victime@example.net>",
+                            "<victime@example.net>,lecteur@example.org"):
+                status, body = _sign_up(base, address)
+                assert status in (200, 400) and b"Traceback" not in body
+            received = [(r.rcpt, r.message()) for r in srv.received]
+    assert {rcpt for rcpt, _ in received} <= {READER, "lecteur@example.org"}  # nobody else, whatever was posted
+    assert "victime@example.net" not in {rcpt for rcpt, _ in received}
+    for _, msg in received:
+        assert msg["Bcc"] is None and len(msg.get_all("Subject")) == 1 and "gagné" not in str(msg["Subject"])
+    # the name went in as one line of display text: the only address of the To header is the reader's
+    assert [addr for _, addr in getaddresses([str(mail["To"])])] == [READER]
