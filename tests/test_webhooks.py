@@ -276,3 +276,15 @@ def test_publisher_serve_answers_the_webhooks_with_their_own_body_limit(project)
     finally:
         store.close()
     assert len(got) == 400 and set(got.values()) == {"unsubscribed"} and "lecteur0399@example.org" in got
+
+
+def test_a_body_nested_too_deep_is_refused_as_malformed_before_any_signature_check(site, caplog):
+    """An unauthenticated "[[[[…" to the SES route (parsed before its signature can be read): 400, nothing changes."""
+    _, store, serve, _ = site
+    with serve() as web, caplog.at_level(logging.INFO, "publisher"):
+        for path in ("ses", "postmark"):
+            r = httpx.post(f"{web.url}/webhooks/{path}", content=b"[" * 200_000,
+                           headers={"Content-Type": "application/json", **_basic("pm-secret-123")})
+            assert r.status_code == 400, (path, r.status_code)
+    assert _suppressed(store) == {}
+    assert "Traceback" not in caplog.text and "rejected (400): the body is not JSON" in caplog.text

@@ -64,7 +64,7 @@ class WebhookRequest:
 def _json(body: bytes) -> Any:
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: "[[[[…" nested too deep
         raise Rejected(400, "the body is not JSON") from None
 
 
