@@ -42,7 +42,7 @@ def test_an_organisation_post_with_its_article_in_little_text(h, li):
     assert body["visibility"] == "PUBLIC" and body["lifecycleState"] == "PUBLISHED"
     assert body["distribution"]["feedDistribution"] == "MAIN_FEED"
     assert req.headers["authorization"] == "Bearer li-token-9"
-    assert req.headers["linkedin-version"] == "202411" and req.headers["x-restli-protocol-version"] == "2.0.0"
+    assert req.headers["linkedin-version"] == "202603" and req.headers["x-restli-protocol-version"] == "2.0.0"
     assert h.rows("linkedin")["post:0"].remote_id == "urn:li:share:7000000"
 
 
@@ -89,3 +89,12 @@ def test_without_the_token_or_the_organisation_the_channel_is_disabled(make_harn
     monkeypatch.setenv("PUBLISHER_LINKEDIN_ACCESS_TOKEN", "x")
     with pytest.raises(ChannelDisabled, match=r"\[linkedin\].organization"):
         make_harness(linkedin={"api_url": li.url}).channel("linkedin")
+
+
+def test_a_version_linkedin_no_longer_serves_leaves_the_post_planned_with_the_setting_to_change(h, li):
+    li.script("POST", POSTS, *[Reply(426, {"status": 426, "message": "Requested version 20260300 is not active"})] * 3)
+    report = h.send("linkedin", rendered(), make_campaign(mode="lead"))
+    assert report.pending == 1 and report.failed == 0 and li.posts == []
+    assert "set [linkedin].api_version to a current version" in " ".join(report.messages)
+    row = h.rows("linkedin")["post:0"]
+    assert row.state.value == "planned" and "426" in row.reply

@@ -1,6 +1,6 @@
 """LinkedIn organisation page through the Posts API (httpx: LinkedIn publishes no Python client for it).
 
-What we implement, the versioned REST API (`LinkedIn-Version: 202411`, `[linkedin].api_version`, with
+What we implement, the versioned REST API (`LinkedIn-Version: 202603`, `[linkedin].api_version`, with
 `X-Restli-Protocol-Version: 2.0.0`), as member of an organisation's page with the
 `w_organization_social` permission (`PUBLISHER_LINKEDIN_ACCESS_TOKEN`, a Bearer token):
 
@@ -15,7 +15,7 @@ except our hashtags, written `{hashtag|\\#|WEC}` so they become LinkedIn hashtag
 3,000 characters (counted in UTF-16 code units here, which never undercounts).
 
 Errors: 401 (token expired or revoked: LinkedIn tokens last 60 days) and 403 (permission) fail the
-post; 422 "duplicate" means the page already has this post (its URN is read back); 429 is a
+post; 426 (the LinkedIn-Version is no longer served) leaves it planned with the setting to change; 422 "duplicate" means the page already has this post (its URN is read back); 429 is a
 throttle: LinkedIn counts its application and member limits per day, reset at midnight UTC, so the
 post waits until then unless a Retry-After says otherwise; 5xx or a lost reply is `unknown`.
 
@@ -51,7 +51,9 @@ class LinkedInSettings(ApiSettings):
     """The [linkedin] table of settings.toml."""
 
     api_url: str = "https://api.linkedin.com"
-    api_version: str = "202411"  # the LinkedIn-Version header: YYYYMM of the API version we follow
+    # the LinkedIn-Version header, YYYYMM. LinkedIn serves each monthly version for at least a year, then
+    # answers 426: 202603 is served until 16 March 2027; set a newer one here when LinkedIn announces its end
+    api_version: str = "202603"
     organization: str | None = None  # the page's organisation id (digits) or URN; required in live mode
 
 
@@ -114,6 +116,10 @@ class LinkedInNetwork(ReadBack):
                 except ValueError:
                     pass
             return PostOutcome("rate_limited", retry_at=retry_at, reply=text)
+        if status == 426:  # nothing was posted: the post stays planned until the setting names a live version
+            return PostOutcome("retry", reply=f"{text}; LinkedIn no longer serves LinkedIn-Version"
+                                              f" {self.settings.api_version}: set [linkedin].api_version to a current version"
+                                              " (YYYYMM, https://learn.microsoft.com/linkedin/marketing/versioning)")
         if status in (401, 403):
             return PostOutcome("failed", reply=f"{text}; check {TOKEN} (60-day token, w_organization_social)")
         if status >= 500:
