@@ -14,7 +14,7 @@ from support.social_servers import CREDS, NOW, Hang, Reply, make_campaign, make_
 
 pytest_plugins = ["support.social_servers"]  # fixtures creds, fb, make_harness
 
-FEED = "/v21.0/1122334455/feed"
+FEED = "/v25.0/1122334455/feed"
 CARD = {"uri": "https://www.endurance-info.com/wec/bahrein", "title": "Toyota sacrée", "description": "…", "thumb": ""}
 
 

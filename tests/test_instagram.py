@@ -13,7 +13,7 @@ from support.social_servers import NOW, Hang, Reply, make_campaign, make_rendere
 
 pytest_plugins = ["support.social_servers"]  # fixtures creds, ig, make_harness
 
-USER = "/v21.0/17841400000000001"
+USER = "/v25.0/17841400000000001"
 IMG = "https://cdn.example.org/img/{}.jpg"
 
 
@@ -32,7 +32,7 @@ def test_an_image_post_is_a_container_polled_until_finished_then_published(h, ig
     assert (report.sent, report.failed) == (1, 0)
     (create,) = ig.to("POST", f"{USER}/media")
     assert create.form == {"image_url": [IMG.format("lead")], "caption": ["Toyota sacrée à Bahreïn #WEC"]}
-    polls = ig.to("GET", "/v21.0/17900000")
+    polls = ig.to("GET", "/v25.0/17900000")
     assert len(polls) == 3 and polls[0].query["fields"] == ["status_code,error_message"]
     (publish,) = ig.to("POST", f"{USER}/media_publish")
     assert publish.form == {"creation_id": ["17900000"]}
@@ -60,7 +60,7 @@ def test_a_post_without_an_image_fails_with_the_reason(h, ig):
 
 
 def test_a_container_error_fails_the_post_and_publishes_nothing(h, ig):
-    ig.script("GET", "/v21.0/17900000", Reply(200, {"id": "17900000", "status_code": "ERROR",
+    ig.script("GET", "/v25.0/17900000", Reply(200, {"id": "17900000", "status_code": "ERROR",
                                                     "error_message": "The image could not be downloaded"}))
     report = h.send("instagram", make_rendered({"instagram": (post(),)}), make_campaign(mode="lead"))
     assert report.failed == 1 and "could not be downloaded" in report.messages[-1]

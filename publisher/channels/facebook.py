@@ -1,6 +1,6 @@
 """Facebook Page through the Graph API (httpx: Meta's own Python SDK, facebook-sdk, is unmaintained).
 
-What we implement, Graph API v21.0 (`[facebook].api_version`):
+What we implement, Graph API v25.0 (`[facebook].api_version`):
 
 - `POST /{version}/{page-id}/feed` with `message` and `link` (the lead article, shown by Facebook as a
   link preview), authenticated with a Page access token (`PUBLISHER_FACEBOOK_PAGE_TOKEN`, sent as
@@ -42,7 +42,7 @@ class FacebookSettings(graph.GraphSettings):
     """The [facebook] table of settings.toml."""
 
     api_url: str = "https://graph.facebook.com"
-    api_version: str = "v21.0"
+    api_version: str = "v25.0"
     page_id: str | None = None  # the Page's numeric id; required in live mode
 
 

@@ -42,7 +42,7 @@ ROLLING_WINDOW = timedelta(hours=1)  # application and user request limits: a ro
 class GraphSettings(ApiSettings):
     """The keys the Graph API channels share; each sets its own `api_url` and `api_version`."""
 
-    api_version: str = "v21.0"
+    api_version: str = "v25.0"
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Instagram professional account through the Graph API's content publishing (httpx: there is no
 maintained Python client for it).
 
-What we implement, Instagram Graph API v21.0 with Facebook Login (`[instagram].api_version`; an
+What we implement, Instagram Graph API v25.0 with Facebook Login (`[instagram].api_version`; an
 Instagram-Login token works the same against `api_url = "https://graph.instagram.com"`):
 
 - `GET /{ig-user-id}/content_publishing_limit?fields=quota_usage,config` before publishing: an
@@ -55,7 +55,7 @@ class InstagramSettings(graph.ContainerSettings):
     """The [instagram] table of settings.toml."""
 
     api_url: str = "https://graph.facebook.com"
-    api_version: str = "v21.0"
+    api_version: str = "v25.0"
     user_id: str | None = None  # the Instagram professional account's id (IG User id); required in live mode
 
 

@@ -295,7 +295,7 @@ class GraphApp(LocalApp):
     """What Meta's Graph API hosts share: a Bearer token and the error body
     {"error": {"message", "type", "code", "error_subcode", "fbtrace_id"}}."""
 
-    version = "v21.0"
+    version = "v25.0"
 
     def __init__(self, token: str) -> None:
         super().__init__()
@@ -328,7 +328,7 @@ class GraphApp(LocalApp):
 
 
 class FacebookServer(GraphApp):
-    """Graph API v21.0 for one Page: `POST /{page-id}/feed` (message, link; a repeated message is refused
+    """Graph API v25.0 for one Page: `POST /{page-id}/feed` (message, link; a repeated message is refused
     with code 506 like Facebook's duplicate check) and `GET /{page-id}/feed`."""
 
     def __init__(self, page_id: str = "1122334455", token: str = "fb-page-token-6") -> None:
@@ -393,7 +393,7 @@ class ContainerApp(GraphApp):
 
 
 class InstagramServer(ContainerApp):
-    """Instagram Graph API v21.0 content publishing for one IG professional account: image and carousel
+    """Instagram Graph API v25.0 content publishing for one IG professional account: image and carousel
     containers (`POST /{ig-user-id}/media`), `GET /{container}?fields=status_code`,
     `POST /{ig-user-id}/media_publish`, `GET /{ig-user-id}/media`, `GET /{ig-user-id}/content_publishing_limit`.
     Captions over 2,200 characters or 30 hashtags are refused, as Instagram does."""
