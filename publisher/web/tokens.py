@@ -38,6 +38,12 @@ _IV_BYTES = 12
 _MAC_BYTES = 16  # 128 bits: forging one is out of reach, and links stay short
 
 
+def _xor(data: bytes, stream: bytes) -> bytes:
+    """`data` XOR the first len(data) bytes of `stream`, as whole integers (a byte loop costs ten times more)."""
+    n = len(data)
+    return (int.from_bytes(data, "big") ^ int.from_bytes(stream[:n], "big")).to_bytes(n, "big")
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
@@ -60,9 +66,8 @@ class Signer:
 
     def _mac(self, domain: bytes, *parts: bytes) -> bytes:
         m = self._macs[domain].copy()  # the key schedule is done once
-        for p in parts:
-            m.update(len(p).to_bytes(4, "big"))  # lengths first: ("ab", "c") and ("a", "bc") differ
-            m.update(p)
+        # lengths first: ("ab", "c") and ("a", "bc") differ; one update for all (a send makes millions)
+        m.update(b"".join(len(p).to_bytes(4, "big") + p for p in parts))
         return m.digest()
 
     def _check(self, domain: bytes, given_b64: str, *parts: bytes) -> bool:
@@ -88,19 +93,28 @@ class Signer:
     def _seal(self, address: str) -> bytes:
         raw = address.encode("utf-8")
         iv = self._mac(_IV, raw)[:_IV_BYTES]  # synthetic: the same address seals the same way, nothing to store
-        return iv + bytes(a ^ b for a, b in zip(raw, self._stream(iv, len(raw))))
+        return iv + _xor(raw, self._stream(iv, len(raw)))
 
     def _unseal(self, sealed: bytes) -> str | None:
         iv, body = sealed[:_IV_BYTES], sealed[_IV_BYTES:]
         try:
-            return bytes(a ^ b for a, b in zip(body, self._stream(iv, len(body)))).decode("utf-8")
+            return _xor(body, self._stream(iv, len(body))).decode("utf-8")
         except UnicodeDecodeError:
             return None
 
     def link(self, address: str, list_name: str = "") -> str:
         """The token of a subscriber's unsubscribe link for `list_name` (or its preferences link)."""
-        sealed, lst = self._seal(address), list_name.encode("utf-8")
-        return f"{_b64(sealed)}.{_b64(lst)}.{_b64(self._mac(_LINK, sealed, lst)[:_MAC_BYTES])}"
+        return self.links(address, list_name)[0]
+
+    def links(self, address: str, *list_names: str) -> list[str]:
+        """`link(address, name)` for each name, the address sealed once (a message carries two links)."""
+        sealed = self._seal(address)
+        head = _b64(sealed)
+        out = []
+        for name in list_names:
+            lst = name.encode("utf-8")
+            out.append(f"{head}.{_b64(lst)}.{_b64(self._mac(_LINK, sealed, lst)[:_MAC_BYTES])}")
+        return out
 
     def verify_link(self, token: str) -> LinkToken | None:
         """What a genuine link token names, or None for anything else."""

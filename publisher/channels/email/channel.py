@@ -75,10 +75,11 @@ class PreparedEdition:
         mid = message_id or self.template.message_id(email)
         mailto = self.settings.email.unsubscribe_mailto
         date = self._date() if self.wall_clock else ""
+        leave, preferences = self.signer.links(email, self.list_name, "")
         data = self.template.personalise(Recipient(
             email=email, name=name, message_id=mid, date=date,
-            unsubscribe_url=unsubscribe_link(self.settings, self.signer.link(email, self.list_name)),
-            preferences_url=preferences_link(self.settings, self.signer.link(email)),
+            unsubscribe_url=unsubscribe_link(self.settings, leave),
+            preferences_url=preferences_link(self.settings, preferences),
             mailto=mailto_uri(mailto, self._token("u", email, subscriber_id)) if mailto else ""))
         return (self.dkim.sign(data) if self.dkim else data), mid
 
