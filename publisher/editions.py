@@ -253,6 +253,22 @@ def plan_edition(campaign: Campaign, edition_id: str, articles: Iterable[Article
     return Plan(edition)
 
 
+def left_out(campaign: Campaign, plan: Plan, articles: Iterable[Article],
+             series: Mapping[str, SeriesSettings]) -> list[tuple[Article, str]]:
+    """The articles of the edition's window that `plan` did not pick, each with why (for the review page)."""
+    picked = {a.id for a in plan.edition.articles}
+    rules, wanted = rules_for(campaign, series), set(campaign.series)
+    start, end = plan.edition.window_start, plan.edition.window_end
+    out = []
+    for a in articles:
+        if a.id in picked or not (start <= a.published < end):
+            continue
+        matched = [s for s in series_of(a, rules) if s in wanted]
+        out.append((a, f"over max_articles ({campaign.max_articles}); series {', '.join(matched)}" if matched
+                    else "matches none of the campaign's series"))
+    return out
+
+
 # -- per-article alerts: one article, alone, at once ------------------------------------------------
 
 
