@@ -3,17 +3,21 @@ slot, aiosmtpd, headless Chromium; and a viewer, forged requests and the public 
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 from urllib.parse import urlencode, urlsplit
 
 import pytest
 
 from publisher.app import Context
+from publisher.config import Campaign
+from publisher.scheduler.due import Due, EditionState, due
 from publisher.pipeline import fetch
 from support.browser import chromium, horizontal_overflow, require_chromium, set_viewport
-from support.email_project import ENV, NOW, _query, configure_live, write_subscribers
+from support.email_project import ENV, NOW, _query, configure_live, send_args, write_subscribers
 from support.smtp_servers import SmtpServer
 from support.web import request, serving, wait_for
 
@@ -188,3 +192,134 @@ def test_repeated_failed_logins_lock_the_user_out(project):
             assert _login(admin, VIEWER)[0] == 303  # another user is not
         listed = project.cli("--now", BEFORE_SLOT, "users", "list", env=ENV).stdout
         assert f"{EDITOR}  editor, locked until 2026-11-22 11:15 UTC" in listed
+
+
+ARCHIVE = "https://www.endurance-info.com/newsletter/archive/{campaign}/{edition}/"
+
+
+def _sent_with_archive(project, srv: SmtpServer) -> list[str]:
+    """endurance 2026-W47 sent to 3 readers, with [web].archive_url set (no approval needed)."""
+    configure_live(project, srv.port)
+    project.write_settings(project.settings.read_text(encoding="utf-8").replace(
+        "[web]\n", f'[web]\narchive_url = "{ARCHIVE}"\n', 1))
+    ctx = Context.open(project.settings, now=datetime.fromisoformat(NOW))
+    try:
+        assert all(r.ok for r in fetch(ctx))
+    finally:
+        ctx.close()
+    readers = write_subscribers(project, 3)
+    proc = project.cli(*send_args(), env=ENV)
+    assert proc.returncode == 0, proc.stderr
+    proc = project.cli("users", "add", EDITOR, "--role", "editor", env={**ENV, "PUBLISHER_USER_PASSWORD": PASSWORD})
+    assert proc.returncode == 0, proc.stderr
+    return readers
+
+
+def test_the_archive_of_a_sent_edition_holds_no_subscriber_data_and_the_email_links_to_it(project):
+    with SmtpServer() as srv:
+        readers = _sent_with_archive(project, srv)
+        mail = next(r.message() for r in srv.received if r.rcpt == readers[0])
+        web_url = ARCHIVE.format(campaign="endurance", edition="2026-W47")
+        html_part = mail.get_body(("html",)).get_content()
+        assert f'href="{web_url}"' in html_part and "Voir dans le navigateur" in html_part
+        assert web_url in mail.get_body(("plain",)).get_content()
+        with serving(project, env=ENV) as (_, unsubscribe):
+            archive = unsubscribe.rsplit("/", 1)[0] + "/archive"
+            status, page = request(f"{archive}/endurance/2026-W47/")
+            assert status == 200 and "Endurance Hebdo".encode() in page
+            text = page.decode()
+            for i, reader in enumerate(readers):  # no address, no name, no token of anybody
+                assert reader not in text and f"Lecteur {i}" not in text
+            assert "?t=" not in text and "%%" not in text and "lecteur" not in text.lower()
+            assert "https://www.endurance-info.com/newsletter/subscribe" in text
+            index = request(f"{archive}/endurance/")[1].decode()
+            assert 'href="2026-W47/"' in index
+            status, feed = request(f"{archive}/endurance/feed.atom")
+            assert status == 200 and feed.startswith(b"<?xml") and f"<id>{web_url}</id>".encode() in feed
+            assert request(f"{archive}/endurance/2026-W46/")[0] == 404  # never sent: not archived
+            assert request(f"{archive}/nope/")[0] == 404
+            served = {p: request(f"{archive}/{p}".replace("index.html", ""))[1]
+                      for p in ("index.html", "endurance/index.html", "endurance/2026-W47/index.html", "endurance/feed.atom")}
+        out = project.root / "static-archive"
+        proc = project.cli("archive", "--out", str(out), env=ENV)
+        assert proc.returncode == 0, proc.stderr
+        assert "archive: 1 edition(s)" in proc.stdout
+        for path, body in served.items():  # the static copy is the served one, byte for byte
+            assert (out / path).read_bytes() == body, path
+
+
+@pytest.mark.browser
+def test_the_dashboard_shows_the_figures_and_draws_its_charts_with_chart_js(project):
+    require_chromium()
+    with SmtpServer() as srv:
+        _sent_with_archive(project, srv)
+        with serving(project, "--now", NOW, env=ENV) as (_, unsubscribe), chromium() as driver:
+            admin = unsubscribe.rsplit("/", 1)[0] + "/admin"
+            driver.get(f"{admin}/dashboard")
+            assert driver.current_url.endswith("/admin/login")  # behind the login
+            driver.find_element("name", "email").send_keys(EDITOR)
+            driver.find_element("name", "password").send_keys(PASSWORD)
+            driver.find_element("id", "login").click()
+            wait_for(lambda: driver.find_elements("css selector", "a.upcoming"), what="the newsroom page")
+            for width in (375, 1280):
+                set_viewport(driver, width)
+                driver.get(f"{admin}/dashboard")
+                wait_for(lambda: driver.execute_script("return document.body.dataset.charts") == "drawn", what="the charts")
+                assert horizontal_overflow(driver) <= 0, f"the dashboard scrolls sideways at {width} px"
+            row = driver.find_element("css selector", "[data-campaign=endurance] tr[data-edition='2026-W47']")
+            cells = [td.text for td in row.find_elements("tag name", "td")]
+            assert cells[:9] == ["2026-W47", "3", "3", "0", "0", "0", "0", "0", "0"]
+            drawn = driver.execute_script("return Chart.getChart('growth-endurance').data.datasets[0].data;")
+            assert drawn == [3]
+            assert driver.execute_script("return Chart.getChart('rates-endurance').data.datasets.length;") == 2
+
+
+# -- the pure due decision with approvals ------------------------------------------------------------
+
+PARIS = ZoneInfo("Europe/Paris")
+
+
+def _due(c: Campaign, now: datetime, state: EditionState | None = None, last_tick: datetime | None = None) -> list[Due]:
+    states = {("endurance", "2026-W47"): state} if state else {}
+    return [a for a in due([c], now, states, lateness=timedelta(hours=24), fetch_every=timedelta(hours=1),
+                           last_fetch=now, last_tick=last_tick) if a.kind != "fetch"]
+
+
+def test_due_holds_an_unapproved_edition_at_its_slot_sends_it_once_approved_and_never_skips_it_while_latest():
+    c = Campaign(name="endurance", title="E", series=("wec",), channels=("email",), approval="required")
+    slot_time = datetime(2026, 11, 23, 8, 1, tzinfo=PARIS)
+    assert [(a.kind, a.edition_id) for a in _due(c, slot_time)] == [("hold", "2026-W47")]
+    # two days later, past lateness: still held, not skipped (the editors were told; it waits for them)
+    assert [a.kind for a in _due(c, slot_time + timedelta(days=2))] == ["hold"]
+    approved = EditionState("frozen", approved=True)  # approving froze it
+    assert [(a.kind, a.channels) for a in _due(c, slot_time + timedelta(days=2), approved)] == [("send", ("email",))]
+    # before its slot, an approved edition waits for the slot
+    assert [a for a in _due(c, slot_time - timedelta(days=1), approved) if a.edition_id == "2026-W47"] == []
+    # held by an editor after approval: not sent until released; a campaign without approval holds the same way
+    assert [a.kind for a in _due(c, slot_time, EditionState("frozen", approved=True, held=True))] == ["hold"]
+    free = dataclasses.replace(c, approval="none")
+    assert [a.kind for a in _due(free, slot_time, EditionState(held=True))] == ["hold"]
+    assert [a.kind for a in _due(free, slot_time)] == ["send"]
+    # once the next slot passed, the unapproved one is never sent by the scheduler; the new one is held
+    later = [(a.kind, a.edition_id) for a in _due(c, slot_time + timedelta(days=7), last_tick=slot_time + timedelta(days=6))]
+    assert later == [("hold", "2026-W48")]
+    # woken late (nothing ran for days), a missed unapproved edition is recorded as skipped, never sent
+    late = [(a.kind, a.edition_id, a.reason) for a in _due(c, slot_time + timedelta(days=7), last_tick=slot_time - timedelta(hours=1))]
+    assert ("skip", "2026-W47", "missed: waiting for an editor's approval before the next slot") in late
+
+
+def test_users_add_refuses_bad_input_with_one_line(project):
+    bad = project.cli("users", "add", "not-an-address", "--role", "editor", env={"PUBLISHER_USER_PASSWORD": PASSWORD})
+    assert bad.returncode != 0 and bad.stderr.count("\n") <= 2 and "users add:" in bad.stderr and "Traceback" not in bad.stderr
+    short = project.cli("users", "add", EDITOR, env={"PUBLISHER_USER_PASSWORD": "short"})
+    assert short.returncode != 0 and "at least 12 characters" in short.stderr and "Traceback" not in short.stderr
+    none = project.cli("users", "add", EDITOR)  # no terminal, no variable: says how to give it
+    assert none.returncode != 0 and "PUBLISHER_USER_PASSWORD" in none.stderr
+    assert project.cli("users", "remove", EDITOR).returncode != 0
+    ok = project.cli("users", "add", EDITOR, "--role", "editor", env={"PUBLISHER_USER_PASSWORD": PASSWORD})
+    assert ok.returncode == 0 and f"added {EDITOR} (editor)" in ok.stdout
+    stored = _query(project, "SELECT role, password FROM users")
+    assert stored[0][0] == "editor" and stored[0][1].startswith("$argon2id$") and PASSWORD not in stored[0][1]
+    assert project.cli("users", "list").stdout.strip() == f"{EDITOR}  editor"
+    assert project.cli("users", "remove", EDITOR).returncode == 0
+    assert _query(project, "SELECT count(*) FROM users") == [(0,)]
