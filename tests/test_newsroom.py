@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import http.client
 import re
+import sqlite3
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 from urllib.parse import urlencode, urlsplit
@@ -17,7 +18,7 @@ from publisher.config import Campaign
 from publisher.scheduler.due import Due, EditionState, due
 from publisher.pipeline import fetch
 from support.browser import chromium, horizontal_overflow, require_chromium, set_viewport
-from support.email_project import ENV, NOW, _query, configure_live, send_args, write_subscribers
+from support.email_project import ENV, NOW, _query, configure_live, send_args, store_path, write_subscribers
 from support.smtp_servers import SmtpServer
 from support.web import request, serving, wait_for
 
@@ -142,6 +143,7 @@ def test_an_editor_reviews_tests_and_approves_in_chromium_and_the_edition_goes_o
 
         proc = project.cli("--now", AFTER_APPROVAL, "run", env=ENV)  # the first wake-up after the approval
         assert proc.returncode == 0, proc.stderr
+        assert "send endurance/2026-W47 on email: approved (slot 2026-11-23 08:00 CET)" in proc.stderr + proc.stdout
         got = {r.rcpt: r.message() for r in srv.received if r.rcpt in readers}
         assert sorted(got) == sorted(readers)
         # the bytes approved are the bytes sent: the frozen rendering did not change, and it is what readers got
@@ -179,6 +181,10 @@ def test_a_viewer_cannot_approve_and_requests_without_csrf_or_session_change_not
             assert _post(f"{admin}/endurance/2026-W47/hold", {"csrf": token}, editor)[0] == 200
             assert _post(f"{admin}/endurance/2026-W47/release", {"csrf": token}, editor)[0] == 200
             assert _approvals(project) == [("endurance", "2026-W47", "hold", EDITOR), ("endurance", "2026-W47", "release", EDITOR)]
+            # logging out ends the session: the same cookie opens nothing any more
+            assert _post(f"{admin}/logout", {"csrf": token}, editor)[0] == 303
+            assert _post(f"{admin}/endurance/2026-W47/hold", {"csrf": token}, editor)[0] == 403
+            assert b'id="login"' in _get(f"{admin}/endurance/2026-W47", editor)[1]
 
 
 def test_repeated_failed_logins_lock_the_user_out(project):
@@ -252,7 +258,12 @@ def test_the_archive_of_a_sent_edition_holds_no_subscriber_data_and_the_email_li
 def test_the_dashboard_shows_the_figures_and_draws_its_charts_with_chart_js(project):
     require_chromium()
     with SmtpServer() as srv:
-        _sent_with_archive(project, srv)
+        readers = _sent_with_archive(project, srv)
+        db = sqlite3.connect(store_path(project))  # one reader's mail bounced, as `publisher bounces` records it
+        with db:
+            db.execute("INSERT INTO feedback (source, email, edition_key, kind, created_at) VALUES"
+                       " ('mail:1', ?, 'endurance/2026-W47', 'hard-bounce', '2026-11-23T09:00:00+00:00')", (readers[0],))
+        db.close()
         with serving(project, "--now", NOW, env=ENV) as (_, unsubscribe), chromium() as driver:
             admin = unsubscribe.rsplit("/", 1)[0] + "/admin"
             driver.get(f"{admin}/dashboard")
@@ -268,9 +279,10 @@ def test_the_dashboard_shows_the_figures_and_draws_its_charts_with_chart_js(proj
                 assert horizontal_overflow(driver) <= 0, f"the dashboard scrolls sideways at {width} px"
             row = driver.find_element("css selector", "[data-campaign=endurance] tr[data-edition='2026-W47']")
             cells = [td.text for td in row.find_elements("tag name", "td")]
-            assert cells[:9] == ["2026-W47", "3", "3", "0", "0", "0", "0", "0", "0"]
+            assert cells[:9] == ["2026-W47", "3", "2", "0", "0", "0", "1", "0", "0"]  # delivered: sent minus bounced
             drawn = driver.execute_script("return Chart.getChart('growth-endurance').data.datasets[0].data;")
             assert drawn == [3]
+            assert driver.execute_script("return Chart.getChart('rates-endurance').data.datasets[0].data;") == [33.33]
             assert driver.execute_script("return Chart.getChart('rates-endurance').data.datasets.length;") == 2
 
 
@@ -323,3 +335,29 @@ def test_users_add_refuses_bad_input_with_one_line(project):
     assert project.cli("users", "list").stdout.strip() == f"{EDITOR}  editor"
     assert project.cli("users", "remove", EDITOR).returncode == 0
     assert _query(project, "SELECT count(*) FROM users") == [(0,)]
+
+
+def test_the_review_page_shows_each_post_with_its_counted_length_in_thread_order_and_the_articles_left_out(project):
+    ctx = Context.open(project.settings, now=datetime.fromisoformat(NOW))  # the sample settings: outbox, 4 channels
+    try:
+        assert all(r.ok for r in fetch(ctx))
+    finally:
+        ctx.close()
+    assert project.cli("users", "add", VIEWER, env={"PUBLISHER_USER_PASSWORD": PASSWORD}).returncode == 0
+    with serving(project, "--now", BEFORE_SLOT, env=ENV) as (_, unsubscribe):
+        admin = unsubscribe.rsplit("/", 1)[0] + "/admin"
+        assert request(f"{admin}/endurance/2026-W47")[1].find(b'id="approve"') < 0
+        status, viewer = _login(admin, VIEWER)
+        page = _get(f"{admin}/endurance/2026-W47", viewer)[1].decode()
+        assert 'id="approve"' not in page and 'id="test"' not in page
+        for network, limit in (("x", 280), ("mastodon", 500), ("bluesky", 300)):
+            positions = re.findall(rf'data-network="{network}" data-position="(\d+)"', page)
+            assert positions == [str(i) for i in range(len(positions))] and len(positions) == 4  # the lead and a thread of 3
+            assert re.search(rf'data-network="{network}" data-position="0"><pre>.*?</pre>\s*<div class="muted"><span>\d+/{limit}</span>',
+                             page, re.S)
+        assert "in reply to post 1" in page
+        assert 'class="picked"' in page and 'class="left-out"' in page and "matches none of the campaign" in page
+        frame = _get(f"{admin}/endurance/2026-W47/email.html", viewer)[1].decode()
+        assert "Endurance Hebdo" in frame and "%%" not in frame  # the sample reader's copy
+        assert _get(f"{admin}/endurance/2026-W47/email.html", "publisher_admin=nobody")[0] == 404
+        assert _get(f"{admin}/nope/2026-W47", viewer)[0] == 404 and _get(f"{admin}/endurance/not-an-edition", viewer)[0] == 404

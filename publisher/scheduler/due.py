@@ -118,7 +118,9 @@ def due(campaigns: Sequence[Campaign], now: datetime, editions: Mapping[tuple[st
                 left = tuple(c for c in campaign.channels
                              if c not in state.done_channels and c not in state.waiting_channels)
                 if left:
-                    actions.append(Due("send", f"resuming (slot was {_local(at)})", campaign.name, eid, at, left))
+                    first = state.approved and not state.done_channels and not state.waiting_channels
+                    why = f"approved (slot {_local(at)})" if first else f"resuming (slot was {_local(at)})"
+                    actions.append(Due("send", why, campaign.name, eid, at, left))
                 continue
             if now < at.astimezone(_UTC) + lateness:
                 late = now - at.astimezone(_UTC)
