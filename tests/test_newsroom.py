@@ -361,3 +361,19 @@ def test_the_review_page_shows_each_post_with_its_counted_length_in_thread_order
         assert "Endurance Hebdo" in frame and "%%" not in frame  # the sample reader's copy
         assert _get(f"{admin}/endurance/2026-W47/email.html", "publisher_admin=nobody")[0] == 404
         assert _get(f"{admin}/nope/2026-W47", viewer)[0] == 404 and _get(f"{admin}/endurance/not-an-edition", viewer)[0] == 404
+
+
+def test_bad_newsroom_settings_fail_with_one_line_naming_the_file_and_key(project):
+    text = project.settings.read_text(encoding="utf-8")
+    for line, expected in (('lockout = "abc"', "settings.toml: [web].lockout must be a duration"),
+                           ('archive_url = "ftp://x"', "settings.toml: [web].archive_url must be an http(s) URL"),
+                           ("login_attempts = 0", "settings.toml: [web].login_attempts")):
+        project.write_settings(text.replace("[web]\n", f"[web]\n{line}\n", 1))
+        proc = project.cli("users", "list")
+        assert proc.returncode == 2 and expected in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    project.write_settings(text)
+    path = project.root / "campaigns" / "endurance.toml"
+    path.write_text(path.read_text(encoding="utf-8").replace('thin_week = "skip"\n', 'thin_week = "skip"\napproval = "yes"\n'),
+                    encoding="utf-8")
+    proc = project.cli("status", "endurance")
+    assert proc.returncode == 2 and "campaigns/endurance.toml: approval must be one of 'none', 'required', not 'yes'" in proc.stderr
