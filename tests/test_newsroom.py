@@ -4,6 +4,7 @@ slot, aiosmtpd, headless Chromium; and a viewer, forged requests and the public 
 from __future__ import annotations
 
 import dataclasses
+import html
 import http.client
 import re
 import sqlite3
@@ -357,6 +358,8 @@ def test_the_review_page_shows_each_post_with_its_counted_length_in_thread_order
                              page, re.S)
         assert "in reply to post 1" in page
         assert 'class="picked"' in page and 'class="left-out"' in page and "matches none of the campaign" in page
+        rules = [html.unescape(r) for r in re.findall(r'<li class="picked">.*?<span class="muted">series (.*?)</span>', page)]
+        assert rules and all(re.fullmatch(r"[\w-]+ \((category|title prefix|keyword) '[^']+'\)(, .*)?", r) for r in rules), rules
         frame = _get(f"{admin}/endurance/2026-W47/email.html", viewer)[1].decode()
         assert "Endurance Hebdo" in frame and "%%" not in frame  # the sample reader's copy
         assert _get(f"{admin}/endurance/2026-W47/email.html", "publisher_admin=nobody")[0] == 404

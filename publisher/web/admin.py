@@ -18,6 +18,7 @@ SameSite=Strict) and the session's own CSRF token; a viewer's POST changes nothi
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import html
 import logging
@@ -36,7 +37,7 @@ from publisher import pipeline
 from publisher.app import Context
 from publisher.channels.email.proof import send_test
 from publisher.config import Campaign, parse_duration
-from publisher.editions import check_edition, current_edition, left_out, window
+from publisher.editions import check_edition, current_edition, left_out, picked, window
 from publisher.errors import ConfigError
 from publisher.models import Article, LintIssue, RenderedEdition
 from publisher.preview import personalised, post_problems, sample_values
@@ -75,7 +76,7 @@ class Review:
     skip_reason: str | None
     frozen: bool
     gate: Gate
-    picked: list[tuple[Article, tuple[str, ...]]] = field(default_factory=list)
+    picked: list[tuple[Article, list[str]]] = field(default_factory=list)
     left_out: list[tuple[Article, str]] = field(default_factory=list)
     problems: list[LintIssue] = field(default_factory=list)
 
@@ -195,7 +196,7 @@ def routes(web: "Web") -> list[Route]:
         r = Review(c, eid, edition_label(plan.edition, c), rendered, None if done else plan.skip_reason, done is not None, g,
                    left_out=left_out(c, plan, web.store.articles_between(start, end), web.settings.series))
         if rendered is not None:
-            r.picked = [(a, rendered.edition.series.get(a.id, ())) for a in rendered.edition.articles]
+            r.picked = picked(c, dataclasses.replace(plan, edition=rendered.edition), web.settings.series)
             r.problems = list(rendered.lint) + post_problems(rendered)
         return r
 
