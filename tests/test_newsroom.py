@@ -310,6 +310,8 @@ def test_due_holds_an_unapproved_edition_at_its_slot_sends_it_once_approved_and_
     assert [a for a in _due(c, slot_time - timedelta(days=1), approved) if a.edition_id == "2026-W47"] == []
     # held by an editor after approval: not sent until released; a campaign without approval holds the same way
     assert [a.kind for a in _due(c, slot_time, EditionState("frozen", approved=True, held=True))] == ["hold"]
+    # sent by hand (`publisher send`) without approval: nothing left to hold
+    assert _due(c, slot_time, EditionState("frozen", done_channels=frozenset({"email"}))) == []
     free = dataclasses.replace(c, approval="none")
     assert [a.kind for a in _due(free, slot_time, EditionState(held=True))] == ["hold"]
     assert [a.kind for a in _due(free, slot_time)] == ["send"]

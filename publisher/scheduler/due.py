@@ -106,6 +106,8 @@ def due(campaigns: Sequence[Campaign], now: datetime, editions: Mapping[tuple[st
             if state.status == "skipped":
                 continue
             waiting = _waiting_for_editor(campaign, state)
+            if waiting and state.status == "frozen" and set(campaign.channels) <= state.done_channels:
+                continue  # sent already (`publisher send` by hand): nothing left to hold
             if waiting and eid == latest:
                 actions.append(Due("hold", f"{waiting} (slot {_local(at)})", campaign.name, eid, at))
                 continue
