@@ -38,23 +38,31 @@ def fold(text: str) -> str:
 
 def series_of(article: Article, series: Mapping[str, SeriesSettings]) -> tuple[str, ...]:
     """The series an article belongs to: from its feed categories and keyword rules on its title."""
-    cats = {fold(c) for c in article.categories}
+    return tuple(name for name, _ in series_rules(article, series))
+
+
+def series_rules(article: Article, series: Mapping[str, SeriesSettings]) -> list[tuple[str, str]]:
+    """(series, the rule that matched) for each series of an article: "category WEC", "title prefix ...", "keyword ..."."""
+    cats = {fold(c): c for c in article.categories}
     title = fold(article.title)
     found = []
     for name, s in series.items():
         names = {fold(n) for n in (name, s.label, *s.categories, *s.aliases)}
-        if cats & names:
-            found.append(name)
+        cat = next((cats[c] for c in cats if c in names), None)
+        if cat is not None:
+            found.append((name, f"category {cat!r}"))
             continue
-        if any(_prefix_match(title, fold(p)) for p in s.title_prefixes):
-            found.append(name)
+        prefix = next((p for p in s.title_prefixes if _prefix_match(title, fold(p))), None)
+        if prefix is not None:
+            found.append((name, f"title prefix {prefix!r}"))
             continue
         text = title
         for phrase in s.exclude:  # "Petit Le Mans" must not match the keyword "Le Mans"
             text = _words(fold(phrase)).sub(" ", text)
-        if any(_words(fold(k)).search(text) for k in (*s.keywords, *s.aliases) if k.strip()):
-            found.append(name)
-    return tuple(found)
+        keyword = next((k for k in (*s.keywords, *s.aliases) if k.strip() and _words(fold(k)).search(text)), None)
+        if keyword is not None:
+            found.append((name, f"keyword {keyword!r}"))
+    return found
 
 
 def rules_for(campaign: Campaign, series: Mapping[str, SeriesSettings]) -> dict[str, SeriesSettings]:
@@ -251,6 +259,28 @@ def plan_edition(campaign: Campaign, edition_id: str, articles: Iterable[Article
         if campaign.thin_week == "skip" or not chosen:
             return Plan(edition, skip_reason=reason)
     return Plan(edition)
+
+
+def picked(campaign: Campaign, plan: Plan, series: Mapping[str, SeriesSettings]) -> list[tuple[Article, list[str]]]:
+    """The edition's articles, each with its series and the rule that matched ("wec (category 'WEC')")."""
+    rules, wanted = rules_for(campaign, series), set(campaign.series)
+    return [(a, [f"{name} ({rule})" for name, rule in series_rules(a, rules) if name in wanted]) for a in plan.edition.articles]
+
+
+def left_out(campaign: Campaign, plan: Plan, articles: Iterable[Article],
+             series: Mapping[str, SeriesSettings]) -> list[tuple[Article, str]]:
+    """The articles of the edition's window that `plan` did not pick, each with why (for the review page)."""
+    picked = {a.id for a in plan.edition.articles}
+    rules, wanted = rules_for(campaign, series), set(campaign.series)
+    start, end = plan.edition.window_start, plan.edition.window_end
+    out = []
+    for a in articles:
+        if a.id in picked or not (start <= a.published < end):
+            continue
+        matched = [f"{name} ({rule})" for name, rule in series_rules(a, rules) if name in wanted]
+        out.append((a, f"over max_articles ({campaign.max_articles}); series {', '.join(matched)}" if matched
+                    else "matches none of the campaign's series"))
+    return out
 
 
 # -- per-article alerts: one article, alone, at once ------------------------------------------------

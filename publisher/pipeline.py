@@ -20,6 +20,7 @@ from publisher.errors import DeliveryError, PublisherError
 from publisher.ingest.feeds import fetch_all
 from publisher.models import Article, RenderedEdition, rendered_from_dict, rendered_to_dict
 from publisher.render.email import Renderer
+from publisher.store.db import Store
 
 log = logging.getLogger("publisher")
 
@@ -53,7 +54,12 @@ def render(ctx: Context, campaign: Campaign, p: Plan) -> RenderedEdition:
 
 def frozen(ctx: Context, campaign: Campaign, edition_id: str) -> RenderedEdition | None:
     """The rendering frozen by an earlier send of this edition, if any."""
-    row = ctx.store.edition_record(campaign.name, edition_id)
+    return frozen_rendering(ctx.store, campaign.name, edition_id)
+
+
+def frozen_rendering(store: Store, campaign: str, edition_id: str) -> RenderedEdition | None:
+    """The frozen rendering of an edition in `store`, if any (the archive reads it too)."""
+    row = store.edition_record(campaign, edition_id)
     if row is None or row.status != "frozen" or not row.rendered:
         return None
     return rendered_from_dict(json.loads(row.rendered))

@@ -122,26 +122,26 @@ def write_bundle(out: Path, entries: list[BundleEntry], settings, now: datetime)
             continue
         folder = out / e.campaign.name / e.edition_id
         r = e.rendered
-        _write(folder / "email.html", r.html.encode("utf-8"))
-        _write(folder / "email.txt", r.text.encode("utf-8"))
-        _write(folder / "sample.html", personalised(r.html, sample, lambda v: html.escape(v, quote=True)).encode("utf-8"))
-        _write(folder / "email.eml", preview_eml(r, e.campaign, settings, now))
+        write_file(folder / "email.html", r.html.encode("utf-8"))
+        write_file(folder / "email.txt", r.text.encode("utf-8"))
+        write_file(folder / "sample.html", personalised(r.html, sample, lambda v: html.escape(v, quote=True)).encode("utf-8"))
+        write_file(folder / "email.eml", preview_eml(r, e.campaign, settings, now))
         posts = {n: [{"position": p.position, "text": p.text, "length": p.length, "limit": p.limit,
                       "links": list(p.links), "image": p.image, "card": p.card, "language": p.language}
                      for p in ps] for n, ps in r.posts.items()}
-        _write(folder / "posts.json", json.dumps(posts, ensure_ascii=False, indent=2).encode("utf-8"))
+        write_file(folder / "posts.json", json.dumps(posts, ensure_ascii=False, indent=2).encode("utf-8"))
         page = env.get_template("edition.html").render(entry=e, r=r, text=personalised(r.text, sample), size_kb=len(r.html.encode("utf-8")) / 1024,
                                                        publisher_name=settings.publisher.name, now=now)
-        _write(folder / "index.html", page.encode("utf-8"))
+        write_file(folder / "index.html", page.encode("utf-8"))
     index = env.get_template("index.html").render(entries=entries, publisher_name=settings.publisher.name, now=now)
-    _write(out / "index.html", index.encode("utf-8"))
+    write_file(out / "index.html", index.encode("utf-8"))
 
 
 _UMASK = os.umask(0o022)  # read the process umask (only a set returns it), then put it back
 os.umask(_UMASK)
 
 
-def _write(path: Path, data: bytes) -> None:
+def write_file(path: Path, data: bytes) -> None:
     """Write-then-rename, so a reviewer never opens half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")

@@ -23,8 +23,10 @@ COMMANDS = list(_commands(build_parser()))
 
 def test_all_commands_are_listed():
     names = {c[0] for c in COMMANDS}
-    assert names == {"fetch", "preview", "send", "subscribers", "serve", "status", "run", "schedule", "bounces"}
+    assert names == {"fetch", "preview", "send", "subscribers", "serve", "status", "run", "schedule", "bounces",
+                     "users", "archive"}
     assert ("subscribers", "import") in COMMANDS
+    assert {("users", "add"), ("users", "list"), ("users", "remove")} <= set(COMMANDS)
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c))

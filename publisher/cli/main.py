@@ -110,6 +110,20 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--host", help="default: [web].host")
     sv.add_argument("--port", type=int, help="default: [web].port")
 
+    us = sub.add_parser("users", help="the people who may log in to the admin area of 'publisher serve'")
+    uss = us.add_subparsers(dest="users_command", required=True, metavar="SUBCOMMAND")
+    ua = uss.add_parser("add", help="add a user or change their role and password ($PUBLISHER_USER_PASSWORD, else asked)")
+    ua.add_argument("address", metavar="ADDRESS")
+    ua.add_argument("--role", choices=("viewer", "editor"), default="viewer",
+                    help="viewer: preview only; editor: also approve, hold, release and send tests")
+    uss.add_parser("list", help="the users, their roles, and who is locked out")
+    ur = uss.add_parser("remove", help="remove a user and end their sessions")
+    ur.add_argument("address", metavar="ADDRESS")
+
+    ar = sub.add_parser("archive", help="write the public archive (sent editions, an index per campaign, Atom feeds)"
+                        " as static files")
+    ar.add_argument("--out", required=True, metavar="DIR", help="the folder to write (files are replaced atomically)")
+
     sub.add_parser("bounces", help="read the bounce mailbox (IMAP): suppress bounced, complaining and unsubscribing"
                    " addresses; move what was understood to [bounces].processed_folder")
 
@@ -132,6 +146,8 @@ COMMANDS = {
     "serve": "serve:command_serve",
     "status": "status:command_status",
     "bounces": "bounces:command_bounces",
+    "users": "users:command_users",
+    "archive": "archive:command_archive",
     "run": "schedule:command_run",
     "schedule": "schedule:command_schedule",
 }

@@ -1,5 +1,5 @@
-"""`publisher serve`: the public pages (unsubscribe, preferences, sign-up, confirmation) and the mail system's
-webhooks, until Ctrl-C or SIGTERM."""
+"""`publisher serve`: the public pages (unsubscribe, preferences, sign-up, confirmation, the archive), the mail
+system's webhooks and the newsroom's admin area (review, approval, dashboard), until Ctrl-C or SIGTERM."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from publisher.app import Context
 from publisher.channels.email.notice import recover_notices
 from publisher.config.schema import check_port
 from publisher.errors import ConfigError
-from publisher.web import webhooks
+from publisher.web import admin, archive, dashboard, webhooks
 from publisher.web.app import create_app
 from publisher.web.server import config
 from publisher.web.tokens import signer_from_env
@@ -33,13 +33,14 @@ def command_serve(ctx: Context, args) -> int:
         raise ConfigError(f"serve: cannot listen on {host}:{port} ({exc.strerror})",
                           hint="pick another --port, or stop what uses it") from None
     recover_notices(ctx.settings, ctx.ledger())
-    app = create_app(ctx.settings, ctx.store, signer, ctx.clock, extra_routes=[webhooks.area],
+    app = create_app(ctx.settings, ctx.store, signer, ctx.clock, extra_routes=[webhooks.area, admin.routes, dashboard.routes, archive.routes],
                      body_limits=[webhooks.BODY_LIMIT])
     web = app.state.web
     shown = f"[{host}]" if ":" in host else host
     local = f"http://{shown}:{sock.getsockname()[1]}"
     print(f"serving unsubscribe links on {local}{web.unsubscribe_path} and sign-up on {local}{web.base_path}/subscribe"
           f" (Ctrl-C to stop)", flush=True)
+    print(f"admin area on {local}{web.base_path}/admin/ and the archive on {local}{web.base_path}/archive/", flush=True)
     server = uvicorn.Server(config(app, ctx.settings, host, port))
     server.run(sockets=[sock])  # SIGTERM and Ctrl-C: uvicorn finishes the requests in flight, then returns
     return 0

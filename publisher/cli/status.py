@@ -20,6 +20,7 @@ from publisher.scheduler.due import next_fetch
 from publisher.scheduler.facts import LEASE, decide, last_fetch, last_tick
 from publisher.store.feedback import counts_for_edition
 from publisher.store.audience import notice_counts
+from publisher.store.newsroom import gate, recent_decisions
 from publisher.store.subscribers import suppressed_by_reason
 
 UTC = timezone.utc
@@ -97,9 +98,10 @@ def campaign_lines(ctx: Context, c: Campaign, now: datetime, actions, edition: s
     lines = [f"{c.name}: {c.title} ({c.schedule}, {c.timezone}; channels {', '.join(c.channels)})",
              f"  next run: {eid} at {_t(at, tz)}"]
     for a in actions:
-        verb = {"send": "due now", "skip": "to record as skipped"}.get(a.kind, a.kind)
+        verb = {"send": "due now", "skip": "to record as skipped", "hold": "held"}.get(a.kind, a.kind)
         what = f" on {', '.join(a.channels)}" if a.channels else ""
         lines.append(f"  {verb}: {a.edition_id}{what} ({a.reason})")
+    lines += decision_lines(ctx, c, edition)
     records = ctx.store.edition_records(c.name)
     if edition:
         rec = next((r for r in records if r.edition_id == edition), None)
@@ -123,6 +125,16 @@ def campaign_lines(ctx: Context, c: Campaign, now: datetime, actions, edition: s
     for r in reversed(skipped):
         lines.append(f"  skipped {r.edition_id}: {r.reason}")
     return lines
+
+
+_DONE = {"approve": "approved", "hold": "held", "release": "released"}
+
+
+def decision_lines(ctx: Context, c: Campaign, edition: str | None) -> list[str]:
+    """Who approved, held or released the campaign's last editions (or the given one), and when."""
+    decisions = gate(ctx.store, c.name, edition).decisions if edition else recent_decisions(ctx.store, c.name)
+    lines = ["  approval: required (publisher serve, admin area)"] if c.approval == "required" else []
+    return lines + [f"  {_DONE[d.action]} {d.edition_id} by {d.who} on {_t(d.at, c.tz)}" for d in decisions]
 
 
 def channel_lines(ctx: Context, c: Campaign, edition_id: str, name: str) -> list[str]:

@@ -96,6 +96,7 @@ class Campaign:
     hashtags: tuple[str, ...] = ()  # added to the series' own hashtags
     match: dict[str, "SeriesMatch"] = field(default_factory=dict, hash=False)  # [match.SERIES] extra rules
     alerts: AlertSettings = AlertSettings()
+    approval: Literal["none", "required"] = "none"  # "required": an editor approves each edition in `publisher serve`
 
     @property
     def tz(self) -> ZoneInfo:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal, Mapping
+from urllib.parse import urlsplit
 
 from publisher.config.schema import (
     DOMAIN,
@@ -243,6 +244,11 @@ class WebSettings:
     signups_per_ip_per_hour: int = 20
     confirmations_per_address_per_day: int = 3
     welcome: bool = True  # send the welcome mail once a sign-up is confirmed
+    archive_url: str = ""  # the web version of a sent edition, "https://example.org/newsletter/archive/{campaign}/{edition}/"
+    login_attempts: int = 5  # failed logins in a row before the admin area locks a user out
+    lockout: str = "15m"  # how long that lock-out lasts
+    session_lifetime: str = "12h"  # an admin session ends this long after its login
+    secure_cookies: bool = True  # the session cookie is only sent over HTTPS (false only for a plain-HTTP test set-up)
 
     def _check(self, where: str) -> None:
         check_port(self.port, f"{where}.port", zero_ok=True)
@@ -255,8 +261,12 @@ class WebSettings:
             check_url(self.public_url, f"{where}.public_url")
         for i, origin in enumerate(self.allowed_origins):
             check_url(origin, f"{where}.allowed_origins[{i}]")
-        if parse_duration(self.confirm_within, f"{where}.confirm_within") <= timedelta(0):
-            raise ConfigError(f"{where}.confirm_within must be longer than 0s, not {self.confirm_within!r}")
+        for key in ("confirm_within", "lockout", "session_lifetime"):
+            if parse_duration(getattr(self, key), f"{where}.{key}") <= timedelta(0):
+                raise ConfigError(f"{where}.{key} must be longer than 0s, not {getattr(self, key)!r}")
+        check_range(self, where, 1, 1000, "login_attempts")
+        if self.archive_url:
+            check_url(self.archive_url, f"{where}.archive_url", "https://example.org/newsletter/archive/{campaign}/{edition}/")
 
     @property
     def confirm_window(self) -> timedelta:
@@ -283,6 +293,15 @@ class Settings:
     def path(self, value: str) -> Path:
         p = Path(value)
         return p if p.is_absolute() else self.root / p
+
+    @property
+    def pages_url(self) -> str:
+        """The public URL of `publisher serve`'s pages: [web].public_url, else the folder of [email].unsubscribe_url."""
+        if self.web.public_url:
+            return self.web.public_url.rstrip("/")
+        parts = urlsplit(self.email.unsubscribe_url)
+        folder = (parts.path.rstrip("/") or "/unsubscribe").rsplit("/", 1)[0]
+        return f"{parts.scheme}://{parts.netloc}".lower() + folder
 
     @property
     def store_path(self) -> Path:

@@ -277,8 +277,9 @@ def base_context(edition: Edition, campaign: Campaign, settings: Settings) -> di
     """What every template gets: the edition, the campaign and derived values, never raw settings."""
     site = safe_url(settings.publisher.site_url)
     web = None
-    if campaign.social.web_version_url:
-        web = safe_url(campaign.social.web_version_url.replace("{campaign}", campaign.name)
+    pattern = campaign.social.web_version_url or settings.web.archive_url  # the campaign's own, else the archive's
+    if pattern:
+        web = safe_url(pattern.replace("{campaign}", campaign.name)
                        .replace("{edition}", edition.id))
     return {
         "edition": edition,

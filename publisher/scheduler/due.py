@@ -21,13 +21,15 @@ class EditionState:
     status: str | None = None  # None (never started), "frozen" (rendered, sending) or "skipped"
     done_channels: frozenset[str] = frozenset()  # last run finished (ok or disabled) and no planned/sending rows
     waiting_channels: frozenset[str] = frozenset()  # rows left, but all held back by a retry time (4xx, 429)
+    approved: bool = False  # an editor approved it (which froze it)
+    held: bool = False  # an editor held it and did not release it yet
 
 
 @dataclass(frozen=True)
 class Due:
     """One thing to do now: fetch the feeds, send an edition (on some channels), or record a missed slot."""
 
-    kind: str  # "fetch" | "send" | "skip" | "bounces"
+    kind: str  # "fetch" | "send" | "skip" | "bounces" | "hold" (due, but waiting for an editor)
     reason: str
     campaign: str = ""
     edition_id: str = ""
@@ -44,6 +46,8 @@ class Due:
             return f"{self.kind}: {self.reason}"
         if self.kind == "send":
             return f"send {self.key} on {', '.join(self.channels)}: {self.reason}"
+        if self.kind == "hold":
+            return f"hold {self.key}: {self.reason}"
         return f"skip {self.key}: {self.reason}"
 
 
@@ -82,6 +86,10 @@ def due(campaigns: Sequence[Campaign], now: datetime, editions: Mapping[tuple[st
     `skip` ("missed: ..."). `editions` maps (campaign, edition id) to its stored state; missing
     means no record.
 
+    An edition an editor held, or one of a campaign with approval = "required" not approved yet, is a
+    `hold` instead of a send while it is the latest slot's: held at its slot, not skipped, it goes
+    out at the first wake-up after its approval (or release), until the next slot.
+
     `alerts` maps a campaign's name to its alerts seen in the store, (edition id, publication time),
     from `alert_floor(...)` on: each goes out at once on the campaign's alert channels, once, while
     its article is younger than lateness; an older one with no record becomes a `skip`.
@@ -97,13 +105,24 @@ def due(campaigns: Sequence[Campaign], now: datetime, editions: Mapping[tuple[st
             state = editions.get((campaign.name, eid), EditionState())
             if state.status == "skipped":
                 continue
+            waiting = _waiting_for_editor(campaign, state)
+            if waiting and state.status == "frozen" and set(campaign.channels) <= state.done_channels:
+                continue  # sent already (`publisher send` by hand): nothing left to hold
+            if waiting and eid == latest:
+                actions.append(Due("hold", f"{waiting} (slot {_local(at)})", campaign.name, eid, at))
+                continue
+            if waiting and state.status != "frozen":
+                actions.append(Due("skip", f"missed: {waiting} before the next slot", campaign.name, eid, at))
+                continue
             if state.status == "frozen":
                 if eid != latest:
                     continue  # the next edition's slot has passed: an unfinished old one waits for the user
                 left = tuple(c for c in campaign.channels
                              if c not in state.done_channels and c not in state.waiting_channels)
                 if left:
-                    actions.append(Due("send", f"resuming (slot was {_local(at)})", campaign.name, eid, at, left))
+                    first = state.approved and not state.done_channels and not state.waiting_channels
+                    why = f"approved (slot {_local(at)})" if first else f"resuming (slot was {_local(at)})"
+                    actions.append(Due("send", why, campaign.name, eid, at, left))
                 continue
             if now < at.astimezone(_UTC) + lateness:
                 late = now - at.astimezone(_UTC)
@@ -120,6 +139,15 @@ def due(campaigns: Sequence[Campaign], now: datetime, editions: Mapping[tuple[st
     if fetch:
         actions.insert(0, Due("fetch", fetch))
     return actions
+
+
+def _waiting_for_editor(campaign: Campaign, state: EditionState) -> str | None:
+    """Why an edition may not go out yet: held by an editor, or not approved where approval is required."""
+    if state.held:
+        return "held by an editor"
+    if campaign.approval == "required" and not state.approved:
+        return "waiting for an editor's approval"
+    return None
 
 
 def alert_floor(now: datetime, lateness: timedelta, last_tick: datetime | None) -> datetime:

@@ -10,6 +10,7 @@ from publisher.config import Campaign, parse_duration
 from publisher.editions import alerts_in, is_alert_id
 from publisher.scheduler.due import Due, EditionState, alert_floor, bounces_reason, candidate_editions, due
 from publisher.store.db import Store, from_iso
+from publisher.store.newsroom import gate
 
 LEASE = "scheduler"  # the lease a running scheduler holds (one per store)
 BOUNCES_STATE = "last_bounces"  # when the scheduler last read the bounce mailbox
@@ -18,10 +19,11 @@ BOUNCES_STATE = "last_bounces"  # when the scheduler last read the bounce mailbo
 def edition_state(store: Store, campaign: Campaign, edition_id: str, now: datetime) -> EditionState:
     """What the store says about one edition: skipped, or frozen with the channels done or waiting."""
     rec = store.edition_record(campaign.name, edition_id)
+    g = gate(store, campaign.name, edition_id)
     if rec is None:
-        return EditionState()
+        return EditionState(approved=g.approved, held=g.held)
     if rec.status != "frozen":
-        return EditionState(status=rec.status)
+        return EditionState(status=rec.status, approved=g.approved, held=g.held)
     key = f"{campaign.name}/{edition_id}"
     open_rows: dict[str, list[int]] = {}
     for ledger_channel, (total, ready) in store.open_deliveries(key, now).items():
@@ -38,7 +40,7 @@ def edition_state(store: Store, campaign: Campaign, edition_id: str, now: dateti
             waiting.add(name)
         elif not total and (last == "ok" or last.startswith("disabled")):
             done.add(name)
-    return EditionState("frozen", frozenset(done), frozenset(waiting))
+    return EditionState("frozen", frozenset(done), frozenset(waiting), g.approved, g.held)
 
 
 def last_fetch(ctx: Context) -> datetime | None:

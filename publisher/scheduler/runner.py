@@ -22,6 +22,7 @@ from typing import Callable, Iterator, Sequence
 import schedule
 
 from publisher.app import Context
+from publisher.channels.email.notice import ask_editors
 from publisher.config import Campaign, parse_duration
 from publisher.errors import DeliveryError, LockedError, PublisherError
 from publisher.feedback.mailbox import MailboxReport, process
@@ -30,6 +31,7 @@ from publisher.pipeline import dispatch, fetch, prepare
 from publisher.scheduler.due import Due
 from publisher.scheduler.facts import BOUNCES_STATE, LEASE, decide, last_tick
 from publisher.store.db import iso
+from publisher.store.newsroom import editors, gate
 
 log = logging.getLogger("publisher")
 
@@ -170,6 +172,12 @@ class Runner:
             self.emit(f"{action.key}: recorded as skipped ({action.reason})")
             return True
         campaign = self.by_name[action.campaign]
+        if action.kind == "hold":
+            if campaign.approval == "required" and not gate(ctx.store, campaign.name, action.edition_id).approved:
+                for line in ask_editors(ctx.settings, ctx.ledger(), f"approval/{action.key}", editors(ctx.store),
+                                        *approval_request(ctx.settings, campaign, action), now):
+                    self.emit(line)
+            return True
         reports = self.jobs.send(ctx, campaign, action.edition_id, action.channels)
         if isinstance(reports, str) or reports is None:
             self.emit(f"{action.key}: skipped ({reports or 'nothing to send'}); recorded, see 'publisher status'")
@@ -194,6 +202,16 @@ class Runner:
             left = sum(r.pending for r in reports)
             self.emit(f"{action.key}: stopping; {left} delivery(ies) left planned for the next run")
         return ok
+
+
+def approval_request(settings, campaign: Campaign, action: Due) -> tuple[str, str]:
+    """(subject, text) of the mail telling editors that an edition waits for their approval."""
+    url = f"{settings.pages_url}/admin/{campaign.name}/{action.edition_id}"
+    subject = f"[{campaign.title}] {action.edition_id} waits for your approval"
+    text = (f"The edition {action.edition_id} of {campaign.title} was due at {action.slot:%Y-%m-%d %H:%M %Z} and is held"
+            f" until an editor approves it.\n\nReview it, send yourself a test and approve it here:\n{url}\n\n"
+            "It goes out at the first scheduler wake-up after the approval.\n")
+    return subject, text
 
 
 def _with_what_the_fetch_brought(actions: list[Due], decide_again: Callable[[], list[Due]]) -> Iterator[Due]:

@@ -183,6 +183,34 @@ CREATE TABLE IF NOT EXISTS return_paths (
 );
 """
 
+# issue 12: the admin area's users and sessions, and who approved, held or released an edition (store/newsroom.py)
+NEWSROOM_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    email TEXT PRIMARY KEY,           -- the login, and where "send a test to me" and approval requests go
+    role TEXT NOT NULL,               -- viewer | editor
+    password TEXT NOT NULL,           -- argon2id hash
+    failures INTEGER NOT NULL DEFAULT 0,  -- failed logins in a row
+    locked_until TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,              -- sha256 of the cookie value
+    email TEXT NOT NULL REFERENCES users(email) ON DELETE CASCADE,
+    csrf TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS approvals (
+    id INTEGER PRIMARY KEY,
+    campaign TEXT NOT NULL,
+    edition_id TEXT NOT NULL,
+    action TEXT NOT NULL,             -- approve | hold | release
+    who TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS approvals_edition ON approvals(campaign, edition_id, id);
+"""
+
 
 def migrate(conn: sqlite3.Connection) -> None:
     """Create missing tables and indexes, and add columns newer versions introduced."""
@@ -193,6 +221,7 @@ def migrate(conn: sqlite3.Connection) -> None:
         log.info("store: adding the ledger indexes %s, once; a large ledger takes a minute", ", ".join(missing))
     conn.executescript(SCHEMA)
     conn.executescript(FEEDBACK_SCHEMA)
+    conn.executescript(NEWSROOM_SCHEMA)
     _add_missing_columns(conn, "runs", {"outcome": "TEXT", "seconds": "REAL", "summary": "TEXT"})
     _add_missing_columns(conn, "articles", {"thumbnail": "TEXT"})
     _add_missing_columns(conn, "subscriptions", {"origin": "INTEGER"})

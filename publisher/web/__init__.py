@@ -8,4 +8,7 @@
     unsubscribe.py  one-click unsubscribe from one campaign, the preferences page
     signup.py       the sign-up form, double opt-in, confirmation
     tokens.py       opaque signed links, confirmation and form tokens, the keyed hash of forgotten addresses
+    admin.py        the newsroom: login (argon2, sessions, CSRF, lock-out), review, test, approve/hold/release
+    dashboard.py    figures per campaign and edition, charts drawn by Chart.js (vendored in static/)
+    archive.py      the public archive: web versions without personal data, indexes, Atom feeds (also static)
 """

@@ -57,9 +57,7 @@ class Web:
     @property
     def public_base(self) -> str:
         """The public URL of that folder, for links in mails."""
-        if self.settings.web.public_url:
-            return self.settings.web.public_url.rstrip("/")
-        return origin_of(self.settings.email.unsubscribe_url) + self.base_path
+        return self.settings.pages_url
 
     @property
     def origins(self) -> set[str]:

@@ -126,7 +126,8 @@ class Guard:
             if message["type"] == "http.response.start":
                 state["status"], state["started"] = message["status"], True
                 message = dict(message)
-                message["headers"] = [*message.get("headers", []), *_SECURITY_HEADERS]
+                own = {name.lower() for name, _ in message.get("headers", [])}  # a page's own policy wins (the admin area's frames)
+                message["headers"] = [*message.get("headers", []), *(h for h in _SECURITY_HEADERS if h[0] not in own)]
             elif message["type"] == "http.response.body":
                 state["bytes"] += len(message.get("body", b""))
             await send(message)

@@ -94,3 +94,17 @@ def _message_id(data: bytes) -> str | None:
         if line.lower().startswith(b"message-id:"):
             return line.split(b":", 1)[1].strip().strip(b"<>").decode("ascii", "replace")
     return None
+
+
+def ask_editors(settings: Settings, ledger: Ledger, key: str, editors: list[str], subject: str, text: str,
+                now: datetime) -> list[str]:
+    """Tell each editor once (a ledger row per editor under "approval/<edition key>") that an edition waits
+    for approval; one line per mail that went out or failed now."""
+    lines = []
+    for email in editors:
+        if not claim(settings, ledger, key, email):
+            continue  # told already (or being told): never twice
+        outcome = deliver(settings, key, email, build(settings, email, subject, text, now))
+        finish(settings, ledger, key, email, outcome)
+        lines.append(f"{key}: approval request to {email}: {outcome[0].value} ({one_line(outcome[2])[:120]})")
+    return lines
