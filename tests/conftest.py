@@ -57,3 +57,22 @@ def project(tmp_path: Path) -> Project:
         if (REPO / folder).exists():
             shutil.copytree(REPO / folder, root / folder)
     return Project(root)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One real PostgreSQL server for the whole test session (tests/support/postgres.py)."""
+    from tests.support.postgres import PostgresServer  # psycopg (test extra) loads only when a test asks
+
+    server = PostgresServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_target(request, tmp_path: Path) -> str:
+    """Where a store lives, once per backend: an SQLite file, then a fresh database on the test server."""
+    if request.param == "sqlite":
+        return str(tmp_path / "store.sqlite3")
+    server = request.getfixturevalue("postgres_server")
+    return server.create_database("t_" + os.urandom(6).hex())

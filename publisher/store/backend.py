@@ -1,0 +1,134 @@
+"""The seam between the store's SQL and the database that runs it: SQLite (embedded) or PostgreSQL (shared).
+
+The store's modules write one SQL text with SQLite's placeholders (`?`, and `?1`, `?2` for a value used
+twice) and read rows by name or by position. On SQLite they go to sqlite3 unchanged. On PostgreSQL a
+`PgConnection` gives psycopg 3 the same text with the placeholders rewritten (`%s`, literal `%` doubled),
+runs it in autocommit mode so the store's own BEGIN/COMMIT delimit transactions exactly as on SQLite,
+and returns rows that answer `row["name"]`, `row[0]` and `row.keys()` like sqlite3.Row.
+
+What this layer does NOT translate (the SQL itself must be portable, or differ per `dialect`):
+INSERT OR IGNORE / OR REPLACE, `WITHOUT ROWID`, `rowid` and `lastrowid`, PRAGMA, executescript,
+triggers (PostgreSQL needs a plpgsql function), json_each, group_concat, `IS ?` with a bound value,
+and a unary `+` on text. The list with where each is used is in the issue's progress note.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable, Iterator, Sequence
+
+SQLITE, POSTGRESQL = "sqlite", "postgresql"
+
+# A quoted string or identifier (copied as is), a numbered or plain placeholder, or a literal percent sign.
+_TOKEN = re.compile(r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|\?(\d*)|%""")
+
+
+def is_postgres_url(target: str) -> bool:
+    """True for a `postgresql://` (or `postgres://`) store; anything else is an SQLite file path."""
+    return str(target).startswith(("postgresql://", "postgres://"))
+
+
+def to_format(sql: str, params: Sequence[Any] | None) -> tuple[str, list[Any]]:
+    """SQLite-style SQL and parameters -> psycopg's `%s` style, values repeated where `?N` repeats one."""
+    given = list(params or ())
+    out: list[Any] = []
+    plain = 0
+
+    def swap(m: re.Match) -> str:
+        nonlocal plain
+        text = m.group(0)
+        if text == "%":
+            return "%%"
+        if not text.startswith("?"):
+            return text.replace("%", "%%")  # quoted: no placeholder, but psycopg reads every % sign
+        if m.group(1):
+            out.append(given[int(m.group(1)) - 1])
+        else:
+            out.append(given[plain])
+            plain += 1
+        return "%s"
+
+    return _TOKEN.sub(swap, sql), out
+
+
+class Row(tuple):
+    """A result row by position or by column name, like sqlite3.Row."""
+
+    _names: dict[str, int]
+
+    def __new__(cls, names: dict[str, int], values: Iterable[Any]) -> "Row":
+        row = super().__new__(cls, values)
+        row._names = names
+        return row
+
+    def __getitem__(self, key):  # type: ignore[override]
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._names[key])
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self._names)
+
+
+def _row_factory(cursor):
+    names = {c.name: i for i, c in enumerate(cursor.description or ())}
+    return lambda values: Row(names, values)
+
+
+class PgCursor:
+    """The part of sqlite3.Cursor the store uses: fetchone, fetchall, iteration, rowcount."""
+
+    def __init__(self, cursor) -> None:
+        self._cursor = cursor
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    @property
+    def lastrowid(self) -> int:
+        raise NotImplementedError("PostgreSQL has no lastrowid: use INSERT ... RETURNING id")
+
+    def fetchone(self) -> Row | None:
+        return self._cursor.fetchone() if self._cursor.description else None
+
+    def fetchall(self) -> list[Row]:
+        return self._cursor.fetchall() if self._cursor.description else []
+
+    def __iter__(self) -> Iterator[Row]:
+        return iter(self.fetchall())
+
+
+class PgConnection:
+    """A psycopg 3 connection that runs the store's SQLite-style SQL (see the module docstring)."""
+
+    dialect = POSTGRESQL
+
+    def __init__(self, url: str, *, connect_timeout: int = 30) -> None:
+        import psycopg  # only a PostgreSQL store loads the driver (the `postgres` extra)
+
+        self._psycopg = psycopg
+        self._conn = psycopg.connect(url, autocommit=True, connect_timeout=connect_timeout, row_factory=_row_factory)
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> PgCursor:
+        text, values = to_format(sql, params)
+        if text.strip().upper() == "BEGIN IMMEDIATE":  # SQLite's write lock up front; PostgreSQL locks rows
+            text = "BEGIN"
+        cur = self._conn.cursor()
+        cur.execute(text, values or None)
+        return PgCursor(cur)
+
+    def executemany(self, sql: str, seq: Iterable[Sequence[Any]]) -> PgCursor:
+        rows = list(seq)
+        cur = self._conn.cursor()
+        if rows:
+            text, _ = to_format(sql, rows[0])
+            cur.executemany(text, [to_format(sql, r)[1] for r in rows])
+        return PgCursor(cur)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._conn.info.transaction_status != self._psycopg.pq.TransactionStatus.IDLE
+
+    def close(self) -> None:
+        self._conn.close()
