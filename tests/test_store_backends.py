@@ -1,13 +1,19 @@
 """The backend seam (publisher/store/backend.py): the same SQL text, with SQLite's placeholders, runs on
-SQLite and on a real PostgreSQL server (started by the tests), and rows read the same on both."""
+SQLite and on a real PostgreSQL server (started by the tests), rows read the same on both, and the ledger
+keeps its promises on both (one row claimed by one sender only)."""
 
 from __future__ import annotations
 
 import sqlite3
+import threading
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from publisher.models import State
 from publisher.store.backend import PgConnection, is_postgres_url, to_format
+from publisher.store.db import Store
+from publisher.store.ledger import Ledger
 
 
 def _connect(target: str):
@@ -70,3 +76,55 @@ def test_portable_upsert_returning_and_update_from_values(conn):
     assert cur.rowcount == 2
     assert [(r["k"], r["n"], r["note"]) for r in conn.execute("SELECT * FROM t ORDER BY k")] == [
         ("a", 1, "first"), ("b", 12, None), ("c", 13, "third")]
+
+
+NOW = datetime(2026, 11, 23, 8, 0, tzinfo=timezone.utc)
+KEY = "endurance/2026-W48"
+
+
+def test_the_ledger_plans_claims_finishes_and_counts_alike(store_target):
+    store = Store(store_target)
+    ledger = Ledger(store, clock=lambda: NOW)
+    targets = [f"r{i:03}@example.org" for i in range(10)]
+    assert ledger.plan(KEY, "email", targets) == 10
+    assert ledger.plan(KEY, "email", targets[:3] + ["new@example.org"]) == 1  # planned rows keep their state
+    claimed = ledger.claim_range(KEY, "email", 4, "", NOW)
+    assert [t for t, _ in claimed] == ["new@example.org", *targets[:3]]
+    ledger.finish(KEY, "email", [(t, State.SENT, f"<{t}>", "250 ok") for t, _ in claimed[:3]], count_attempt=True)
+    ledger.retry_later(KEY, "email", [(claimed[3][0], NOW + timedelta(minutes=5), "451 later")], count_attempt=True)
+    assert ledger.claim_range(KEY, "email", 2, "", NOW)[0][0] == targets[3]  # the one held back is not due
+    assert ledger.recover(KEY, "email") == targets[3:5]  # claimed, never finished: outcome unknown
+    assert ledger.counts(KEY, "email") == {"planned": 6, "sending": 0, "sent": 3, "failed": 0, "unknown": 2}
+    assert ledger.get(KEY, "email", "new@example.org").remote_id == "<new@example.org>"
+    assert ledger.get(KEY, "email", targets[2]).attempts == 1
+    assert ledger.first_targets(KEY, ["email"], State.UNKNOWN, 5) == targets[3:5]
+    run = store.start_run(KEY, "email", NOW)
+    store.finish_run(run, NOW, 1.5, "ok", "3 sent")
+    assert [(r.id, r.outcome, r.seconds) for r in store.runs(KEY)] == [(run, "ok", 1.5)]
+    store.close()
+
+
+def test_two_senders_claiming_one_edition_never_take_the_same_row(store_target):
+    """Each sender has its own connection and walks the edition in batches; together they take every row once."""
+    setup = Store(store_target)
+    Ledger(setup, clock=lambda: NOW).plan(KEY, "email", [f"r{i:04}@example.org" for i in range(600)])
+    taken: list[list[str]] = [[], []]
+
+    def sender(n: int) -> None:
+        store = Store(store_target)
+        ledger, after = Ledger(store, clock=lambda: NOW), ""
+        while batch := ledger.claim_range(KEY, "email", 7, after, NOW):
+            taken[n] += [t for t, _ in batch]
+            after = batch[-1][0]
+            ledger.finish(KEY, "email", [(t, State.SENT, None, "250") for t, _ in batch])
+        store.close()
+
+    threads = [threading.Thread(target=sender, args=(n,)) for n in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not set(taken[0]) & set(taken[1])
+    assert sorted(taken[0] + taken[1]) == [f"r{i:04}@example.org" for i in range(600)]
+    assert Ledger(setup).counts(KEY, "email")["sent"] == 600
+    setup.close()

@@ -28,6 +28,15 @@ def is_postgres_url(target: str) -> bool:
     return str(target).startswith(("postgresql://", "postgres://"))
 
 
+class BackendError(Exception):
+    """The database could not be reached or refused the work (the driver's message, without the password)."""
+
+
+def redact(url: str) -> str:
+    """The URL without a password, for messages (PUBLISHER_STORE_PASSWORD is where the password belongs)."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
 def to_format(sql: str, params: Sequence[Any] | None) -> tuple[str, list[Any]]:
     """SQLite-style SQL and parameters -> psycopg's `%s` style, values repeated where `?N` repeats one."""
     given = list(params or ())
@@ -104,18 +113,27 @@ class PgConnection:
 
     dialect = POSTGRESQL
 
-    def __init__(self, url: str, *, connect_timeout: int = 30) -> None:
-        import psycopg  # only a PostgreSQL store loads the driver (the `postgres` extra)
-
+    def __init__(self, url: str, *, password: str | None = None, connect_timeout: int = 30) -> None:
+        try:
+            import psycopg  # only a PostgreSQL store loads the driver (the `postgres` extra)
+        except ImportError:
+            raise BackendError("the PostgreSQL driver is not installed: pip install 'publisher[postgres]'") from None
         self._psycopg = psycopg
-        self._conn = psycopg.connect(url, autocommit=True, connect_timeout=connect_timeout, row_factory=_row_factory)
+        extra = {"password": password} if password else {}
+        try:
+            self._conn = psycopg.connect(url, autocommit=True, connect_timeout=connect_timeout,
+                                         row_factory=_row_factory, **extra)
+        except psycopg.Error as exc:
+            raise BackendError(redact(str(exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__) from None
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> PgCursor:
-        text, values = to_format(sql, params)
-        if text.strip().upper() == "BEGIN IMMEDIATE":  # SQLite's write lock up front; PostgreSQL locks rows
-            text = "BEGIN"
         cur = self._conn.cursor()
-        cur.execute(text, values or None)
+        if not params:  # sent as is: psycopg reads no placeholders then, and several statements may go at once
+            if sql.strip().upper() == "BEGIN IMMEDIATE":  # SQLite's write lock up front; PostgreSQL locks rows
+                sql = "BEGIN"
+            cur.execute(sql)
+        else:
+            cur.execute(*to_format(sql, params))
         return PgCursor(cur)
 
     def executemany(self, sql: str, seq: Iterable[Sequence[Any]]) -> PgCursor:

@@ -18,9 +18,10 @@ from typing import Iterable, Iterator
 
 from publisher.errors import ConfigError, DiskFullError
 from publisher.models import Article
+from publisher.store.backend import POSTGRESQL, SQLITE, BackendError, PgConnection, is_postgres_url, redact
 from publisher.store.isotime import from_iso, iso
 from publisher.store.leases import Leases
-from publisher.store.tables import migrate
+from publisher.store.tables import migrate, migrate_postgres
 
 
 @dataclass(frozen=True)
@@ -70,9 +71,14 @@ class UpsertCounts:
 
 
 class Store(Leases):
-    """A connection to the SQLite file; create the folder and schema on first use."""
+    """A connection to the SQLite file (create the folder and schema on first use) or to a PostgreSQL database."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, password: str | None = None):
+        self._locks: dict[str, int] = {}  # lease name -> the descriptor holding its flock (-1: an advisory lock)
+        if is_postgres_url(str(path)):
+            self._open_postgres(str(path), password)
+            return
+        self.dialect, self.where, self._rowid = SQLITE, str(path), "rowid"
         self.path = Path(path)
         if self.path.is_dir():
             raise ConfigError(f"store {self.path}: is a folder, not an SQLite file",
@@ -83,8 +89,17 @@ class Store(Leases):
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"store {self.path}: cannot open ({exc})", hint="check [publisher].store in settings.toml") from None
         self.conn.row_factory = sqlite3.Row
-        self._locks: dict[str, int] = {}  # lease name -> the descriptor holding its flock
         self._set_up()
+
+    def _open_postgres(self, url: str, password: str | None) -> None:
+        # runs has an id column on PostgreSQL where SQLite has its rowid; leases are advisory locks (no path)
+        self.dialect, self.where, self._rowid, self.path = POSTGRESQL, redact(url), "id", None
+        try:
+            self.conn = PgConnection(url, password=password)
+            migrate_postgres(self.conn)
+        except BackendError as exc:
+            raise ConfigError(f"store {self.where}: cannot use it ({exc})",
+                              hint="check [publisher].store in settings.toml and PUBLISHER_STORE_PASSWORD") from None
 
     def _set_up(self) -> None:
         # Two processes creating the same new store at once (two schedulers started together) can get
@@ -208,8 +223,8 @@ class Store(Leases):
     def freeze_edition(self, campaign: str, edition_id: str, content_hash: str, rendered_json: str, now: datetime) -> EditionRecord:
         """Record the rendered edition once; later calls return the first frozen record unchanged."""
         with self.transaction() as db:
-            db.execute("INSERT OR IGNORE INTO editions (campaign, edition_id, status, content_hash, rendered, created_at)"
-                       " VALUES (?,?,?,?,?,?)", (campaign, edition_id, "frozen", content_hash, rendered_json, iso(now)))
+            db.execute("INSERT INTO editions (campaign, edition_id, status, content_hash, rendered, created_at)"
+                       " VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING", (campaign, edition_id, "frozen", content_hash, rendered_json, iso(now)))
             # a skipped edition that is later sent on purpose (--edition) becomes frozen
             db.execute("UPDATE editions SET status='frozen', reason=NULL, content_hash=?, rendered=?"
                        " WHERE campaign=? AND edition_id=? AND status='skipped'",
@@ -219,8 +234,8 @@ class Store(Leases):
     def record_skip(self, campaign: str, edition_id: str, reason: str, now: datetime) -> None:
         """Record that an edition will not go out, and why (thin week, missed slot)."""
         with self.transaction() as db:
-            db.execute("INSERT OR IGNORE INTO editions (campaign, edition_id, status, reason, created_at)"
-                       " VALUES (?,?,?,?,?)", (campaign, edition_id, "skipped", reason, iso(now)))
+            db.execute("INSERT INTO editions (campaign, edition_id, status, reason, created_at)"
+                       " VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING", (campaign, edition_id, "skipped", reason, iso(now)))
 
     def edition_records(self, campaign: str | None = None) -> list[EditionRecord]:
         """Every edition record (without its rendering), or one campaign's, in edition order."""
@@ -241,30 +256,29 @@ class Store(Leases):
                               (edition_key, channel)).fetchone()[0]
             if last and from_iso(last) >= start:  # a fixed --now: keep every run, in order
                 start = from_iso(last) + timedelta(microseconds=1)
-            cur = db.execute("INSERT INTO runs (edition_key, channel, started_at) VALUES (?,?,?)",
-                             (edition_key, channel, start.isoformat(timespec="microseconds")))
-            return cur.lastrowid
+            return db.execute(f"INSERT INTO runs (edition_key, channel, started_at) VALUES (?,?,?) RETURNING {self._rowid}",
+                              (edition_key, channel, start.isoformat(timespec="microseconds"))).fetchone()[0]
 
     def finish_run(self, run_id: int, now: datetime, seconds: float, outcome: str, summary: str = "") -> None:
         with self.transaction() as db:
-            db.execute("UPDATE runs SET finished_at=?, seconds=?, outcome=?, summary=? WHERE rowid=?",
+            db.execute(f"UPDATE runs SET finished_at=?, seconds=?, outcome=?, summary=? WHERE {self._rowid}=?",
                        (iso(now), seconds, outcome, summary, run_id))
 
     def runs(self, edition_key: str | None = None, channel: str | None = None) -> list[Run]:
         """Dispatch runs, oldest first, optionally of one edition key and channel."""
-        q, args = "SELECT rowid AS id, * FROM runs WHERE 1=1", []
+        q, args = f"SELECT {self._rowid} AS id, * FROM runs WHERE 1=1", []
         if edition_key:
             q += " AND edition_key = ?"
             args.append(edition_key)
         if channel:
             q += " AND channel = ?"
             args.append(channel)
-        return [_run(r) for r in self.conn.execute(q + " ORDER BY started_at, rowid", args)]
+        return [_run(r) for r in self.conn.execute(q + f" ORDER BY started_at, {self._rowid}", args)]
 
     def last_runs(self, campaign: str) -> list[Run]:
         """The latest run of each channel of a campaign (any edition)."""
         return [_run(r) for r in self.conn.execute(
-            "SELECT rowid AS id, * FROM runs r WHERE edition_key LIKE ? ESCAPE '\\' AND started_at ="
+            f"SELECT {self._rowid} AS id, * FROM runs r WHERE edition_key LIKE ? ESCAPE '\\' AND started_at ="
             " (SELECT max(started_at) FROM runs WHERE channel = r.channel AND edition_key LIKE ? ESCAPE '\\')"
             " ORDER BY channel", (_like_prefix(campaign), _like_prefix(campaign)))]
 
@@ -305,7 +319,7 @@ class Store(Leases):
     def suppress(self, rows: Iterable[tuple[str, str]], reason: str, now: datetime) -> None:
         """Add (address, detail) pairs to the suppression list; an address already there keeps its first reason."""
         with self.transaction() as db:
-            db.executemany("INSERT OR IGNORE INTO suppression (email, reason, detail, created_at) VALUES (?,?,?,?)",
+            db.executemany("INSERT INTO suppression (email, reason, detail, created_at) VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
                            [(email, reason, detail, iso(now)) for email, detail in rows])
 
     def get_state(self, name: str) -> str | None:

@@ -1,8 +1,10 @@
 """Leases: a named lock (a send of one edition, the scheduler) held for as long as the holding process lives.
 
-A lease is an flock() on a file beside the store: the kernel drops it when the process exits or is
-killed, and no clock (an NTP step, a VM resume, a catch-up run with --now) can make it expire. The
-`leases` row only says who holds it, for messages and `publisher status`.
+On SQLite a lease is an flock() on a file beside the store: the kernel drops it when the process exits or
+is killed. On PostgreSQL it is a session-level advisory lock on the store's own connection: the server
+drops it when that session ends (the process exits, is killed, or its machine is lost and the connection
+times out). Either way no clock (an NTP step, a VM resume, a catch-up run with --now) can make it expire.
+The `leases` row only says who holds it, for messages and `publisher status`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from publisher.errors import ConfigError, LockedError, PublisherError
+from publisher.store.backend import SQLITE
 from publisher.store.isotime import from_iso, iso
 
 
@@ -34,18 +37,39 @@ class Lease:
 
 
 class Leases:
-    """The lease half of Store: needs its `path`, `conn`, `transaction()` and a `_locks` dict."""
+    """The lease half of Store: needs its `path` (SQLite), `conn`, `dialect`, `transaction()` and a `_locks` dict."""
 
     path: Path
     conn: sqlite3.Connection
+    dialect: str
     _locks: dict[str, int]
     transaction: Callable[[], AbstractContextManager[sqlite3.Connection]]
 
     def _lock_file(self, name: str) -> Path:
         return self.path.parent / f"{self.path.name}.locks" / (re.sub(r"[^A-Za-z0-9._-]", "_", name) + ".lock")
 
+    def _advisory(self, function: str, name: str) -> bool:
+        # hashtextextended: a 64-bit key from the name; a collision only makes two leases exclude each other
+        return bool(self.conn.execute(f"SELECT {function}(hashtextextended(?, 0))", (name,)).fetchone()[0])
+
+    def _locked(self, name: str) -> None:
+        held = self.lease(name)
+        who = f"{held.holder} since {iso(held.acquired_at)}" if held else "another process"
+        raise LockedError(f"{name} is held by {who}",
+                          hint="wait for it to finish, or stop that process (its lease ends with it)") from None
+
     def acquire_lease(self, name: str, now: datetime) -> None:
         """Take the named lease or raise LockedError naming its holder; a dead holder's lease is free."""
+        if self.dialect != SQLITE:
+            if name in self._locks or not self._advisory("pg_try_advisory_lock", name):
+                self._locked(name)
+            try:
+                self._record_holder(name, now)
+            except BaseException:
+                self._advisory("pg_advisory_unlock", name)
+                raise
+            self._locks[name] = -1
+            return
         path = self._lock_file(name)
         while True:
             try:
@@ -58,10 +82,7 @@ class Leases:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
-                held = self.lease(name)
-                who = f"{held.holder} since {iso(held.acquired_at)}" if held else "another process"
-                raise LockedError(f"{name} is held by {who}",
-                                  hint="wait for it to finish, or stop that process (its lease ends with it)") from None
+                self._locked(name)
             # the holder we waited for may have removed the file as it let go: lock the file that is there
             try:
                 same = os.path.samestat(os.fstat(fd), os.stat(path))
@@ -70,17 +91,20 @@ class Leases:
             if same:
                 break
             os.close(fd)
-        holder = f"pid {os.getpid()} on {socket.gethostname()}"
         try:
-            with self.transaction() as db:
-                db.execute("INSERT INTO leases (name, holder, pid, host, acquired_at, expires_at) VALUES (?,?,?,?,?,'')"
-                           " ON CONFLICT(name) DO UPDATE SET holder=excluded.holder, pid=excluded.pid, host=excluded.host,"
-                           " acquired_at=excluded.acquired_at, expires_at=''",
-                           (name, holder, os.getpid(), socket.gethostname(), iso(now)))
+            self._record_holder(name, now)
         except BaseException:
             os.close(fd)
             raise
         self._locks[name] = fd
+
+    def _record_holder(self, name: str, now: datetime) -> None:
+        holder = f"pid {os.getpid()} on {socket.gethostname()}"
+        with self.transaction() as db:
+            db.execute("INSERT INTO leases (name, holder, pid, host, acquired_at, expires_at) VALUES (?,?,?,?,?,'')"
+                       " ON CONFLICT(name) DO UPDATE SET holder=excluded.holder, pid=excluded.pid, host=excluded.host,"
+                       " acquired_at=excluded.acquired_at, expires_at=''",
+                       (name, holder, os.getpid(), socket.gethostname(), iso(now)))
 
     def release_lease(self, name: str) -> None:
         fd = self._locks.pop(name, None)
@@ -92,11 +116,14 @@ class Leases:
         except PublisherError:
             pass  # a full disk: the row says who held it last; the lock itself goes with the descriptor
         finally:
-            try:
-                self._lock_file(name).unlink()  # while still locked: a waiter re-checks which file it locked
-            except OSError:
-                pass
-            os.close(fd)
+            if fd < 0:
+                self._advisory("pg_advisory_unlock", name)
+            else:
+                try:
+                    self._lock_file(name).unlink()  # while still locked: a waiter re-checks which file it locked
+                except OSError:
+                    pass
+                os.close(fd)
 
     def lease(self, name: str) -> Lease | None:
         """Who holds the named lease, or None when nobody does (a row left by a dead holder is not a lease)."""
@@ -104,6 +131,11 @@ class Leases:
         row = Lease(r["name"], r["holder"], r["pid"], r["host"], from_iso(r["acquired_at"])) if r else None
         if row is None or name in self._locks:
             return row
+        if self.dialect != SQLITE:  # free if we can take it (and give it straight back)
+            if not self._advisory("pg_try_advisory_lock", name):
+                return row
+            self._advisory("pg_advisory_unlock", name)
+            return None
         try:
             fd = os.open(self._lock_file(name), os.O_RDONLY)
         except FileNotFoundError:

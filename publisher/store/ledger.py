@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from typing import Callable, Iterable, Sequence
 
 from publisher.models import Delivery, State
+from publisher.store.backend import SQLITE
 from publisher.store.db import Store, from_iso, iso
 
 Clock = Callable[[], datetime]
@@ -39,8 +40,8 @@ class Ledger:
             nonlocal added
             with self.store.transaction() as db:
                 # rowcount, not total_changes: the latter also counts the delivery_counts trigger's writes
-                added += db.executemany("INSERT OR IGNORE INTO deliveries (edition_key, channel, target, state,"
-                                        " updated_at) VALUES (?,?,?,'planned',?)", chunk).rowcount
+                added += db.executemany("INSERT INTO deliveries (edition_key, channel, target, state, updated_at)"
+                                        " VALUES (?,?,?,'planned',?) ON CONFLICT DO NOTHING", chunk).rowcount
             chunk.clear()
 
         for t in targets:
@@ -114,13 +115,25 @@ class Ledger:
         sorts all planned rows each time). The unary + keeps SQLite on the primary key. Claiming counts
         no attempt: `finish`/`retry_later` count one when the relay answered for the target.
         """
-        due = iso(now)
+        due, stamp = iso(now), iso(self.clock())
         with self.store.transaction() as db:
-            rows = db.execute(
-                "UPDATE deliveries SET state='sending', updated_at=? WHERE edition_key=? AND channel=? AND target IN"
-                " (SELECT target FROM deliveries WHERE edition_key=? AND channel=? AND target > ? AND +state='planned'"
-                " AND (not_before IS NULL OR not_before <= ?) ORDER BY target LIMIT ?) RETURNING target, attempts",
-                (iso(self.clock()), edition_key, channel, edition_key, channel, after, due, limit)).fetchall()
+            if self.store.dialect == SQLITE:
+                rows = db.execute(
+                    "UPDATE deliveries SET state='sending', updated_at=? WHERE edition_key=? AND channel=? AND target IN"
+                    " (SELECT target FROM deliveries WHERE edition_key=? AND channel=? AND target > ? AND +state='planned'"
+                    " AND (not_before IS NULL OR not_before <= ?) ORDER BY target LIMIT ?) RETURNING target, attempts",
+                    (stamp, edition_key, channel, edition_key, channel, after, due, limit)).fetchall()
+            else:
+                # Several senders: each locks the rows it picks and skips those another sender's open claim
+                # holds. The pick is a MATERIALIZED CTE: as an IN (subquery) PostgreSQL may run it again
+                # per outer row, and with SKIP LOCKED each run can pick other rows (more than `limit`).
+                rows = db.execute(
+                    "WITH picked AS MATERIALIZED (SELECT target FROM deliveries WHERE edition_key=?1 AND channel=?2"
+                    " AND target > ?3 AND state='planned' AND (not_before IS NULL OR not_before <= ?4)"
+                    " ORDER BY target LIMIT ?5 FOR UPDATE SKIP LOCKED)"
+                    " UPDATE deliveries d SET state='sending', updated_at=?6 FROM picked"
+                    " WHERE d.edition_key=?1 AND d.channel=?2 AND d.target = picked.target RETURNING d.target, d.attempts",
+                    (edition_key, channel, after, due, limit, stamp)).fetchall()
         return sorted((r[0], r[1]) for r in rows)
 
     def release(self, edition_key: str, channel: str, targets: Sequence[str]) -> None:
