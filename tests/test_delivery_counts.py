@@ -24,8 +24,8 @@ def counted(store: Store, key: str, channel: str | None = None) -> dict[str, int
     return out
 
 
-def test_counts_follow_every_ledger_operation(tmp_path):
-    store = Store(tmp_path / "s.sqlite3")
+def test_counts_follow_every_ledger_operation(store_target):
+    store = Store(store_target)  # SQLite triggers, or PostgreSQL's plpgsql trigger function
     ledger = Ledger(store, clock=lambda: NOW)
     rnd = random.Random(47)
     keys = ["endurance/2026-W47", "gt/2026-W47"]
@@ -35,7 +35,7 @@ def test_counts_follow_every_ledger_operation(tmp_path):
     ledger.plan(keys[1], "email", targets[:50])
     ledger.plan(keys[0], "x", [f"post:{i}" for i in range(4)])
     with store.transaction() as db:
-        db.executemany("INSERT OR IGNORE INTO suppression (email, reason, created_at) VALUES (?, 'unsubscribed', ?)",
+        db.executemany("INSERT INTO suppression (email, reason, created_at) VALUES (?, 'unsubscribed', ?) ON CONFLICT DO NOTHING",
                        [(t, NOW.isoformat()) for t in targets[::37]])
     for step in range(60):
         key = rnd.choice(keys)
@@ -96,11 +96,11 @@ def test_a_store_from_before_the_counts_gets_them_on_first_open(tmp_path):
     store.close()
 
 
-def test_forgetting_an_address_whose_hash_already_has_a_row_keeps_the_counts(tmp_path):
+def test_forgetting_an_address_whose_hash_already_has_a_row_keeps_the_counts(store_target):
     """Forgotten, back, forgotten again: the second row under the hash is dropped, and counted as dropped."""
     from publisher.store.audience import HASH_PREFIX, forget
 
-    store = Store(tmp_path / "s.sqlite3")
+    store = Store(store_target)
     ledger = Ledger(store, clock=lambda: NOW)
     key = "endurance/2026-W47"
     ledger.plan(key, "email", ["camille@example.org", HASH_PREFIX + "abc", "lucas@example.com"])

@@ -143,8 +143,8 @@ def confirm(store: Store, signup_id: str, now: datetime, ip: str | None, hashed:
                    " ON CONFLICT(email) DO UPDATE SET name = CASE WHEN excluded.name != '' THEN excluded.name ELSE name END,"
                    " updated_at = excluded.updated_at", (email, r["name"], r["locale"], stamp, stamp))
         came = origin(db, f"form:{r['form']}", stamp)
-        db.executemany("INSERT OR IGNORE INTO subscriptions (subscriber_id, list, origin) SELECT id, ?, ? FROM subscribers"
-                       " WHERE email = ?", [(lst, came, email) for lst in split_lists(r["lists"])])
+        db.executemany("INSERT INTO subscriptions (subscriber_id, list, origin) SELECT id, ?, ? FROM subscribers"
+                       " WHERE email = ? ON CONFLICT DO NOTHING", [(lst, came, email) for lst in split_lists(r["lists"])])
         db.execute("INSERT INTO consents (email, kind, lists, source, ip, consent, given_at, confirmed_at, confirm_ip, recorded_at)"
                    " VALUES (?, 'opt-in', ?, ?, ?, ?, ?, ?, ?, ?)",
                    (email, r["lists"], f"form:{r['form']}", r["ip"], r["consent"], r["created_at"], stamp, ip, stamp))
@@ -214,7 +214,7 @@ def forget(store: Store, email: str, hashed: str) -> Forgotten:
         r = db.execute("SELECT reason, created_at FROM suppression WHERE email = ?", (email,)).fetchone()
         if r is not None:
             db.execute("DELETE FROM suppression WHERE email = ?", (email,))
-            db.execute("INSERT OR IGNORE INTO suppression (email, reason, detail, created_at) VALUES (?, ?, 'forgotten', ?)",
+            db.execute("INSERT INTO suppression (email, reason, detail, created_at) VALUES (?, ?, 'forgotten', ?) ON CONFLICT DO NOTHING",
                        (target, r[0], r[1]))
     return Forgotten(bool(sub), consents, signups, deliveries, r[0] if r else None)
 

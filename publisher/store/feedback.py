@@ -35,7 +35,7 @@ class Feedback:
 def edition_number(store: Store, edition_key: str) -> int:
     """The short number of an edition in return paths (made on first use)."""
     with store.transaction() as db:
-        db.execute("INSERT OR IGNORE INTO return_paths (edition_key) VALUES (?)", (edition_key,))
+        db.execute("INSERT INTO return_paths (edition_key) VALUES (?) ON CONFLICT DO NOTHING", (edition_key,))
         return db.execute("SELECT id FROM return_paths WHERE edition_key=?", (edition_key,)).fetchone()[0]
 
 
@@ -63,8 +63,8 @@ def record(store: Store, reports: list[Feedback], now: datetime, soft_limit: int
         for r in reports:
             if r.kind not in KINDS:
                 raise ValueError(r.kind)
-            cur = db.execute("INSERT OR IGNORE INTO feedback (source, email, edition_key, kind, detail, created_at)"
-                             " VALUES (?,?,?,?,?,?)", (r.source, r.email, r.edition_key, r.kind, r.detail, stamp))
+            cur = db.execute("INSERT INTO feedback (source, email, edition_key, kind, detail, created_at)"
+                             " VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING", (r.source, r.email, r.edition_key, r.kind, r.detail, stamp))
             if cur.rowcount != 1:
                 continue  # the same report, read again
             reason = _SUPPRESSES.get(r.kind)
@@ -77,7 +77,7 @@ def record(store: Store, reports: list[Feedback], now: datetime, soft_limit: int
                 detail = f"{editions} soft bounces; last: {r.detail or ''}".strip()
             else:
                 detail = r.detail
-            cur = db.execute("INSERT OR IGNORE INTO suppression (email, reason, detail, created_at) VALUES (?,?,?,?)",
+            cur = db.execute("INSERT INTO suppression (email, reason, detail, created_at) VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
                              (r.email, reason, detail, stamp))
             if cur.rowcount == 1:
                 suppressed.append((r.email, reason))

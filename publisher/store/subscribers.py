@@ -151,8 +151,8 @@ def _upsert_batch(store: Store, chunk: list[SubscriberRow], stamp: str, report: 
         db.executemany("UPDATE subscribers SET name=?, locale=?, updated_at=? WHERE email=?",
                        [(p[0], p[1], stamp, e) for e, p in people.items() if p[2] and e not in new])
         origins = {source: origin(db, source, stamp) for source in {a[2] for a in added} if source}
-        db.executemany("INSERT OR IGNORE INTO subscriptions (subscriber_id, list, origin) SELECT id, ?, ? FROM subscribers"
-                       " WHERE email=?", [(lst, origins.get(source), e) for e, lst, source in added])
+        db.executemany("INSERT INTO subscriptions (subscriber_id, list, origin) SELECT id, ?, ? FROM subscribers"
+                       " WHERE email=? ON CONFLICT DO NOTHING", [(lst, origins.get(source), e) for e, lst, source in added])
 
 
 def origin(db, source: str, stamp: str) -> int:
@@ -165,7 +165,7 @@ def suppress(store: Store, email: str, reason: str, now: datetime, detail: str |
     if reason not in SUPPRESSION_REASONS:
         raise ValueError(reason)
     with store.transaction() as db:
-        cur = db.execute("INSERT OR IGNORE INTO suppression (email, reason, detail, created_at) VALUES (?,?,?,?)",
+        cur = db.execute("INSERT INTO suppression (email, reason, detail, created_at) VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
                          (email, reason, detail, iso(now)))
         return cur.rowcount == 1
 
@@ -179,7 +179,7 @@ def remove(store: Store, email: str, now: datetime) -> bool:
     """Delete a subscriber and suppress the address (reason `manual`); True if a subscriber was deleted."""
     with store.transaction() as db:
         cur = db.execute("DELETE FROM subscribers WHERE email=?", (email,))
-        db.execute("INSERT OR IGNORE INTO suppression (email, reason, detail, created_at) VALUES (?,?,?,?)",
+        db.execute("INSERT INTO suppression (email, reason, detail, created_at) VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
                    (email, "manual", "publisher subscribers remove", iso(now)))
         return cur.rowcount == 1
 
@@ -199,7 +199,7 @@ def set_lists(store: Store, email: str, keep: Iterable[str], choosable: Iterable
         came = origin(db, "preferences page", iso(now)) if keep else None
         for lst in choosable:
             if lst in keep:
-                db.execute("INSERT OR IGNORE INTO subscriptions (subscriber_id, list, origin) VALUES (?, ?, ?)",
+                db.execute("INSERT INTO subscriptions (subscriber_id, list, origin) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                            (row[0], lst, came))
             else:
                 db.execute("DELETE FROM subscriptions WHERE subscriber_id=? AND list=?", (row[0], lst))
@@ -215,10 +215,10 @@ def plan_recipients(store: Store, edition_key: str, channel: str, lists: Iterabl
     marks = ",".join("?" * len(names))
     with store.transaction() as db:
         cur = db.execute(
-            "INSERT OR IGNORE INTO deliveries (edition_key, channel, target, state, updated_at)"
+            "INSERT INTO deliveries (edition_key, channel, target, state, updated_at)"
             " SELECT ?, ?, s.email, 'planned', ? FROM subscribers s"
             f" WHERE EXISTS (SELECT 1 FROM subscriptions x WHERE x.subscriber_id = s.id AND x.list IN ({marks}))"
-            " AND NOT EXISTS (SELECT 1 FROM suppression p WHERE p.email = s.email)",
+            " AND NOT EXISTS (SELECT 1 FROM suppression p WHERE p.email = s.email) ON CONFLICT DO NOTHING",
             (edition_key, channel, stamp, *names))
         return cur.rowcount
 
