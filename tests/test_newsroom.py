@@ -29,18 +29,23 @@ BEFORE_SLOT = "2026-11-22T12:00:00+01:00"  # Sunday: 2026-W47 of endurance is th
 AT_SLOT, AFTER_APPROVAL = "2026-11-23T08:01:00+01:00", "2026-11-23T08:30:00+01:00"
 
 
+def _fetched_with_readers(project) -> list[str]:
+    """The sample feeds fetched into the project's store, and 3 subscribers of endurance."""
+    ctx = Context.open(project.settings, now=datetime.fromisoformat(NOW))
+    try:
+        assert all(r.ok for r in fetch(ctx))
+    finally:
+        ctx.close()
+    return write_subscribers(project, 3)
+
+
 def _newsroom(project, port: int) -> list[str]:
     """Live mail to the local server, endurance needing approval, the feeds fetched, 3 subscribers, 2 users."""
     configure_live(project, port)
     path = project.root / "campaigns" / "endurance.toml"
     path.write_text(path.read_text(encoding="utf-8").replace('thin_week = "skip"\n', 'thin_week = "skip"\napproval = "required"\n'),
                     encoding="utf-8")
-    ctx = Context.open(project.settings, now=datetime.fromisoformat(NOW))
-    try:
-        assert all(r.ok for r in fetch(ctx))
-    finally:
-        ctx.close()
-    readers = write_subscribers(project, 3)
+    readers = _fetched_with_readers(project)
     for who, role in ((EDITOR, "editor"), (VIEWER, "viewer")):
         proc = project.cli("users", "add", who, "--role", role, env={**ENV, "PUBLISHER_USER_PASSWORD": PASSWORD})
         assert proc.returncode == 0, proc.stderr
@@ -209,12 +214,7 @@ def _sent_with_archive(project, srv: SmtpServer) -> list[str]:
     configure_live(project, srv.port)
     project.write_settings(project.settings.read_text(encoding="utf-8").replace(
         "[web]\n", f'[web]\narchive_url = "{ARCHIVE}"\n', 1))
-    ctx = Context.open(project.settings, now=datetime.fromisoformat(NOW))
-    try:
-        assert all(r.ok for r in fetch(ctx))
-    finally:
-        ctx.close()
-    readers = write_subscribers(project, 3)
+    readers = _fetched_with_readers(project)
     proc = project.cli(*send_args(), env=ENV)
     assert proc.returncode == 0, proc.stderr
     proc = project.cli("users", "add", EDITOR, "--role", "editor", env={**ENV, "PUBLISHER_USER_PASSWORD": PASSWORD})
