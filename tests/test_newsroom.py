@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 from urllib.parse import urlencode, urlsplit
 
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 
 from publisher.app import Context
 from publisher.config import Campaign
@@ -27,6 +28,17 @@ EDITOR, VIEWER = "redaction@endurance-info.com", "stagiaire@endurance-info.com"
 PASSWORD = "correct horse battery staple"
 BEFORE_SLOT = "2026-11-22T12:00:00+01:00"  # Sunday: 2026-W47 of endurance is the upcoming edition (slot Monday 08:00)
 AT_SLOT, AFTER_APPROVAL = "2026-11-23T08:01:00+01:00", "2026-11-23T08:30:00+01:00"
+
+
+def _notice(driver, starts: str, what: str) -> str:
+    """The text of the page's notice once the answer page shows one starting with `starts`; the page before
+    the click may still be there, and its elements go stale when the answer replaces it."""
+    def read() -> list[str]:
+        try:
+            return [e.text for e in driver.find_elements("id", "notice") if e.text.startswith(starts)]
+        except StaleElementReferenceException:
+            return []
+    return wait_for(read, what=what)[0]
 
 
 def _fetched_with_readers(project) -> list[str]:
@@ -130,14 +142,14 @@ def test_an_editor_reviews_tests_and_approves_in_chromium_and_the_edition_goes_o
             driver.switch_to.default_content()
 
             driver.find_element("id", "test").click()
-            notice = wait_for(lambda: driver.find_elements("id", "notice"), what="the test's answer")[0].text
+            notice = _notice(driver, "test copy", "the test's answer")
             assert f"test copy of endurance/2026-W47 to {EDITOR}: sent" in notice
             test = wait_for(lambda: [r for r in srv.received if r.rcpt == EDITOR and "[TEST]" in str(r.message()["Subject"])],
                             what="the test copy")
             assert len(test) == 1
 
             driver.find_element("id", "approve").click()
-            notice = wait_for(lambda: driver.find_elements("id", "notice"), what="the approval's answer")[0].text
+            notice = _notice(driver, "approved", "the approval's answer")
             assert notice.startswith(f"approved by {EDITOR}")
             assert driver.find_elements("css selector", ".decision")
         assert _approvals(project) == [("endurance", "2026-W47", "approve", EDITOR)]
