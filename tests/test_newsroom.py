@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 from urllib.parse import urlencode, urlsplit
 
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 
 from publisher.app import Context
 from publisher.config import Campaign
@@ -29,18 +30,34 @@ BEFORE_SLOT = "2026-11-22T12:00:00+01:00"  # Sunday: 2026-W47 of endurance is th
 AT_SLOT, AFTER_APPROVAL = "2026-11-23T08:01:00+01:00", "2026-11-23T08:30:00+01:00"
 
 
+def _notice(driver, starts: str, what: str) -> str:
+    """The text of the page's notice once the answer page shows one starting with `starts`; the page before
+    the click may still be there, and its elements go stale when the answer replaces it."""
+    def read() -> list[str]:
+        try:
+            return [e.text for e in driver.find_elements("id", "notice") if e.text.startswith(starts)]
+        except StaleElementReferenceException:
+            return []
+    return wait_for(read, what=what)[0]
+
+
+def _fetched_with_readers(project) -> list[str]:
+    """The sample feeds fetched into the project's store, and 3 subscribers of endurance."""
+    ctx = Context.open(project.settings, now=datetime.fromisoformat(NOW))
+    try:
+        assert all(r.ok for r in fetch(ctx))
+    finally:
+        ctx.close()
+    return write_subscribers(project, 3)
+
+
 def _newsroom(project, port: int) -> list[str]:
     """Live mail to the local server, endurance needing approval, the feeds fetched, 3 subscribers, 2 users."""
     configure_live(project, port)
     path = project.root / "campaigns" / "endurance.toml"
     path.write_text(path.read_text(encoding="utf-8").replace('thin_week = "skip"\n', 'thin_week = "skip"\napproval = "required"\n'),
                     encoding="utf-8")
-    ctx = Context.open(project.settings, now=datetime.fromisoformat(NOW))
-    try:
-        assert all(r.ok for r in fetch(ctx))
-    finally:
-        ctx.close()
-    readers = write_subscribers(project, 3)
+    readers = _fetched_with_readers(project)
     for who, role in ((EDITOR, "editor"), (VIEWER, "viewer")):
         proc = project.cli("users", "add", who, "--role", role, env={**ENV, "PUBLISHER_USER_PASSWORD": PASSWORD})
         assert proc.returncode == 0, proc.stderr
@@ -125,14 +142,14 @@ def test_an_editor_reviews_tests_and_approves_in_chromium_and_the_edition_goes_o
             driver.switch_to.default_content()
 
             driver.find_element("id", "test").click()
-            notice = wait_for(lambda: driver.find_elements("id", "notice"), what="the test's answer")[0].text
+            notice = _notice(driver, "test copy", "the test's answer")
             assert f"test copy of endurance/2026-W47 to {EDITOR}: sent" in notice
             test = wait_for(lambda: [r for r in srv.received if r.rcpt == EDITOR and "[TEST]" in str(r.message()["Subject"])],
                             what="the test copy")
             assert len(test) == 1
 
             driver.find_element("id", "approve").click()
-            notice = wait_for(lambda: driver.find_elements("id", "notice"), what="the approval's answer")[0].text
+            notice = _notice(driver, "approved", "the approval's answer")
             assert notice.startswith(f"approved by {EDITOR}")
             assert driver.find_elements("css selector", ".decision")
         assert _approvals(project) == [("endurance", "2026-W47", "approve", EDITOR)]
@@ -209,12 +226,7 @@ def _sent_with_archive(project, srv: SmtpServer) -> list[str]:
     configure_live(project, srv.port)
     project.write_settings(project.settings.read_text(encoding="utf-8").replace(
         "[web]\n", f'[web]\narchive_url = "{ARCHIVE}"\n', 1))
-    ctx = Context.open(project.settings, now=datetime.fromisoformat(NOW))
-    try:
-        assert all(r.ok for r in fetch(ctx))
-    finally:
-        ctx.close()
-    readers = write_subscribers(project, 3)
+    readers = _fetched_with_readers(project)
     proc = project.cli(*send_args(), env=ENV)
     assert proc.returncode == 0, proc.stderr
     proc = project.cli("users", "add", EDITOR, "--role", "editor", env={**ENV, "PUBLISHER_USER_PASSWORD": PASSWORD})
