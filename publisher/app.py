@@ -18,6 +18,7 @@ from typing import Callable, Iterator
 
 from publisher.channels import registry
 from publisher.config import Settings, read_settings
+from publisher.config.settings import secret
 from publisher.progress import Progress
 from publisher.store.db import Store
 from publisher.store.ledger import Ledger
@@ -61,7 +62,7 @@ class Context:
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = Store(self.settings.store_path)
+            self._store = Store(self.settings.store_target, password=secret("PUBLISHER_STORE_PASSWORD"))
         return self._store
 
     def ledger(self) -> Ledger:

@@ -53,7 +53,7 @@ def erase(settings: Settings, store: Store, email: str, signer: Signer, now: dat
                                   hint=f"rerun 'publisher subscribers forget {email}' when it is done") from None
             held.append(f"send:{key}")
         done = forget(store, email, hashed)
-        lines = _rewrite_journals(settings.store_path.parent / "journal", email, HASH_PREFIX + hashed)
+        lines = _rewrite_journals(settings.state_dir / "journal", email, HASH_PREFIX + hashed)
     finally:
         for name in held:
             store.release_lease(name)

@@ -9,7 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -22,6 +22,16 @@ class Project:
     """A copy of the repository's settings, campaigns and samples in a temporary folder."""
 
     root: Path
+    store_url: str | None = None  # a PostgreSQL store (any_project), else var/publisher.sqlite3
+    env: dict[str, str] = field(default_factory=dict)  # what every cli() run gets (the store's password)
+
+    def use_store(self, url: str, password: str) -> None:
+        """Point [publisher].store at a PostgreSQL database; the password goes in the environment."""
+        text = self.settings.read_text(encoding="utf-8")
+        assert 'store = "var/publisher.sqlite3"' in text
+        self.write_settings(text.replace('store = "var/publisher.sqlite3"', f'store = "{url}"'))
+        self.store_url = url
+        self.env["PUBLISHER_STORE_PASSWORD"] = password
 
     @property
     def settings(self) -> Path:
@@ -38,6 +48,7 @@ class Project:
             input: str | None = None) -> subprocess.CompletedProcess:
         """Run `publisher --settings <copy> ARGS` in a real subprocess, as a user would."""
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("PUBLISHER_")}
+        full_env.update(self.env)
         full_env.update(env or {})
         proc = subprocess.run([sys.executable, "-m", "publisher", "--settings", str(self.settings), *args],
                               cwd=self.root, env=full_env, capture_output=True, text=True, timeout=timeout,
@@ -50,6 +61,10 @@ class Project:
 @pytest.fixture
 def project(tmp_path: Path) -> Project:
     """A fresh copy of settings.toml, campaigns/, samples/ and templates/ with its own var/ folder."""
+    return _copy_project(tmp_path)
+
+
+def _copy_project(tmp_path: Path) -> Project:
     root = tmp_path / "project"
     root.mkdir()
     shutil.copy(REPO / "settings.toml", root / "settings.toml")
@@ -67,6 +82,21 @@ def postgres_server():
     server = PostgresServer()
     yield server
     server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_project(request, tmp_path: Path, monkeypatch) -> Project:
+    """`project`, once with its SQLite file and once with a PostgreSQL store (a fresh database, the
+    sender role's password in PUBLISHER_STORE_PASSWORD, for this process and every cli() run).
+    A module runs all its tests on both with a fixture named `project` that returns `any_project`."""
+    project = _copy_project(tmp_path)
+    if request.param == "postgresql":
+        from tests.support.postgres import SENDER, SENDER_PASSWORD
+
+        server = request.getfixturevalue("postgres_server")
+        project.use_store(server.create_database("p_" + os.urandom(6).hex(), owner=SENDER), SENDER_PASSWORD)
+        monkeypatch.setenv("PUBLISHER_STORE_PASSWORD", SENDER_PASSWORD)  # Context.open in the test itself
+    return project
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -18,8 +18,14 @@ from support.smtp_servers import SmtpServer
 CONNECTIONS = 3
 
 
+@pytest.fixture
+def project(any_project):
+    """Every test here runs on both stores: SQLite, then PostgreSQL."""
+    return any_project
+
+
 def _popen(project, *args: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PUBLISHER_")} | ENV
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PUBLISHER_")} | project.env | ENV
     return subprocess.Popen([sys.executable, "-m", "publisher", "--settings", str(project.settings), *args],
                             cwd=project.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

@@ -4,6 +4,7 @@ keeps its promises on both (one row claimed by one sender only)."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from datetime import datetime, timedelta, timezone
@@ -14,6 +15,10 @@ from publisher.models import State
 from publisher.store.backend import PgConnection, is_postgres_url, to_format
 from publisher.store.db import Store
 from publisher.store.ledger import Ledger
+from support.email_project import ENV, prepared, send_args
+from support.postgres import SENDER, SENDER_PASSWORD
+from support.smtp_servers import SmtpServer
+from support.user_errors import edit, error_line
 
 
 def _connect(target: str):
@@ -128,3 +133,47 @@ def test_two_senders_claiming_one_edition_never_take_the_same_row(store_target):
     assert sorted(taken[0] + taken[1]) == [f"r{i:04}@example.org" for i in range(600)]
     assert Ledger(setup).counts(KEY, "email")["sent"] == 600
     setup.close()
+
+
+# -- [publisher].store as a user writes it -------------------------------------------------------
+
+
+def test_a_password_written_in_the_store_url_is_refused_and_never_repeated(project):
+    edit(project.settings, r'^store = .*$', 'store = "postgresql://sender:hunter2-secret@127.0.0.1:5432/publisher"')
+    proc = project.cli("status")
+    assert proc.returncode == 2
+    line = error_line(proc)
+    assert "[publisher].store: the URL holds a password" in line and "PUBLISHER_STORE_PASSWORD" in proc.stderr
+    assert "hunter2" not in proc.stdout + proc.stderr
+
+
+def test_a_store_url_without_a_database_name_says_how_to_write_it(project):
+    edit(project.settings, r'^store = .*$', 'store = "postgresql://sender@127.0.0.1:5432"')
+    proc = project.cli("status")
+    assert proc.returncode == 2
+    assert "needs a host and a database name" in error_line(proc)
+    assert "postgresql://user@host:5432/dbname" in proc.stderr
+
+
+def test_a_wrong_store_password_is_one_line_without_the_password(postgres_server, project):
+    project.use_store(postgres_server.create_database("w_" + os.urandom(4).hex(), owner=SENDER), "not-the-password-42")
+    proc = project.cli("fetch")
+    assert proc.returncode == 2
+    line = error_line(proc)
+    assert f"store {project.store_url}: cannot use it" in line and "password authentication failed" in line
+    assert "not-the-password-42" not in proc.stdout + proc.stderr
+    assert "PUBLISHER_STORE_PASSWORD" in proc.stderr  # where the password goes
+
+
+def test_a_postgresql_store_keeps_the_wire_journal_in_the_state_folder(postgres_server, project, monkeypatch):
+    """Each machine keeps its own files: with a PostgreSQL store they go to [publisher].state_dir."""
+    with SmtpServer() as srv:
+        project.use_store(postgres_server.create_database("j_" + os.urandom(4).hex(), owner=SENDER), SENDER_PASSWORD)
+        monkeypatch.setenv("PUBLISHER_STORE_PASSWORD", SENDER_PASSWORD)  # prepared() opens the store here
+        prepared(project, srv.port, 5)
+        edit(project.settings, r'^store = (.*)$', r'store = \1\nstate_dir = "machine-a"')
+        proc = project.cli(*send_args(), env=ENV)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert len(srv.received) == 5
+    assert (project.root / "machine-a" / "journal").is_dir()
+    assert not (project.root / "var" / "publisher.sqlite3").exists()

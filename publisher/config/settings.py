@@ -31,6 +31,7 @@ from publisher.config.schema import (
     read_toml,
 )
 from publisher.errors import ConfigError
+from publisher.store.backend import is_postgres_url, redact
 
 
 def secret(name: str) -> str | None:
@@ -46,7 +47,8 @@ def secret(name: str) -> str | None:
 class PublisherSettings:
     name: str = "publisher"
     site_url: str = "https://example.org"
-    store: str = "var/publisher.sqlite3"
+    store: str = "var/publisher.sqlite3"  # an SQLite file, or postgresql://user@host:port/dbname
+    state_dir: str = ""  # this machine's own files (wire journals); default: the SQLite store's folder, else var
     templates: str = "templates"
     campaigns: str = "campaigns"
     delivery: Literal["outbox", "live"] = "outbox"
@@ -59,6 +61,14 @@ class PublisherSettings:
 
     def _check(self, where: str) -> None:
         check_url(self.site_url, f"{where}.site_url")
+        if is_postgres_url(self.store):
+            parts = urlsplit(self.store)
+            if parts.password is not None:
+                raise ConfigError(f"{where}.store: the URL holds a password; files never hold secrets",
+                                  hint="remove it from the URL and set PUBLISHER_STORE_PASSWORD in the environment")
+            if not parts.hostname or not parts.path.strip("/"):
+                raise ConfigError(f"{where}.store: {redact(self.store)} needs a host and a database name",
+                                  hint="write it as postgresql://user@host:5432/dbname")
         if self.logo is not None:
             check_url(self.logo, f"{where}.logo", "https://example.org/logo.png")
         check_range(self, where, 1, 600, "logo_width", "logo_height")
@@ -304,8 +314,30 @@ class Settings:
         return f"{parts.scheme}://{parts.netloc}".lower() + folder
 
     @property
+    def store_is_postgres(self) -> bool:
+        return is_postgres_url(self.publisher.store)
+
+    @property
     def store_path(self) -> Path:
+        """The SQLite store's file (an SQLite store only: see store_target)."""
         return self.path(self.publisher.store)
+
+    @property
+    def store_target(self) -> str | Path:
+        """What Store() opens: the SQLite file's path, or the PostgreSQL URL as written."""
+        return self.publisher.store if self.store_is_postgres else self.store_path
+
+    @property
+    def store_name(self) -> str:
+        """The store for messages: the SQLite file's name, or the URL without a password."""
+        return redact(self.publisher.store) if self.store_is_postgres else self.store_path.name
+
+    @property
+    def state_dir(self) -> Path:
+        """This machine's own files (wire journals): [publisher].state_dir, else the SQLite store's folder, else var."""
+        if self.publisher.state_dir:
+            return self.path(self.publisher.state_dir)
+        return self.root / "var" if self.store_is_postgres else self.store_path.parent
 
 
 _SETTINGS_TABLES = {

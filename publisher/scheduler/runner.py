@@ -237,7 +237,7 @@ def scheduler_lease(ctx: Context) -> Iterator[None]:
     except LockedError:
         row = ctx.store.lease(LEASE)
         holder = f"{row.holder} since {iso(row.acquired_at)}" if row else "another process"
-        raise LockedError(f"another scheduler is running on {ctx.settings.store_path.name}: {holder}",
+        raise LockedError(f"another scheduler is running on {ctx.settings.store_name}: {holder}",
                           hint="stop it first (e.g. 'systemctl stop publisher'); its lease ends with that process") from None
     try:
         yield

@@ -196,7 +196,7 @@ class Ledger:
         """The first `limit` targets in address order of rows in `state` (and with this reply) over these channels."""
         q, extra = "SELECT target FROM deliveries WHERE edition_key=? AND channel=? AND state=?", ()
         if reply is not _ANY:
-            q, extra = q + " AND reply IS ?", (reply,)
+            q, extra = q + " AND reply IS NOT DISTINCT FROM ?", (reply,)
         found: list[str] = []
         for ch in channels:
             found += [r[0] for r in self.db.execute(q + " ORDER BY target LIMIT ?", (edition_key, ch, state.value, *extra, limit))]

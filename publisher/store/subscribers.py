@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Iterable, Iterator
 
+from publisher.store.backend import SQLITE
 from publisher.store.db import Store, iso
 
 SUPPRESSION_REASONS = ("unsubscribed", "hard-bounce", "complaint", "manual")
@@ -100,17 +101,19 @@ def upsert(store: Store, rows: Iterable[SubscriberRow], now: datetime, batch: in
 
 def _upsert_batch(store: Store, chunk: list[SubscriberRow], stamp: str, report: ImportReport) -> None:
     emails = json.dumps(list({r.email: None for r in chunk}))
+    # the chunk's addresses as a table j(value), from one JSON parameter
+    each = "json_each(?) j" if store.dialect == SQLITE else "json_array_elements_text(CAST(? AS json)) AS j(value)"
     with store.transaction() as db:
         people = {r[0]: [r[1], r[2], False] for r in db.execute(  # email -> [name, locale, changed]
-            "SELECT s.email, s.name, s.locale FROM json_each(?) j JOIN subscribers s ON s.email = j.value", (emails,))}
-        lists = {(r[0], r[1]) for r in db.execute("SELECT s.email, x.list FROM json_each(?) j JOIN subscribers s"
+            "SELECT s.email, s.name, s.locale FROM " + each + " JOIN subscribers s ON s.email = j.value", (emails,))}
+        lists = {(r[0], r[1]) for r in db.execute("SELECT s.email, x.list FROM " + each + " JOIN subscribers s"
                                                   " ON s.email = j.value JOIN subscriptions x ON x.subscriber_id = s.id",
                                                   (emails,))}
-        suppressed = {r[0] for r in db.execute("SELECT p.email FROM json_each(?) j JOIN suppression p ON p.email = j.value",
+        suppressed = {r[0] for r in db.execute("SELECT p.email FROM " + each + " JOIN suppression p ON p.email = j.value",
                                                (emails,))}
         # the reader's last word on each list: a list they left (one-click, preferences) is not re-added by an import
         last_word: dict[tuple[str, str], str] = {}
-        for email, kind, names in db.execute("SELECT c.email, c.kind, c.lists FROM json_each(?) j JOIN consents c"
+        for email, kind, names in db.execute("SELECT c.email, c.kind, c.lists FROM " + each + " JOIN consents c"
                                              " ON c.email = j.value ORDER BY c.id", (emails,)):
             last_word.update(((email, lst), kind) for lst in split_lists(names))
         new: dict[str, None] = {}
@@ -157,7 +160,7 @@ def _upsert_batch(store: Store, chunk: list[SubscriberRow], stamp: str, report: 
 
 def origin(db, source: str, stamp: str) -> int:
     """The id of a new origins row (an import run, a confirmed sign-up, a preferences change), inside a transaction."""
-    return db.execute("INSERT INTO origins (source, at) VALUES (?, ?)", (source, stamp)).lastrowid
+    return db.execute("INSERT INTO origins (source, at) VALUES (?, ?) RETURNING id", (source, stamp)).fetchone()[0]
 
 
 def suppress(store: Store, email: str, reason: str, now: datetime, detail: str | None = None) -> bool:
@@ -254,8 +257,9 @@ def suppressed_by_reason(store: Store) -> list[tuple[str, int]]:
 
 def iter_subscribers(store: Store, list_name: str | None = None, *, include_suppressed: bool = False) -> Iterator[SubscriberRow]:
     """Subscribers in address order, streamed."""
-    q = ("SELECT s.email, s.name, s.locale, (SELECT group_concat(list, ';') FROM"
-         " (SELECT list FROM subscriptions WHERE subscriber_id = s.id ORDER BY list)) AS lists FROM subscribers s")
+    concat = "group_concat" if store.dialect == SQLITE else "string_agg"  # SQLite has string_agg from 3.44 only
+    q = ("SELECT s.email, s.name, s.locale, (SELECT " + concat + "(l.list, ';') FROM"
+         " (SELECT list FROM subscriptions WHERE subscriber_id = s.id ORDER BY list) AS l) AS lists FROM subscribers s")
     where, args = [], []
     if list_name:
         where.append("EXISTS (SELECT 1 FROM subscriptions x WHERE x.subscriber_id = s.id AND x.list = ?)")

@@ -127,6 +127,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     attempts INTEGER NOT NULL DEFAULT 0,
     not_before TEXT,                  -- retry after (4xx backoff, 429 reset)
     updated_at TEXT NOT NULL,
+    holder TEXT,                      -- the sender that claimed it; its lease "sender:<holder>" says if it lives
     PRIMARY KEY (edition_key, channel, target)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries(edition_key, channel, state);
@@ -228,6 +229,7 @@ def migrate(conn: sqlite3.Connection) -> None:
     _add_missing_columns(conn, "runs", {"outcome": "TEXT", "seconds": "REAL", "summary": "TEXT"})
     _add_missing_columns(conn, "articles", {"thumbnail": "TEXT"})
     _add_missing_columns(conn, "subscriptions", {"origin": "INTEGER"})
+    _add_missing_columns(conn, "deliveries", {"holder": "TEXT"})
     _count_deliveries(conn)
 
 

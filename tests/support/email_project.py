@@ -9,6 +9,7 @@ from pathlib import Path
 
 from publisher.app import Context
 from publisher.pipeline import fetch
+from publisher.store.backend import PgConnection
 from publisher.subscribers import import_csv
 
 NOW = "2026-11-23T09:00:00+01:00"  # Monday of week 48: the edition 2026-W47 of `endurance` is due
@@ -64,9 +65,16 @@ def send_args(*extra: str) -> list[str]:
     return ["--now", NOW, "send", "endurance", "--edition", EDITION, *extra]
 
 
+def connect(project):
+    """A connection to the copy's store: its SQLite file, or its PostgreSQL database (any_project)."""
+    if project.store_url:
+        return PgConnection(project.store_url, password=project.env["PUBLISHER_STORE_PASSWORD"])
+    return sqlite3.connect(store_path(project))
+
+
 def ledger(project) -> dict[str, tuple[str, str | None]]:
-    """target -> (state, reply) of the email rows of the edition, read straight from SQLite."""
-    db = sqlite3.connect(store_path(project))
+    """target -> (state, reply) of the email rows of the edition, read straight from the store."""
+    db = connect(project)
     try:
         return {t: (s, r) for t, s, r in db.execute(
             "SELECT target, state, reply FROM deliveries WHERE edition_key=? AND channel='email'", (f"endurance/{EDITION}",))}
@@ -75,21 +83,21 @@ def ledger(project) -> dict[str, tuple[str, str | None]]:
 
 
 def attempts(project) -> dict[str, int]:
-    """target -> attempts counted in the ledger (email rows of every edition), read straight from SQLite."""
+    """target -> attempts counted in the ledger (email rows of every edition), read straight from the store."""
     return dict(_query(project, "SELECT target, attempts FROM deliveries WHERE channel='email'"))
 
 
 def _query(project, sql: str, args: tuple = ()) -> list[tuple]:
-    db = sqlite3.connect(store_path(project))
+    db = connect(project)
     try:
-        return db.execute(sql, args).fetchall()
+        return [tuple(r) for r in db.execute(sql, args).fetchall()]
     finally:
         db.close()
 
 
 def suppressed(project) -> dict[str, str]:
-    """email -> reason of the suppression list, read straight from SQLite."""
-    db = sqlite3.connect(store_path(project))
+    """email -> reason of the suppression list, read straight from the store."""
+    db = connect(project)
     try:
         return dict(db.execute("SELECT email, reason FROM suppression"))
     finally:

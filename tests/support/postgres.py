@@ -18,7 +18,9 @@ from pathlib import Path
 
 import psycopg
 
-USER = "publisher"
+USER = "publisher"  # the superuser: trust, for the tests' own set-up
+SENDER = "sender"  # what a deployment uses: a password (scram), given as PUBLISHER_STORE_PASSWORD
+SENDER_PASSWORD = "pg-test-password-7f3a9c"
 
 
 def bin_dir() -> Path | None:
@@ -53,10 +55,20 @@ class PostgresServer:
             shutil.chown(self.root, "postgres", "postgres")
         self._run("initdb", "-D", str(self.data), "-U", USER, "-A", "trust", "-E", "UTF8", "--no-sync",
                   "--locale=C.UTF-8")
+        # the sender role must give its password over TCP; everything else stays trust
+        hba = self.data / "pg_hba.conf"
+        rules = f"host all {SENDER} 127.0.0.1/32 scram-sha-256\n"
+        if self._as:
+            subprocess.run([*self._as, "sh", "-c", f"printf '%s' '{rules}' | cat - {hba} > {hba}.new && mv {hba}.new {hba}"],
+                           check=True, timeout=30)
+        else:
+            hba.write_text(rules + hba.read_text())
         # fsync off: a test server's data needs no crash safety, and it spares the shared disk
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-w", "-t", "120",
                   "-o", f"-h 127.0.0.1 -p {self.port} -k {self.data} -F -c max_connections=200", "start")
         self.url = f"postgresql://{USER}@127.0.0.1:{self.port}/postgres"
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(f"CREATE ROLE {SENDER} LOGIN PASSWORD '{SENDER_PASSWORD}'")
 
     def _run(self, program: str, *args: str) -> None:
         done = subprocess.run([*self._as, str(self.bin / program), *args], capture_output=True, text=True,
@@ -66,11 +78,11 @@ class PostgresServer:
             raise RuntimeError(f"{program} failed ({done.returncode}): {done.stderr.strip()}"
                                + (f"\n{log.read_text(errors='replace')}" if log.exists() else ""))
 
-    def create_database(self, name: str) -> str:
-        """A fresh empty database on this server; returns its URL."""
+    def create_database(self, name: str, owner: str = USER) -> str:
+        """A fresh empty database on this server, owned by `owner`; returns its URL (for that user)."""
         with psycopg.connect(self.url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        return f"postgresql://{USER}@127.0.0.1:{self.port}/{name}"
+            conn.execute(f'CREATE DATABASE "{name}" OWNER {owner}')
+        return f"postgresql://{owner}@127.0.0.1:{self.port}/{name}"
 
     def stop(self) -> None:
         try:

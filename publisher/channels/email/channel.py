@@ -177,7 +177,7 @@ class EmailChannel:
 
     def _dispatch_live(self, rendered: RenderedEdition, campaign: Campaign, report: DispatchReport) -> DispatchReport:
         ctx, key, ch, smtp = self.ctx, rendered.edition.key, self.ledger_channel, self.settings.smtp
-        folder = self.settings.store_path.parent
+        folder = self.settings.state_dir
         journal = Journal(folder / "journal" / f"{slug(key)}.{slug(ch)}.log")
         ed = self._prepare(rendered, campaign, journal, report)
         reserve = Reserve(folder / "journal" / "reserve")
