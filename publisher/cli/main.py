@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--to", action="append", metavar="ADDRESS", help="send a [TEST] copy to this address only; no ledger rows (repeatable)")
     s.add_argument("--channel", action="append", metavar="NAME", help="only this channel of the campaign (repeatable)")
     s.add_argument("--resend-unknown", action="store_true", help="resend rows whose outcome is unknown (may duplicate them)")
+    s.add_argument("--join", action="store_true", help="share the edition with other senders started with --join (other"
+                                                        " machines on one PostgreSQL store): each claims its own recipients")
 
     sb = sub.add_parser("subscribers", help="import, export, count, remove, show and forget subscribers")
     sbs = sb.add_subparsers(dest="subcommand", metavar="ACTION", required=True)

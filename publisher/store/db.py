@@ -75,6 +75,7 @@ class Store(Leases):
 
     def __init__(self, path: str | Path, *, password: str | None = None):
         self._locks: dict[str, int] = {}  # lease name -> the descriptor holding its flock (-1: an advisory lock)
+        self._shared: set[str] = set()  # the leases in _locks taken shared
         if is_postgres_url(str(path)):
             self._open_postgres(str(path), password)
             return
@@ -308,13 +309,6 @@ class Store(Leases):
             if total:
                 out[channel] = (total, total - waiting)
         return out
-
-    def recover_channel(self, channel: str, now: datetime) -> int:
-        """Every row of `channel` left in `sending` by a dead process becomes `unknown`; returns how many."""
-        with self.transaction() as db:
-            return db.execute("UPDATE deliveries SET state='unknown', reply='process stopped while this was on the wire;"
-                              " outcome unknown', updated_at=? WHERE channel=? AND state='sending'",
-                              (iso(now), channel)).rowcount
 
     def suppress(self, rows: Iterable[tuple[str, str]], reason: str, now: datetime) -> None:
         """Add (address, detail) pairs to the suppression list; an address already there keeps its first reason."""

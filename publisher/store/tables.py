@@ -299,6 +299,14 @@ CREATE TABLE IF NOT EXISTS delivery_counts (
 );
 CREATE OR REPLACE FUNCTION deliveries_count() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    -- One writer of an edition's counts at a time, until it commits: two senders move rows between the
+    -- same few counts rows in different orders (a claim planned->sending, a 4xx sending->planned), which
+    -- would deadlock on those rows. Ledger transactions are short, so the wait is too.
+    IF TG_OP = 'DELETE' THEN
+        PERFORM pg_advisory_xact_lock(hashtextextended('counts:' || OLD.edition_key || '/' || OLD.channel, 0));
+    ELSE
+        PERFORM pg_advisory_xact_lock(hashtextextended('counts:' || NEW.edition_key || '/' || NEW.channel, 0));
+    END IF;
     IF TG_OP IN ('DELETE', 'UPDATE') THEN
         UPDATE delivery_counts SET n = n - 1
             WHERE edition_key = OLD.edition_key AND channel = OLD.channel AND state = OLD.state;
