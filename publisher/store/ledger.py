@@ -186,7 +186,7 @@ class Ledger:
         if not channels:
             return []
         one = "SELECT reply, count(*) AS n FROM deliveries WHERE edition_key=? AND channel=? AND state='failed' GROUP BY reply"
-        rows = self.db.execute(f"SELECT reply, sum(n) FROM ({' UNION ALL '.join([one] * len(channels))})"
+        rows = self.db.execute(f"SELECT reply, sum(n) FROM ({' UNION ALL '.join([one] * len(channels))}) AS f"
                                " GROUP BY reply ORDER BY 2 DESC, 1 LIMIT ?",
                                (*[a for ch in channels for a in (edition_key, ch)], limit)).fetchall()
         return [(reply, n, self.first_targets(edition_key, channels, State.FAILED, targets, reply=reply)) for reply, n in rows]
