@@ -15,12 +15,14 @@ and a unary `+` on text. The list with where each is used is in the issue's prog
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, Sequence
 
 SQLITE, POSTGRESQL = "sqlite", "postgresql"
 
 # A quoted string or identifier (copied as is), a numbered or plain placeholder, or a literal percent sign.
 _TOKEN = re.compile(r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|\?(\d*)|%""")
+_NUMBERED = re.compile(r"\?\d")
 
 
 def is_postgres_url(target: str) -> bool:
@@ -58,6 +60,10 @@ def to_format(sql: str, params: Sequence[Any] | None) -> tuple[str, list[Any]]:
         return "%s"
 
     return _TOKEN.sub(swap, sql), out
+
+
+def _first_line(exc: Exception) -> str:
+    return redact(str(exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 class Row(tuple):
@@ -124,7 +130,7 @@ class PgConnection:
             self._conn = psycopg.connect(url, autocommit=True, connect_timeout=connect_timeout,
                                          row_factory=_row_factory, **extra)
         except psycopg.Error as exc:
-            raise BackendError(redact(str(exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__) from None
+            raise BackendError(_first_line(exc)) from None
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> PgCursor:
         cur = self._conn.cursor()
@@ -141,8 +147,17 @@ class PgConnection:
         cur = self._conn.cursor()
         if rows:
             text, _ = to_format(sql, rows[0])
-            cur.executemany(text, [to_format(sql, r)[1] for r in rows])
+            # plain `?` only: each row is its parameters as given (no per-row rewriting of a million-row copy)
+            cur.executemany(text, rows if not _NUMBERED.search(sql) else [to_format(sql, r)[1] for r in rows])
         return PgCursor(cur)
+
+    @contextmanager
+    def translated(self) -> Iterator[None]:
+        """The driver's errors as BackendError (its first line, without a password) for a one-line message."""
+        try:
+            yield
+        except self._psycopg.Error as exc:
+            raise BackendError(_first_line(exc)) from None
 
     @property
     def in_transaction(self) -> bool:
