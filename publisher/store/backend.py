@@ -25,6 +25,7 @@ SQLITE, POSTGRESQL = "sqlite", "postgresql"
 
 # A quoted string or identifier (copied as is), a numbered or plain placeholder, or a literal percent sign.
 _TOKEN = re.compile(r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|\?(\d*)|%""")
+_NUMBERED = re.compile(r"\?\d")
 
 
 def is_postgres_url(target: str) -> bool:
@@ -67,6 +68,10 @@ def to_format(sql: str, params: Sequence[Any] | None) -> tuple[str, list[Any]]:
         return "%s"
 
     return _TOKEN.sub(swap, sql), out
+
+
+def _first_line(exc: Exception) -> str:
+    return redact(str(exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 class Row(tuple):
@@ -174,6 +179,15 @@ class PgConnection:
                 text, _ = to_format(sql, rows[0])
                 cur.executemany(text, [to_format(sql, r)[1] for r in rows])
         return PgCursor(cur)
+
+    @contextmanager
+    def translated(self) -> Iterator[None]:
+        """Opening and upgrading a store: the driver's errors as BackendError (its first line, without a
+        password) for a one-line message. (Runtime statements go through _translated.)"""
+        try:
+            yield
+        except self._psycopg.Error as exc:
+            raise BackendError(_first_line(exc)) from None
 
     @property
     def in_transaction(self) -> bool:

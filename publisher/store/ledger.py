@@ -260,7 +260,7 @@ class Ledger:
             return []
         one = "SELECT reply, count(*) AS n FROM deliveries WHERE edition_key=? AND channel=? AND state='failed' GROUP BY reply"
         rows = self.db.execute(f"SELECT reply, CAST(sum(n) AS BIGINT) FROM ({' UNION ALL '.join([one] * len(channels))}) AS f"
-                               " GROUP BY reply ORDER BY 2 DESC, 1 LIMIT ?",
+                               " GROUP BY reply ORDER BY 2 DESC, 1 NULLS FIRST LIMIT ?",
                                (*[a for ch in channels for a in (edition_key, ch)], limit)).fetchall()
         return [(reply, n, self.first_targets(edition_key, channels, State.FAILED, targets, reply=reply)) for reply, n in rows]
 
