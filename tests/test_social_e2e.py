@@ -84,13 +84,13 @@ def posted(servers) -> dict[str, list[str]]:
     }
 
 
-@pytest.mark.slow
 @pytest.fixture
 def project(any_project):
     """The kill -9 of a thread on both stores: SQLite, then PostgreSQL."""
     return any_project
 
 
+@pytest.mark.slow
 def test_eight_networks_post_once_and_only_once_through_a_kill_in_a_thread(project, servers):
     live_project(project, servers)
     th = servers["threads"]
