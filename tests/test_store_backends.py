@@ -151,6 +151,36 @@ def test_two_senders_claiming_one_edition_never_take_the_same_row(store_target):
     setup.close()
 
 
+def test_senders_starting_at_the_same_moment_each_get_their_run(store_target):
+    """Two senders of one edition with the same --now record their runs at the same instant: both are kept."""
+    Store(store_target).close()  # the schema, once
+    ids: list[list[int]] = [[], []]
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def sender(n: int) -> None:
+        try:
+            store = Store(store_target)
+            start.wait(timeout=30)
+            for _ in range(25):
+                ids[n].append(store.start_run(KEY, "email", NOW))
+            store.close()
+        except BaseException as exc:  # the test fails below with it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sender, args=(n,)) for n in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    store = Store(store_target)
+    runs = store.runs(KEY)
+    assert sorted(r.id for r in runs) == sorted(ids[0] + ids[1]) and len(runs) == 50
+    assert len({r.started_at for r in runs}) == 50  # in order, a microsecond apart
+    store.close()
+
+
 def test_recovery_settles_only_the_rows_of_senders_that_are_gone(store_target):
     """Two senders on one edition, each with its own connection: one starting never touches the other's rows."""
     a_store, b_store = Store(store_target), Store(store_target)

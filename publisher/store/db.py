@@ -272,6 +272,8 @@ class Store(Leases):
         """Record that a channel started sending an edition; returns the run's id for finish_run."""
         start = now.astimezone(timezone.utc)
         with self.transaction() as db:
+            if self.dialect != SQLITE:  # senders sharing the edition start in turn (SQLite's BEGIN IMMEDIATE does that)
+                db.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (f"runs:{edition_key}/{channel}",))
             last = db.execute("SELECT max(started_at) FROM runs WHERE edition_key=? AND channel=?",
                               (edition_key, channel)).fetchone()[0]
             if last and from_iso(last) >= start:  # a fixed --now: keep every run, in order
