@@ -14,6 +14,7 @@ import pytest
 
 from publisher.errors import LockedError
 from publisher.models import State
+from publisher.store.audience import Signup, add_signup, confirm
 from publisher.store.backend import PgConnection, is_postgres_url, to_format
 from publisher.store.db import Store
 from publisher.store.ledger import Ledger
@@ -178,6 +179,40 @@ def test_senders_starting_at_the_same_moment_each_get_their_run(store_target):
     runs = store.runs(KEY)
     assert sorted(r.id for r in runs) == sorted(ids[0] + ids[1]) and len(runs) == 50
     assert len({r.started_at for r in runs}) == 50  # in order, a microsecond apart
+    store.close()
+
+
+def test_two_clicks_on_one_confirmation_link_at_once_confirm_once(store_target):
+    """Two web workers receive the same click (a double click behind a load balancer): one subscription."""
+    Store(store_target).close()
+    for attempt in range(10):
+        sid = f"s{attempt}"
+        setup = Store(store_target)
+        add_signup(setup, Signup(sid, f"reader{attempt}@example.org", "", ("endurance",), "fr_FR", "endurance", None,
+                                 "sha256:x", NOW.isoformat(), (NOW + timedelta(days=2)).isoformat(), None))
+        setup.close()
+        start = threading.Barrier(2)
+        got: list[object] = []
+
+        def click() -> None:
+            store = Store(store_target)
+            try:
+                start.wait(timeout=30)
+                got.append(confirm(store, sid, NOW, None, None))
+            except BaseException as exc:  # the test fails below with it
+                got.append(exc)
+            finally:
+                store.close()
+
+        threads = [threading.Thread(target=click) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert not [g for g in got if isinstance(g, BaseException)], got
+        assert sum(g is not None for g in got) == 1, got
+    store = Store(store_target)
+    assert store.conn.execute("SELECT count(*) FROM consents").fetchone()[0] == 10
     store.close()
 
 

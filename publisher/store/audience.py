@@ -130,11 +130,12 @@ def confirm(store: Store, signup_id: str, now: datetime, ip: str | None, hashed:
     bounce, complaint or manual one."""
     stamp = iso(now)
     with store.transaction() as db:
-        r = db.execute("SELECT * FROM signups WHERE id = ? AND confirmed_at IS NULL AND expires_at > ?",
-                       (signup_id, stamp)).fetchone()
+        # one statement that checks and marks: on PostgreSQL a second click waits for the first's row lock,
+        # then finds the sign-up confirmed (a SELECT first would let both through)
+        r = db.execute("UPDATE signups SET confirmed_at = ? WHERE id = ? AND confirmed_at IS NULL AND expires_at > ?"
+                       " RETURNING *", (stamp, signup_id, stamp)).fetchone()
         if r is None:
             return None
-        db.execute("UPDATE signups SET confirmed_at = ? WHERE id = ?", (stamp, signup_id))
         email = r["email"]
         marks = ",".join("?" * len(LIFTED_BY_OPT_IN))
         db.execute(f"DELETE FROM suppression WHERE email IN (?, ?) AND reason IN ({marks})",
