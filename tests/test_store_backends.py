@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from publisher.errors import LockedError
-from publisher.models import State
+from publisher.models import Article, State
 from publisher.store.audience import Signup, add_signup, confirm
 from publisher.store.backend import PgConnection, is_postgres_url, to_format
 from publisher.store.db import Store
@@ -307,3 +307,31 @@ def test_a_postgresql_store_keeps_the_wire_journal_in_the_state_folder(postgres_
         assert len(srv.received) == 5
     assert (project.root / "machine-a" / "journal").is_dir()
     assert not (project.root / "var" / "publisher.sqlite3").exists()
+
+
+def test_two_fetches_storing_the_same_new_articles_at_once_store_each_once(store_target):
+    """Two machines fetching the same feed at the same moment: each article is stored once, nobody fails."""
+    Store(store_target).close()
+    articles = [Article(id=f"https://www.endurance-info.com/?p={i}", link=f"https://www.endurance-info.com/a-{i}/",
+                        title=f"WEC : article {i}", summary="", summary_html="", published=NOW, source="feed",
+                        categories=("WEC",)) for i in range(40)]
+    start = threading.Barrier(2)
+    got: list[object] = []
+
+    def fetch() -> None:
+        store = Store(store_target)
+        try:
+            start.wait(timeout=30)
+            got.append(store.upsert_articles(articles, NOW))
+        except BaseException as exc:  # the test fails below with it
+            got.append(exc)
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=fetch) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not [g for g in got if isinstance(g, BaseException)], got
+    assert sorted(g.new for g in got) == [0, 40] and sorted(g.unchanged for g in got) == [0, 40]

@@ -153,6 +153,13 @@ class Store(Leases):
             self.release_lease(name)
         self.conn.close()
 
+    def _in_turn(self, db, name: str) -> None:
+        """Inside a transaction that reads, then writes what it read: one such transaction named `name` at a
+        time until it ends. SQLite's BEGIN IMMEDIATE already runs every writer in turn; on PostgreSQL a
+        transaction-scoped advisory lock does it for this name only."""
+        if self.dialect != SQLITE:
+            db.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (name,))
+
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE ... COMMIT; rolled back on any exception. A full disk raises DiskFullError."""
@@ -180,6 +187,7 @@ class Store(Leases):
         counts = UpsertCounts()
         stamp = iso(now)
         with self.transaction() as db:
+            self._in_turn(db, "articles")  # two fetches at once (two machines) would both insert a new article
             for a in articles:
                 h = a.content_hash()
                 row = db.execute("SELECT id, content_hash FROM articles WHERE id = ? OR link = ? LIMIT 1",
@@ -272,8 +280,7 @@ class Store(Leases):
         """Record that a channel started sending an edition; returns the run's id for finish_run."""
         start = now.astimezone(timezone.utc)
         with self.transaction() as db:
-            if self.dialect != SQLITE:  # senders sharing the edition start in turn (SQLite's BEGIN IMMEDIATE does that)
-                db.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (f"runs:{edition_key}/{channel}",))
+            self._in_turn(db, f"runs:{edition_key}/{channel}")  # senders sharing the edition start at once
             last = db.execute("SELECT max(started_at) FROM runs WHERE edition_key=? AND channel=?",
                               (edition_key, channel)).fetchone()[0]
             if last and from_iso(last) >= start:  # a fixed --now: keep every run, in order
