@@ -152,29 +152,37 @@ def test_two_senders_claiming_one_edition_never_take_the_same_row(store_target):
     setup.close()
 
 
-def test_senders_starting_at_the_same_moment_each_get_their_run(store_target):
-    """Two senders of one edition with the same --now record their runs at the same instant: both are kept."""
-    Store(store_target).close()  # the schema, once
-    ids: list[list[int]] = [[], []]
+def _at_once(store_target: str, work, n: int = 2) -> list:
+    """`work(store, i)` in n threads, each with its own Store (its own connection), released together;
+    returns what each returned, in thread order. Fails with the first exception any of them raised."""
+    start = threading.Barrier(n)
+    got: list = [None] * n
     errors: list[BaseException] = []
-    start = threading.Barrier(2)
 
-    def sender(n: int) -> None:
+    def run(i: int) -> None:
+        store = Store(store_target)
         try:
-            store = Store(store_target)
             start.wait(timeout=30)
-            for _ in range(25):
-                ids[n].append(store.start_run(KEY, "email", NOW))
-            store.close()
-        except BaseException as exc:  # the test fails below with it
+            got[i] = work(store, i)
+        except BaseException as exc:  # re-raised below, in the test's thread
             errors.append(exc)
+        finally:
+            store.close()
 
-    threads = [threading.Thread(target=sender, args=(n,)) for n in (0, 1)]
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=120)
-    assert errors == []
+        t.join(timeout=300)
+    if errors:
+        raise errors[0]
+    return got
+
+
+def test_senders_starting_at_the_same_moment_each_get_their_run(store_target):
+    """Two senders of one edition with the same --now record their runs at the same instant: both are kept."""
+    Store(store_target).close()  # the schema, once
+    ids = _at_once(store_target, lambda store, i: [store.start_run(KEY, "email", NOW) for _ in range(25)])
     store = Store(store_target)
     runs = store.runs(KEY)
     assert sorted(r.id for r in runs) == sorted(ids[0] + ids[1]) and len(runs) == 50
@@ -191,25 +199,7 @@ def test_two_clicks_on_one_confirmation_link_at_once_confirm_once(store_target):
         add_signup(setup, Signup(sid, f"reader{attempt}@example.org", "", ("endurance",), "fr_FR", "endurance", None,
                                  "sha256:x", NOW.isoformat(), (NOW + timedelta(days=2)).isoformat(), None))
         setup.close()
-        start = threading.Barrier(2)
-        got: list[object] = []
-
-        def click() -> None:
-            store = Store(store_target)
-            try:
-                start.wait(timeout=30)
-                got.append(confirm(store, sid, NOW, None, None))
-            except BaseException as exc:  # the test fails below with it
-                got.append(exc)
-            finally:
-                store.close()
-
-        threads = [threading.Thread(target=click) for _ in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=60)
-        assert not [g for g in got if isinstance(g, BaseException)], got
+        got = _at_once(store_target, lambda store, i: confirm(store, sid, NOW, None, None))
         assert sum(g is not None for g in got) == 1, got
     store = Store(store_target)
     assert store.conn.execute("SELECT count(*) FROM consents").fetchone()[0] == 10
@@ -315,23 +305,5 @@ def test_two_fetches_storing_the_same_new_articles_at_once_store_each_once(store
     articles = [Article(id=f"https://www.endurance-info.com/?p={i}", link=f"https://www.endurance-info.com/a-{i}/",
                         title=f"WEC : article {i}", summary="", summary_html="", published=NOW, source="feed",
                         categories=("WEC",)) for i in range(40)]
-    start = threading.Barrier(2)
-    got: list[object] = []
-
-    def fetch() -> None:
-        store = Store(store_target)
-        try:
-            start.wait(timeout=30)
-            got.append(store.upsert_articles(articles, NOW))
-        except BaseException as exc:  # the test fails below with it
-            got.append(exc)
-        finally:
-            store.close()
-
-    threads = [threading.Thread(target=fetch) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not [g for g in got if isinstance(g, BaseException)], got
+    got = _at_once(store_target, lambda store, i: store.upsert_articles(articles, NOW))
     assert sorted(g.new for g in got) == [0, 40] and sorted(g.unchanged for g in got) == [0, 40]
