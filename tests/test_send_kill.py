@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from support.email_project import ENV, ledger, prepared, send_args
+from support.email_project import ENV, NOW, ledger, prepared, send_args
 from support.smtp_servers import SmtpServer
 
 CONNECTIONS = 3
@@ -179,6 +179,8 @@ def test_a_killed_joined_sender_leaves_unknown_rows_and_the_other_carries_on(pro
         if left:
             assert (f"{len(left)} message(s) were claimed by a sender that stopped (pid {doomed.pid} on" in out
                     and "on its machine to settle them from its wire journal" in out), out
+            status = project.cli("--now", NOW, "status", "endurance", "--edition", "2026-W47", env=ENV).stdout
+            assert f"held ({len(left)}) by a sender that stopped (pid {doomed.pid} on" in status, status
         # a later run (on the first machine: the dead sender's wire journal is on machine-b) settles them
         final = project.cli(*send_args(), env=ENV)
         assert final.returncode in (0, 4), final.stdout + final.stderr

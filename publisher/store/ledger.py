@@ -61,11 +61,15 @@ class Ledger:
         found = self.db.execute("SELECT DISTINCT holder FROM deliveries WHERE state='sending' AND " + where, args)
         return [h for (h,) in found if not self._alive(h)]
 
+    def senders(self, edition_key: str, channel: str) -> list[tuple[str | None, int, bool]]:
+        """Who holds rows in `sending`: (holder, rows, alive) per sender, most rows first."""
+        found = self.db.execute("SELECT holder, count(*) FROM deliveries WHERE edition_key=? AND channel=? AND state='sending'"
+                                " GROUP BY holder", (edition_key, channel)).fetchall()
+        return sorted(((h, n, self._alive(h)) for h, n in found), key=lambda x: -x[1])
+
     def held_elsewhere(self, edition_key: str, channel: str) -> int:
         """Rows in `sending` under other senders that are alive (sharing the edition with --join)."""
-        found = self.db.execute("SELECT holder, count(*) FROM deliveries WHERE edition_key=? AND channel=? AND state='sending'"
-                                " GROUP BY holder", (edition_key, channel))
-        return sum(n for holder, n in found if holder != self.holder and self._alive(holder))
+        return sum(n for holder, n, alive in self.senders(edition_key, channel) if holder != self.holder and alive)
 
     def orphans(self, edition_key: str, channel: str) -> dict[str | None, list[str]]:
         """Rows left in `sending` by senders that are gone, by holder: {holder: [target, ...]}."""
