@@ -7,7 +7,8 @@
     ├── DeliveryError              exit 4   mail server or social API refused or failed; ledger says what is left
     │   └── DiskFullError          exit 4   the disk of the store or wire journal is full; a send stops cleanly
     ├── LockedError                exit 5   another process holds the edition or the scheduler lease
-    └── LintError                  exit 6   `preview --strict` found lint problems
+    ├── LintError                  exit 6   `preview --strict` found lint problems
+    └── StoreError                 exit 7   the store's database went away mid-run (a PostgreSQL connection lost)
 
 Library exceptions (httpx, smtplib, tweepy, Mastodon.py, atproto, sqlite3) are translated into these
 at the one place each library is called; nothing above that seam sees them. A full disk (ENOSPC, a
@@ -51,6 +52,12 @@ class LockedError(PublisherError):
 
 class LintError(PublisherError):
     exit_code = 6
+
+
+class StoreError(PublisherError):
+    """The store's server could not be reached mid-run; what this process held is settled by the next run."""
+
+    exit_code = 7
 
 
 class DiskFullError(DeliveryError):

@@ -16,11 +16,12 @@ from publisher.app import Context
 from publisher.channels import ChannelDisabled, DispatchContext, DispatchReport, registry
 from publisher.config import Campaign
 from publisher.editions import Plan, latest_slot_edition, plan_edition, window
-from publisher.errors import DeliveryError, PublisherError
+from publisher.errors import DeliveryError, LockedError, PublisherError
 from publisher.ingest.feeds import fetch_all
 from publisher.models import Article, RenderedEdition, rendered_from_dict, rendered_to_dict
 from publisher.render.email import Renderer
 from publisher.store.db import Store
+from publisher.store.ledger import new_holder
 
 log = logging.getLogger("publisher")
 
@@ -90,24 +91,43 @@ def prepare(ctx: Context, campaign: Campaign, edition_id: str, *, record_skip: b
 
 
 def dispatch(ctx: Context, campaign: Campaign, rendered: RenderedEdition, channels: Sequence[str] | None = None,
-             *, resend_unknown: bool = False) -> list[DispatchReport]:
-    """Send a frozen edition on the campaign's channels (or the given ones), holding the edition's lease."""
+             *, resend_unknown: bool = False, join: bool = False) -> list[DispatchReport]:
+    """Send a frozen edition on the campaign's channels (or the given ones), holding the edition's lease
+    (`join`: shared with other senders of this edition, each claiming its own batches of recipients)."""
     key = rendered.edition.key
     for name in channels or ():
         if name not in campaign.channels:
             raise DeliveryError(f"campaign {campaign.name} does not use channel {name!r} (it uses {', '.join(campaign.channels)})",
                                 hint=f"add it to channels in {campaign.source}, or drop --channel {name}")
     lease = f"send:{key}"
-    ctx.store.acquire_lease(lease, ctx.clock())  # held until we return or die, whatever the clocks say
+    try:  # held until we return or die, whatever the clocks say; shared with the other senders under --join
+        ctx.store.acquire_lease(lease, ctx.clock(), shared=join)
+    except LockedError as exc:
+        hint = ("it was started without --join: wait for it to finish" if join else
+                "wait for it to finish, or stop that process (its lease ends with it); a sender started with --join"
+                " shares the edition with other --join senders")
+        raise LockedError(exc.message, hint=hint) from None
     outbox = ctx.settings.path(ctx.settings.publisher.outbox) if ctx.settings.publisher.delivery == "outbox" else None
-    dctx = DispatchContext(settings=ctx.settings, ledger=ctx.ledger(), now=ctx.now, progress=ctx.progress,
+    ledger = ctx.ledger().hold(new_holder())  # this sender's claims carry its id; recovery elsewhere spares them
+    dctx = DispatchContext(settings=ctx.settings, ledger=ledger, now=ctx.now, progress=ctx.progress,
                            stop=ctx.stop, outbox=outbox, resend_unknown=resend_unknown)
     reports: list[DispatchReport] = []
+    alone: list[str] = []  # under --join, the per-channel leases of channels that post in order (social)
     try:
         for name in channels or campaign.channels:
             if ctx.stop.is_set():
                 break
             spec = registry.get(name)
+            if join and spec.kind != "email":
+                # a thread is posted in order by one sender: the others leave this network to it
+                try:
+                    ctx.store.acquire_lease(f"{lease}/{name}", ctx.clock())
+                except LockedError as exc:
+                    r = DispatchReport(channel=name, edition_key=key)
+                    r.messages.append(f"{name}: left to the sender already posting it ({exc.message})")
+                    reports.append(r)
+                    continue
+                alone.append(f"{lease}/{name}")
             try:
                 channel = spec.make(ctx.settings, ctx.settings.channels[name], dctx)
             except ChannelDisabled as exc:
@@ -131,12 +151,15 @@ def dispatch(ctx: Context, campaign: Campaign, rendered: RenderedEdition, channe
             finally:
                 ctx.store.finish_run(run, ctx.clock(), time.monotonic() - started, outcome, r.line() if r else "")
     finally:
+        for name in alone:
+            ctx.store.release_lease(name)
+        ledger.let_go()
         ctx.store.release_lease(lease)
     return reports
 
 
 def send(ctx: Context, campaigns: Sequence[Campaign], edition_id: str | None = None,
-         channels: Sequence[str] | None = None, *, resend_unknown: bool = False) -> list[DispatchReport]:
+         channels: Sequence[str] | None = None, *, resend_unknown: bool = False, join: bool = False) -> list[DispatchReport]:
     """Send the named (or the latest due) edition of each campaign; thin weeks are skipped and reported."""
     reports: list[DispatchReport] = []
     for campaign in campaigns:
@@ -147,5 +170,5 @@ def send(ctx: Context, campaigns: Sequence[Campaign], edition_id: str | None = N
             r.messages.append(f"{campaign.name} {eid}: skipped ({skip})")
             reports.append(r)
             continue
-        reports.extend(dispatch(ctx, campaign, rendered, channels, resend_unknown=resend_unknown))
+        reports.extend(dispatch(ctx, campaign, rendered, channels, resend_unknown=resend_unknown, join=join))
     return reports

@@ -59,8 +59,13 @@ class Project:
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Project:
-    """A fresh copy of settings.toml, campaigns/, samples/ and templates/ with its own var/ folder."""
+def project(request, tmp_path: Path) -> Project:
+    """A fresh copy of settings.toml, campaigns/, samples/ and templates/ with its own var/ folder.
+
+    PUBLISHER_TEST_STORE=postgresql gives every such project a PostgreSQL store instead (a developer's sweep
+    for SQL that only PostgreSQL refuses; tests that open the SQLite file themselves fail in that mode)."""
+    if os.environ.get("PUBLISHER_TEST_STORE") == "postgresql":
+        return _on_postgres(request, _copy_project(tmp_path))
     return _copy_project(tmp_path)
 
 
@@ -85,17 +90,27 @@ def postgres_server():
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def any_project(request, tmp_path: Path, monkeypatch) -> Project:
+def any_project(request, tmp_path: Path) -> Project:
     """`project`, once with its SQLite file and once with a PostgreSQL store (a fresh database, the
     sender role's password in PUBLISHER_STORE_PASSWORD, for this process and every cli() run).
     A module runs all its tests on both with a fixture named `project` that returns `any_project`."""
     project = _copy_project(tmp_path)
-    if request.param == "postgresql":
-        from tests.support.postgres import SENDER, SENDER_PASSWORD
+    return _on_postgres(request, project) if request.param == "postgresql" else project
 
-        server = request.getfixturevalue("postgres_server")
-        project.use_store(server.create_database("p_" + os.urandom(6).hex(), owner=SENDER), SENDER_PASSWORD)
-        monkeypatch.setenv("PUBLISHER_STORE_PASSWORD", SENDER_PASSWORD)  # Context.open in the test itself
+
+@pytest.fixture
+def pg_project(request, tmp_path: Path) -> Project:
+    """`project` with a PostgreSQL store, for what only PostgreSQL has (a server that goes away)."""
+    return _on_postgres(request, _copy_project(tmp_path))
+
+
+def _on_postgres(request, project: Project) -> Project:
+    from tests.support.postgres import SENDER, SENDER_PASSWORD
+
+    server = request.getfixturevalue("postgres_server")
+    project.use_store(server.create_database("p_" + os.urandom(6).hex(), owner=SENDER), SENDER_PASSWORD)
+    # Context.open in the test itself
+    request.getfixturevalue("monkeypatch").setenv("PUBLISHER_STORE_PASSWORD", SENDER_PASSWORD)
     return project
 
 

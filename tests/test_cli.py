@@ -24,8 +24,9 @@ COMMANDS = list(_commands(build_parser()))
 def test_all_commands_are_listed():
     names = {c[0] for c in COMMANDS}
     assert names == {"fetch", "preview", "send", "subscribers", "serve", "status", "run", "schedule", "bounces",
-                     "users", "archive"}
+                     "users", "archive", "db"}
     assert ("subscribers", "import") in COMMANDS
+    assert {("db", "version"), ("db", "upgrade"), ("db", "copy")} <= set(COMMANDS)
     assert {("users", "add"), ("users", "list"), ("users", "remove")} <= set(COMMANDS)
 
 

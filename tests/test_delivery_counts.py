@@ -82,7 +82,7 @@ def test_a_store_from_before_the_counts_gets_them_on_first_open(tmp_path):
     # what an older version's store looks like: no table, no triggers
     conn = sqlite3.connect(path)
     conn.executescript("DROP TRIGGER deliveries_counted_insert; DROP TRIGGER deliveries_counted_delete;"
-                       " DROP TRIGGER deliveries_counted_update; DROP TABLE delivery_counts;")
+                       " DROP TRIGGER deliveries_counted_update; DROP TABLE delivery_counts; DROP TABLE schema_version;")
     conn.close()
 
     store = Store(path)

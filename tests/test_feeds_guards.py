@@ -84,7 +84,7 @@ runpy.run_module('publisher', run_name='__main__')
 def fetch_cli(project, *args: str) -> tuple[subprocess.CompletedProcess, float]:
     """`publisher fetch ARGS` in a real process: (its result, its peak RSS in MB)."""
     hwm = project.root / "hwm.txt"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PUBLISHER_")} | {"TEST_HWM_FILE": str(hwm)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PUBLISHER_")} | project.env | {"TEST_HWM_FILE": str(hwm)}
     proc = subprocess.run([sys.executable, "-c", _HWM, "--settings", str(project.settings),
                            "--now", "2026-11-23T09:00:00+01:00", "fetch", *args],
                           cwd=project.root, env=env, capture_output=True, text=True, timeout=120)

@@ -104,6 +104,7 @@ def test_an_older_store_gets_the_indexes_and_keeps_its_rows(tmp_path, caplog):
     conn = sqlite3.connect(path)
     for name in ("deliveries_sent", "deliveries_failed", "deliveries_waiting"):
         conn.execute(f"DROP INDEX {name}")
+    conn.execute("DROP TABLE schema_version")  # made before the schema had versions
     conn.execute("INSERT INTO deliveries (edition_key, channel, target, state, updated_at)"
                  " VALUES ('gt/2025-W01', 'x', 'post:0', 'sent', '2025-01-06T08:00:00+00:00')")
     conn.commit()

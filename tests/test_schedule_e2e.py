@@ -30,6 +30,12 @@ DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sun
 # -- the embedded default ------------------------------------------------------------------------
 
 
+
+@pytest.fixture
+def project(any_project):
+    """The scheduler end to end on both stores: SQLite, then PostgreSQL."""
+    return any_project
+
 def test_embedded_default_run_sends_due_editions_to_the_outbox_once(project):
     project.cli("subscribers", "import", "samples/subscribers.csv", check=True)
     first = project.cli("--now", "2026-11-23T09:00:00+01:00", "run", env=SECRET)

@@ -4,10 +4,18 @@ at once, and no clock, however far ahead, takes it from a live one."""
 from __future__ import annotations
 
 import socket
-import sqlite3
 from datetime import datetime, timedelta, timezone
 
-from support.scheduler_process import Proc, lease_holder, query, store_path, wait_for
+import pytest
+
+from support.email_project import write
+from support.scheduler_process import Proc, lease_holder, query, wait_for
+
+
+@pytest.fixture
+def project(any_project):
+    """Each test on both stores: on PostgreSQL the lease is an advisory lock of the scheduler's session."""
+    return any_project
 
 
 def test_two_schedulers_racing_one_gets_the_lease_the_other_says_who_and_exits_5(project):
@@ -68,12 +76,10 @@ def test_a_clock_ahead_never_takes_a_live_schedulers_lease_and_a_stale_row_block
         a.kill()
 
     # a row naming a holder that holds nothing (another host's leftovers, a restored backup) is no lease
-    db = sqlite3.connect(store_path(project))
-    with db:
-        db.execute("INSERT OR REPLACE INTO leases (name, holder, pid, host, acquired_at, expires_at)"
-                   " VALUES ('scheduler', 'pid 4242 on elsewhere', 4242, 'elsewhere', ?, ?)",
-                   (now.isoformat(), (now + timedelta(hours=1)).isoformat()))
-    db.close()
+    write(project, "INSERT INTO leases (name, holder, pid, host, acquired_at, expires_at)"
+                   " VALUES ('scheduler', 'pid 4242 on elsewhere', 4242, 'elsewhere', ?, ?) ON CONFLICT(name) DO UPDATE"
+                   " SET holder=excluded.holder, pid=excluded.pid, host=excluded.host, acquired_at=excluded.acquired_at,"
+                   " expires_at=excluded.expires_at", (now.isoformat(), (now + timedelta(hours=1)).isoformat()))
     status = project.cli("status", check=True)
     assert "scheduler: not running" in status.stdout
     proc = project.cli("run")

@@ -11,25 +11,13 @@ from urllib.parse import urlencode
 
 import pytest
 
-from publisher.app import Context
-from publisher.pipeline import fetch
 from support.browser import chromium, require_chromium
-from support.email_project import ENV, NOW, _query, configure_live, send_args, store_path
+from support.email_project import ENV, _query, live_without_subscribers, send_args, store_path
 from support.smtp_servers import SmtpServer
 from support.user_errors import edit
 from support.web import PUBLIC, csrf, link_in, local, request, serving, wait_for
 
 READER = "claire.martin@example.org"
-
-
-def _live(project, port: int) -> None:
-    """Live delivery to the local SMTP server, the sample feeds fetched, no subscriber yet."""
-    configure_live(project, port)
-    ctx = Context.open(project.settings, now=datetime.fromisoformat(NOW))
-    try:
-        assert all(r.ok for r in fetch(ctx))
-    finally:
-        ctx.close()
 
 
 def _mails_to(srv: SmtpServer, address: str, subject_part: str) -> list:
@@ -48,7 +36,7 @@ def _sign_up(base: str, address: str, *lists: str, extra: dict | None = None) ->
 def test_a_reader_signs_up_in_chromium_confirms_and_gets_the_next_edition(project):
     require_chromium()
     with SmtpServer() as srv:
-        _live(project, srv.port)
+        live_without_subscribers(project, srv.port)
         with serving(project) as (_, unsubscribe), chromium() as driver:
             base = unsubscribe.rsplit("/", 1)[0]  # http://127.0.0.1:PORT/newsletter
             driver.get(f"{base}/subscribe/endurance")
@@ -97,7 +85,7 @@ def test_a_reader_signs_up_in_chromium_confirms_and_gets_the_next_edition(projec
 
 def test_forged_expired_and_replayed_confirmation_links_are_refused(project):
     with SmtpServer() as srv:
-        _live(project, srv.port)
+        live_without_subscribers(project, srv.port)
         with serving(project) as (_, unsubscribe):
             base = unsubscribe.rsplit("/", 1)[0]
             for who in ("early@example.org", "late@example.org"):
@@ -130,7 +118,7 @@ def test_forged_expired_and_replayed_confirmation_links_are_refused(project):
 
 def test_the_answer_is_the_same_for_new_pending_subscribed_and_suppressed_addresses(project):
     with SmtpServer() as srv:
-        _live(project, srv.port)
+        live_without_subscribers(project, srv.port)
         csv = project.root / "known.csv"
         csv.write_text("email,series\nsub@example.org,endurance\nbounced@example.org,endurance\ngone@example.org,endurance\n",
                        encoding="utf-8")
@@ -159,7 +147,7 @@ def test_the_answer_is_the_same_for_new_pending_subscribed_and_suppressed_addres
 
 def test_abuse_guards_honeypot_csrf_rate_limits_and_the_daily_cap(project):
     with SmtpServer() as srv:
-        _live(project, srv.port)
+        live_without_subscribers(project, srv.port)
         edit(project.settings, r"^port = 8025$", "port = 8025\nsignups_per_ip_per_hour = 6\nconfirmations_per_address_per_day = 2")
         with serving(project) as (_, unsubscribe):
             base = unsubscribe.rsplit("/", 1)[0]
@@ -201,7 +189,7 @@ def test_in_outbox_mode_the_confirmation_is_an_eml_file_with_its_ledger_row(proj
 
 def test_a_slow_relay_neither_cuts_the_confirmation_short_nor_holds_the_pages(project):
     with SmtpServer(delay=3) as srv:  # each message answered 3 s after its end of data
-        _live(project, srv.port)
+        live_without_subscribers(project, srv.port)
         edit(project.settings, r"^port = 8025$", "port = 8025\ntimeout = 1\nworkers = 1")
         with serving(project) as (_, unsubscribe):
             base = unsubscribe.rsplit("/", 1)[0]
@@ -215,7 +203,7 @@ def test_a_slow_relay_neither_cuts_the_confirmation_short_nor_holds_the_pages(pr
 def test_a_hostile_form_cannot_add_headers_or_recipients_to_the_confirmation(project):
     """CR/LF in the name or the address of a form post: no header is added, nobody else is mailed."""
     with SmtpServer() as srv:
-        _live(project, srv.port)
+        live_without_subscribers(project, srv.port)
         with serving(project) as (_, unsubscribe):
             base = unsubscribe.rsplit("/", 1)[0]
             hostile_name = "Claire\r\nBcc: victime@example.net\r\nSubject: gagné"

@@ -65,8 +65,8 @@ def send_args(project) -> list[str]:
     return args
 
 
-def env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("PUBLISHER_")} | CREDS
+def env(project) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("PUBLISHER_")} | project.env | CREDS
 
 
 def posted(servers) -> dict[str, list[str]]:
@@ -84,13 +84,19 @@ def posted(servers) -> dict[str, list[str]]:
     }
 
 
+@pytest.fixture
+def project(any_project):
+    """The kill -9 of a thread on both stores: SQLite, then PostgreSQL."""
+    return any_project
+
+
 @pytest.mark.slow
 def test_eight_networks_post_once_and_only_once_through_a_kill_in_a_thread(project, servers):
     live_project(project, servers)
     th = servers["threads"]
     # Threads makes the second post of its thread, then the reply never comes: kill -9 right then
     th.script("POST", PUBLISH, Normal(), Hang(commit=True))
-    proc = subprocess.Popen(send_args(project), cwd=project.root, env=env(), stdout=subprocess.PIPE,
+    proc = subprocess.Popen(send_args(project), cwd=project.root, env=env(project), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None and len(th.to("POST", PUBLISH)) < 2:
@@ -104,7 +110,7 @@ def test_eight_networks_post_once_and_only_once_through_a_kill_in_a_thread(proje
     assert all(before[n] for n in NETWORKS[:5])
     assert len(before["threads"]) == 2 and before["linkedin"] == [] and before["telegram"] == []
 
-    rerun = subprocess.run(send_args(project), cwd=project.root, env=env(), capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run(send_args(project), cwd=project.root, env=env(project), capture_output=True, text=True, timeout=300)
     out = rerun.stdout + rerun.stderr
     assert rerun.returncode == 0, out
     after = posted(servers)
@@ -127,7 +133,7 @@ def test_eight_networks_post_once_and_only_once_through_a_kill_in_a_thread(proje
     assert [m["reply_to"] for m in servers["telegram"].messages][1:] == [m["message_id"] for m in servers["telegram"].messages][:-1]
     assert len(after["x"]) == len(after["mastodon"]) == len(after["bluesky"]) == len(after["telegram"]) == 4
 
-    again = subprocess.run(send_args(project), cwd=project.root, env=env(), capture_output=True, text=True, timeout=300)
+    again = subprocess.run(send_args(project), cwd=project.root, env=env(project), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stdout + again.stderr
     assert posted(servers) == after
     for network in NETWORKS:

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from publisher.errors import LockedError
 from publisher.models import State
 from publisher.store.backend import PgConnection, is_postgres_url, to_format
 from publisher.store.db import Store
@@ -110,29 +111,90 @@ def test_the_ledger_plans_claims_finishes_and_counts_alike(store_target):
 
 
 def test_two_senders_claiming_one_edition_never_take_the_same_row(store_target):
-    """Each sender has its own connection and walks the edition in batches; together they take every row once."""
+    """Each sender has its own connection and walks the edition in batches, a 4xx putting some rows back for a
+    later pass; together they send every row once, and their writes to the same counts never deadlock."""
     setup = Store(store_target)
     Ledger(setup, clock=lambda: NOW).plan(KEY, "email", [f"r{i:04}@example.org" for i in range(600)])
-    taken: list[list[str]] = [[], []]
+    sent: list[list[str]] = [[], []]
+    errors: list[BaseException] = []
 
     def sender(n: int) -> None:
-        store = Store(store_target)
-        ledger, after = Ledger(store, clock=lambda: NOW), ""
-        while batch := ledger.claim_range(KEY, "email", 7, after, NOW):
-            taken[n] += [t for t, _ in batch]
-            after = batch[-1][0]
-            ledger.finish(KEY, "email", [(t, State.SENT, None, "250") for t, _ in batch])
-        store.close()
+        try:
+            store = Store(store_target)
+            ledger = Ledger(store, clock=lambda: NOW).hold(f"sender-{n}")
+            while True:  # passes over the edition until a pass finds nothing due
+                after, claimed = "", 0
+                while batch := ledger.claim_range(KEY, "email", 7, after, NOW):
+                    after, claimed = batch[-1][0], claimed + len(batch)
+                    later = [t for t, attempts in batch[:2] if attempts == 0]  # a first try of these gets a 4xx
+                    ledger.retry_later(KEY, "email", [(t, NOW, "451 later") for t in later], count_attempt=True)
+                    done = [t for t, _ in batch if t not in later]
+                    ledger.finish(KEY, "email", [(t, State.SENT, None, "250") for t in done], count_attempt=True)
+                    sent[n] += done
+                if not claimed:
+                    break
+            ledger.let_go()
+            store.close()
+        except BaseException as exc:  # the test fails below with it
+            errors.append(exc)
 
     threads = [threading.Thread(target=sender, args=(n,)) for n in (0, 1)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=300)
-    assert not set(taken[0]) & set(taken[1])
-    assert sorted(taken[0] + taken[1]) == [f"r{i:04}@example.org" for i in range(600)]
-    assert Ledger(setup).counts(KEY, "email")["sent"] == 600
+    assert errors == []
+    assert not set(sent[0]) & set(sent[1])
+    assert sorted(sent[0] + sent[1]) == [f"r{i:04}@example.org" for i in range(600)]
+    assert Ledger(setup).counts(KEY, "email") == {"planned": 0, "sending": 0, "sent": 600, "failed": 0, "unknown": 0}
     setup.close()
+
+
+def test_recovery_settles_only_the_rows_of_senders_that_are_gone(store_target):
+    """Two senders on one edition, each with its own connection: one starting never touches the other's rows."""
+    a_store, b_store = Store(store_target), Store(store_target)
+    Ledger(a_store, clock=lambda: NOW).plan(KEY, "email", [f"r{i:02}@example.org" for i in range(20)])
+    a = Ledger(a_store, clock=lambda: NOW).hold("sender-a")
+    b = Ledger(b_store, clock=lambda: NOW).hold("sender-b")
+    mine = [t for t, _ in a.claim_range(KEY, "email", 5, "", NOW)]
+    theirs = [t for t, _ in b.claim_range(KEY, "email", 5, "", NOW)]
+    assert not set(mine) & set(theirs)
+    assert b.recover(KEY, "email") == [] and b.recover_channel("email") == 0  # a lives: its rows stay `sending`
+    assert b.orphans(KEY, "email") == {} and b.held_elsewhere(KEY, "email") == 5
+    assert a.sending(KEY, "email", "sender-a") == mine
+    a_store.close()  # a is gone (a kill does the same: its lease goes with its process or session)
+    assert b.orphans(KEY, "email") == {"sender-a": mine} and b.held_elsewhere(KEY, "email") == 0
+    # settling is conditional: a row another recoverer already moved is left as it is
+    b.settle(KEY, "email", "sender-a", [(mine[0], State.SENT, "<id>", "250 ok")], replan=[mine[1]])
+    b.settle(KEY, "email", "sender-a", [(mine[0], State.UNKNOWN, None, "late")], replan=[])
+    assert b.get(KEY, "email", mine[0]).state is State.SENT and b.get(KEY, "email", mine[1]).state is State.PLANNED
+    assert b.recover(KEY, "email") == mine[2:]  # the rest of a's: unknown; b's own claims untouched
+    assert b.sending(KEY, "email") == theirs
+    assert b.counts(KEY, "email") == {"planned": 11, "sending": 5, "sent": 1, "failed": 0, "unknown": 3}
+    b.let_go()
+    b_store.close()
+
+
+def test_a_shared_lease_admits_every_shared_holder_and_no_one_alone(store_target):
+    stores = [Store(store_target) for _ in range(3)]
+    one, two, alone = stores
+    one.acquire_lease("send:e", NOW, shared=True)
+    two.acquire_lease("send:e", NOW, shared=True)
+    with pytest.raises(LockedError, match=f"send:e is held by pid {os.getpid()}"):
+        alone.acquire_lease("send:e", NOW)
+    assert alone.lease("send:e") is not None
+    one.release_lease("send:e")
+    with pytest.raises(LockedError):
+        alone.acquire_lease("send:e", NOW)  # two still holds it
+    two.release_lease("send:e")
+    assert alone.lease("send:e") is None
+    alone.acquire_lease("send:e", NOW)  # now alone
+    with pytest.raises(LockedError):
+        one.acquire_lease("send:e", NOW, shared=True)
+    alone.release_lease("send:e")
+    one.acquire_lease("send:e", NOW, shared=True)
+    for s in stores:
+        s.close()
 
 
 # -- [publisher].store as a user writes it -------------------------------------------------------

@@ -7,6 +7,7 @@
     status.py       `status`
     schedule.py     `run`, `schedule`
     serve.py        `serve`
+    db.py           `db version|upgrade|copy` (the store's schema; moving an SQLite store to PostgreSQL)
 
 Everything below this folder returns values and raises PublisherError; nothing there prints.
 """

@@ -40,7 +40,7 @@ def command_send(ctx: Context, args) -> int:
         return _send_test(ctx, args, campaigns)
     # SIGTERM/SIGINT: finish the message or post in flight, leave the rest planned for the rerun
     with stop_on_signals(ctx.stop):
-        reports = send(ctx, campaigns, args.edition, args.channel, resend_unknown=args.resend_unknown)
+        reports = send(ctx, campaigns, args.edition, args.channel, resend_unknown=args.resend_unknown, join=args.join)
     trouble = False
     for r in reports:
         if r.channel != "-":

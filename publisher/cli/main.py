@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--to", action="append", metavar="ADDRESS", help="send a [TEST] copy to this address only; no ledger rows (repeatable)")
     s.add_argument("--channel", action="append", metavar="NAME", help="only this channel of the campaign (repeatable)")
     s.add_argument("--resend-unknown", action="store_true", help="resend rows whose outcome is unknown (may duplicate them)")
+    s.add_argument("--join", action="store_true", help="share the edition with other senders started with --join (other"
+                                                        " machines on one PostgreSQL store): each claims its own recipients")
 
     sb = sub.add_parser("subscribers", help="import, export, count, remove, show and forget subscribers")
     sbs = sb.add_subparsers(dest="subcommand", metavar="ACTION", required=True)
@@ -127,6 +129,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("bounces", help="read the bounce mailbox (IMAP): suppress bounced, complaining and unsubscribing"
                    " addresses; move what was understood to [bounces].processed_folder")
 
+    db = sub.add_parser("db", help="the store's schema version and its upgrade; copy an SQLite store into PostgreSQL")
+    dbs = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    dbs.add_parser("version", help="the store's schema version and the one this publisher needs")
+    dbs.add_parser("upgrade", help="apply the store's pending migrations (a PostgreSQL store waits for this command)")
+    cp = dbs.add_parser("copy", help="copy every row of an SQLite store into an empty PostgreSQL store, in one transaction")
+    cp.add_argument("source", metavar="SQLITE_FILE", help="the SQLite store, e.g. var/publisher.sqlite3")
+    cp.add_argument("--to", metavar="URL", help="postgresql://user@host:5432/dbname (password: $PUBLISHER_STORE_PASSWORD);"
+                    " default: [publisher].store when it is one")
+
     st = sub.add_parser("status", help="what was sent, pending, failed, unknown; next runs; last fetches")
     st.add_argument("campaign", nargs="?", metavar="CAMPAIGN")
     st.add_argument("--edition", metavar="ID")
@@ -148,6 +159,7 @@ COMMANDS = {
     "bounces": "bounces:command_bounces",
     "users": "users:command_users",
     "archive": "archive:command_archive",
+    "db": "db:command_db",
     "run": "schedule:command_run",
     "schedule": "schedule:command_schedule",
 }

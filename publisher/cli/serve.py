@@ -11,6 +11,7 @@ from publisher.app import Context
 from publisher.channels.email.notice import recover_notices
 from publisher.config.schema import check_port
 from publisher.errors import ConfigError
+from publisher.store.ledger import new_holder
 from publisher.web import admin, archive, dashboard, webhooks
 from publisher.web.app import create_app
 from publisher.web.server import config
@@ -32,10 +33,14 @@ def command_serve(ctx: Context, args) -> int:
     except OSError as exc:
         raise ConfigError(f"serve: cannot listen on {host}:{port} ({exc.strerror})",
                           hint="pick another --port, or stop what uses it") from None
-    recover_notices(ctx.settings, ctx.ledger())
+    # this worker sends notices as one sender: another worker starting (here or on another machine sharing
+    # a PostgreSQL store) settles only the notices of workers that are gone
+    ledger = ctx.ledger().hold(new_holder())
+    recover_notices(ctx.settings, ledger)
     app = create_app(ctx.settings, ctx.store, signer, ctx.clock, extra_routes=[webhooks.area, admin.routes, dashboard.routes, archive.routes],
                      body_limits=[webhooks.BODY_LIMIT])
     web = app.state.web
+    web.holder = ledger.holder
     shown = f"[{host}]" if ":" in host else host
     local = f"http://{shown}:{sock.getsockname()[1]}"
     print(f"serving unsubscribe links on {local}{web.unsubscribe_path} and sign-up on {local}{web.base_path}/subscribe"

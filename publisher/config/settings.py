@@ -40,6 +40,17 @@ def secret(name: str) -> str | None:
     return value if value else None
 
 
+def check_store_url(url: str, where: str, why: str) -> None:
+    """A postgresql:// store URL has a host and a database name, and no password (that is PUBLISHER_STORE_PASSWORD)."""
+    parts = urlsplit(url)
+    if parts.password is not None:
+        raise ConfigError(f"{where}: the URL holds a password; {why}",
+                          hint="remove it from the URL and set PUBLISHER_STORE_PASSWORD in the environment")
+    if not parts.hostname or not parts.path.strip("/"):
+        raise ConfigError(f"{where}: {redact(url)} needs a host and a database name",
+                          hint="write it as postgresql://user@host:5432/dbname")
+
+
 # ---------------------------------------------------------------------------------------------
 # settings.toml
 
@@ -62,13 +73,7 @@ class PublisherSettings:
     def _check(self, where: str) -> None:
         check_url(self.site_url, f"{where}.site_url")
         if is_postgres_url(self.store):
-            parts = urlsplit(self.store)
-            if parts.password is not None:
-                raise ConfigError(f"{where}.store: the URL holds a password; files never hold secrets",
-                                  hint="remove it from the URL and set PUBLISHER_STORE_PASSWORD in the environment")
-            if not parts.hostname or not parts.path.strip("/"):
-                raise ConfigError(f"{where}.store: {redact(self.store)} needs a host and a database name",
-                                  hint="write it as postgresql://user@host:5432/dbname")
+            check_store_url(self.store, f"{where}.store", "files never hold secrets")
         if self.logo is not None:
             check_url(self.logo, f"{where}.logo", "https://example.org/logo.png")
         check_range(self, where, 1, 600, "logo_width", "logo_height")

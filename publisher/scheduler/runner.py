@@ -56,7 +56,8 @@ def _send(ctx: Context, campaign: Campaign, edition_id: str, channels: Sequence[
     rendered, skip = prepare(ctx, campaign, edition_id)
     if rendered is None:
         return skip
-    return dispatch(ctx, campaign, rendered, channels)
+    # shared: `publisher send --join` on other machines (one PostgreSQL store) may help with a big list
+    return dispatch(ctx, campaign, rendered, channels, join=True)
 
 
 @dataclass

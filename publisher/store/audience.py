@@ -140,7 +140,7 @@ def confirm(store: Store, signup_id: str, now: datetime, ip: str | None, hashed:
         db.execute(f"DELETE FROM suppression WHERE email IN (?, ?) AND reason IN ({marks})",
                    (email, HASH_PREFIX + (hashed or ""), *LIFTED_BY_OPT_IN))
         db.execute("INSERT INTO subscribers (email, name, locale, created_at, updated_at) VALUES (?,?,?,?,?)"
-                   " ON CONFLICT(email) DO UPDATE SET name = CASE WHEN excluded.name != '' THEN excluded.name ELSE name END,"
+                   " ON CONFLICT(email) DO UPDATE SET name = CASE WHEN excluded.name != '' THEN excluded.name ELSE subscribers.name END,"
                    " updated_at = excluded.updated_at", (email, r["name"], r["locale"], stamp, stamp))
         came = origin(db, f"form:{r['form']}", stamp)
         db.executemany("INSERT INTO subscriptions (subscriber_id, list, origin) SELECT id, ?, ? FROM subscribers"

@@ -14,18 +14,28 @@ and a unary `+` on text. The list with where each is used is in the issue's prog
 
 from __future__ import annotations
 
+import os
 import re
+from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, Sequence
+
+from publisher.errors import DiskFullError, StoreError
 
 SQLITE, POSTGRESQL = "sqlite", "postgresql"
 
 # A quoted string or identifier (copied as is), a numbered or plain placeholder, or a literal percent sign.
 _TOKEN = re.compile(r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|\?(\d*)|%""")
+_NUMBERED = re.compile(r"\?\d")
 
 
 def is_postgres_url(target: str) -> bool:
     """True for a `postgresql://` (or `postgres://`) store; anything else is an SQLite file path."""
     return str(target).startswith(("postgresql://", "postgres://"))
+
+
+def _first_line(exc: Exception) -> str:
+    text = redact(str(exc)).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class BackendError(Exception):
@@ -58,6 +68,10 @@ def to_format(sql: str, params: Sequence[Any] | None) -> tuple[str, list[Any]]:
         return "%s"
 
     return _TOKEN.sub(swap, sql), out
+
+
+def _first_line(exc: Exception) -> str:
+    return redact(str(exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 class Row(tuple):
@@ -119,34 +133,66 @@ class PgConnection:
         except ImportError:
             raise BackendError("the PostgreSQL driver is not installed: pip install 'publisher[postgres]'") from None
         self._psycopg = psycopg
+        self.where = redact(url)
         extra = {"password": password} if password else {}
         try:
+            # the application name lets an administrator tell our sessions apart (pg_stat_activity)
             self._conn = psycopg.connect(url, autocommit=True, connect_timeout=connect_timeout,
-                                         row_factory=_row_factory, **extra)
+                                         row_factory=_row_factory, application_name=f"publisher pid {os.getpid()}",
+                                         **extra)
         except psycopg.Error as exc:
-            raise BackendError(redact(str(exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__) from None
+            raise BackendError(_first_line(exc)) from None
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        """What the server says about itself (its disk, the connection) as the user's errors; SQL mistakes stay."""
+        try:
+            yield
+        except self._psycopg.Error as exc:
+            state = getattr(exc, "sqlstate", None) or ""
+            if state == "53100":
+                raise DiskFullError(f"disk full: the PostgreSQL server of store {self.where} cannot write ({_first_line(exc)})",
+                                    hint="free space on the database server's disk, then rerun the same command") from None
+            if (self._conn.closed or state.startswith("08") or state in ("57P01", "57P02", "57P03")
+                    or isinstance(exc, self._psycopg.OperationalError) and not state):
+                raise StoreError(f"store {self.where}: the connection to PostgreSQL was lost ({_first_line(exc)})",
+                                 hint="check that the server is up and reachable, then rerun the same command"
+                                      " (what was sent is skipped; what was on the wire is settled)") from None
+            raise
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> PgCursor:
-        cur = self._conn.cursor()
-        if not params:  # sent as is: psycopg reads no placeholders then, and several statements may go at once
-            if sql.strip().upper() == "BEGIN IMMEDIATE":  # SQLite's write lock up front; PostgreSQL locks rows
-                sql = "BEGIN"
-            cur.execute(sql)
-        else:
-            cur.execute(*to_format(sql, params))
+        with self._translated():
+            cur = self._conn.cursor()
+            if not params:  # sent as is: psycopg reads no placeholders then, and several statements may go at once
+                if sql.strip().upper() == "BEGIN IMMEDIATE":  # SQLite's write lock up front; PostgreSQL locks rows
+                    sql = "BEGIN"
+                cur.execute(sql)
+            else:
+                cur.execute(*to_format(sql, params))
         return PgCursor(cur)
 
     def executemany(self, sql: str, seq: Iterable[Sequence[Any]]) -> PgCursor:
         rows = list(seq)
-        cur = self._conn.cursor()
-        if rows:
-            text, _ = to_format(sql, rows[0])
-            cur.executemany(text, [to_format(sql, r)[1] for r in rows])
+        with self._translated():
+            cur = self._conn.cursor()
+            if rows:
+                text, _ = to_format(sql, rows[0])
+                cur.executemany(text, [to_format(sql, r)[1] for r in rows])
         return PgCursor(cur)
+
+    @contextmanager
+    def translated(self) -> Iterator[None]:
+        """Opening and upgrading a store: the driver's errors as BackendError (its first line, without a
+        password) for a one-line message. (Runtime statements go through _translated.)"""
+        try:
+            yield
+        except self._psycopg.Error as exc:
+            raise BackendError(_first_line(exc)) from None
 
     @property
     def in_transaction(self) -> bool:
-        return self._conn.info.transaction_status != self._psycopg.pq.TransactionStatus.IDLE
+        status = self._psycopg.pq.TransactionStatus
+        return not self._conn.closed and self._conn.info.transaction_status in (status.INTRANS, status.INERROR, status.ACTIVE)
 
     def close(self) -> None:
         self._conn.close()

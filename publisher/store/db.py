@@ -10,18 +10,18 @@ import functools
 import json
 import sqlite3
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
 from publisher.errors import ConfigError, DiskFullError
 from publisher.models import Article
 from publisher.store.backend import POSTGRESQL, SQLITE, BackendError, PgConnection, is_postgres_url, redact
 from publisher.store.isotime import from_iso, iso
 from publisher.store.leases import Leases
-from publisher.store.tables import migrate, migrate_postgres
+from publisher.store.migrations import MIGRATIONS, Migration, latest, open_schema, upgrade, version
 
 
 @dataclass(frozen=True)
@@ -73,8 +73,11 @@ class UpsertCounts:
 class Store(Leases):
     """A connection to the SQLite file (create the folder and schema on first use) or to a PostgreSQL database."""
 
-    def __init__(self, path: str | Path, *, password: str | None = None):
+    def __init__(self, path: str | Path, *, password: str | None = None, check_schema: bool = True):
+        """check_schema=False: connect only, for `publisher db`, which reads and upgrades the schema itself."""
         self._locks: dict[str, int] = {}  # lease name -> the descriptor holding its flock (-1: an advisory lock)
+        self._shared: set[str] = set()  # the leases in _locks taken shared
+        self._check_schema = check_schema
         if is_postgres_url(str(path)):
             self._open_postgres(str(path), password)
             return
@@ -96,7 +99,9 @@ class Store(Leases):
         self.dialect, self.where, self._rowid, self.path = POSTGRESQL, redact(url), "id", None
         try:
             self.conn = PgConnection(url, password=password)
-            migrate_postgres(self.conn)
+            if self._check_schema:
+                with self.conn.translated():
+                    open_schema(self.conn, self.dialect, self.where)
         except BackendError as exc:
             raise ConfigError(f"store {self.where}: cannot use it ({exc})",
                               hint="check [publisher].store in settings.toml and PUBLISHER_STORE_PASSWORD") from None
@@ -110,7 +115,8 @@ class Store(Leases):
                 self.conn.execute("PRAGMA journal_mode=WAL")
                 self.conn.execute("PRAGMA synchronous=NORMAL")
                 self.conn.execute("PRAGMA foreign_keys=ON")
-                migrate(self.conn)
+                if self._check_schema:
+                    open_schema(self.conn, self.dialect, self.where)
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) and "busy" not in str(exc):
@@ -127,6 +133,20 @@ class Store(Leases):
                 raise ConfigError(f"store {self.path}: not an SQLite database ({exc}); it was left as it is",
                                   hint="point [publisher].store in settings.toml at another file, or move this one"
                                        " aside and rerun 'publisher fetch' to start a new store") from None
+
+    def schema_version(self) -> tuple[int | None, int]:
+        """(this store's schema version, the latest this publisher knows); None for a new empty store."""
+        return version(self.conn, self.dialect), latest()
+
+    def upgrade(self, applied: Callable[[Migration], None] | None = None,
+                migrations: Sequence[Migration] = MIGRATIONS) -> list[Migration]:
+        """Apply the pending migrations, calling `applied` after each; returns them (none: up to date)."""
+        try:
+            with self.conn.translated() if self.dialect == POSTGRESQL else nullcontext():
+                return upgrade(self.conn, self.dialect, self.where, migrations, applied)
+        except (sqlite3.OperationalError, BackendError) as exc:
+            raise ConfigError(f"store {self.where}: cannot upgrade it ({exc})",
+                              hint="stop the other publisher processes using it, then rerun 'publisher db upgrade'") from None
 
     def close(self) -> None:
         for name in list(self._locks):
@@ -308,13 +328,6 @@ class Store(Leases):
             if total:
                 out[channel] = (total, total - waiting)
         return out
-
-    def recover_channel(self, channel: str, now: datetime) -> int:
-        """Every row of `channel` left in `sending` by a dead process becomes `unknown`; returns how many."""
-        with self.transaction() as db:
-            return db.execute("UPDATE deliveries SET state='unknown', reply='process stopped while this was on the wire;"
-                              " outcome unknown', updated_at=? WHERE channel=? AND state='sending'",
-                              (iso(now), channel)).rowcount
 
     def suppress(self, rows: Iterable[tuple[str, str]], reason: str, now: datetime) -> None:
         """Add (address, detail) pairs to the suppression list; an address already there keeps its first reason."""

@@ -5,6 +5,10 @@ is killed. On PostgreSQL it is a session-level advisory lock on the store's own 
 drops it when that session ends (the process exits, is killed, or its machine is lost and the connection
 times out). Either way no clock (an NTP step, a VM resume, a catch-up run with --now) can make it expire.
 The `leases` row only says who holds it, for messages and `publisher status`.
+
+A lease may also be taken shared: several senders that joined one edition (`publisher send --join`) each
+hold `send:<edition>` shared, and whoever needs it alone (a send without --join, `subscribers forget`)
+cannot take it while any of them lives. With several holders the row names the last one that came.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ class Leases:
     conn: sqlite3.Connection
     dialect: str
     _locks: dict[str, int]
+    _shared: set[str]
     transaction: Callable[[], AbstractContextManager[sqlite3.Connection]]
 
     def _lock_file(self, name: str) -> Path:
@@ -58,18 +63,24 @@ class Leases:
         raise LockedError(f"{name} is held by {who}",
                           hint="wait for it to finish, or stop that process (its lease ends with it)") from None
 
-    def acquire_lease(self, name: str, now: datetime) -> None:
-        """Take the named lease or raise LockedError naming its holder; a dead holder's lease is free."""
+    def acquire_lease(self, name: str, now: datetime, *, shared: bool = False) -> None:
+        """Take the named lease (alone, or `shared` with other shared holders) or raise LockedError naming
+        its holder; a dead holder's lease is free."""
         if self.dialect != SQLITE:
-            if name in self._locks or not self._advisory("pg_try_advisory_lock", name):
+            mode = "_shared" if shared else ""
+            if name in self._locks or not self._advisory(f"pg_try_advisory_lock{mode}", name):
                 self._locked(name)
             try:
                 self._record_holder(name, now)
             except BaseException:
-                self._advisory("pg_advisory_unlock", name)
+                self._advisory(f"pg_advisory_unlock{mode}", name)
                 raise
             self._locks[name] = -1
+            if shared:
+                self._shared.add(name)
             return
+        if name in self._locks:
+            self._locked(name)
         path = self._lock_file(name)
         while True:
             try:
@@ -79,7 +90,7 @@ class Leases:
                 raise ConfigError(f"store {self.path}: cannot create the lock file {path} ({exc.strerror or exc})",
                                   hint="check the permissions of the store's folder") from None
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
                 self._locked(name)
@@ -97,6 +108,8 @@ class Leases:
             os.close(fd)
             raise
         self._locks[name] = fd
+        if shared:
+            self._shared.add(name)
 
     def _record_holder(self, name: str, now: datetime) -> None:
         holder = f"pid {os.getpid()} on {socket.gethostname()}"
@@ -110,20 +123,30 @@ class Leases:
         fd = self._locks.pop(name, None)
         if fd is None:
             return
+        shared = name in self._shared
+        self._shared.discard(name)
         try:
-            with self.transaction() as db:
-                db.execute("DELETE FROM leases WHERE name = ? AND pid = ? AND host = ?", (name, os.getpid(), socket.gethostname()))
+            if not shared:  # other holders of a shared lease may still be there: the row stays (lease() checks the lock)
+                with self.transaction() as db:
+                    db.execute("DELETE FROM leases WHERE name = ? AND pid = ? AND host = ?", (name, os.getpid(), socket.gethostname()))
         except PublisherError:
             pass  # a full disk: the row says who held it last; the lock itself goes with the descriptor
         finally:
             if fd < 0:
-                self._advisory("pg_advisory_unlock", name)
+                self._advisory("pg_advisory_unlock_shared" if shared else "pg_advisory_unlock", name)
+            elif shared:
+                os.close(fd)  # never unlink a file other holders may still have locked
             else:
                 try:
                     self._lock_file(name).unlink()  # while still locked: a waiter re-checks which file it locked
                 except OSError:
                     pass
                 os.close(fd)
+
+    def last_holder(self, name: str) -> Lease | None:
+        """Who took the named lease last, held or not (a dead sender's row says where it ran)."""
+        r = self.conn.execute("SELECT * FROM leases WHERE name = ?", (name,)).fetchone()
+        return Lease(r["name"], r["holder"], r["pid"], r["host"], from_iso(r["acquired_at"])) if r else None
 
     def lease(self, name: str) -> Lease | None:
         """Who holds the named lease, or None when nobody does (a row left by a dead holder is not a lease)."""
@@ -141,9 +164,9 @@ class Leases:
         except FileNotFoundError:
             return None
         try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails while anyone holds it, alone or shared
         except BlockingIOError:
             return row  # held: the row names its holder
         finally:
-            os.close(fd)  # also drops the shared lock we may just have taken
+            os.close(fd)  # also drops the lock we may just have taken
         return None

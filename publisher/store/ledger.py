@@ -4,10 +4,15 @@ The rule that keeps mail and posts from going out twice: a row is moved to `send
 before the request leaves, and to `sent`/`failed` after the reply. A row found in `sending` by a later
 run belongs to a process that died mid-request, so its outcome is unknown: it becomes `unknown` and is
 reported, and only an explicit `--resend-unknown` puts it back to `planned`.
+
+Several senders may share an edition (one machine or several on one PostgreSQL store). Each claims
+rows under its own `holder` id and holds the lease "sender:<holder>" while it lives; only rows whose
+holder is gone are settled by recovery, so one sender starting never touches another's rows in flight.
 """
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime, timezone
 from typing import Callable, Iterable, Sequence
 
@@ -16,8 +21,15 @@ from publisher.store.backend import SQLITE
 from publisher.store.db import Store, from_iso, iso
 
 Clock = Callable[[], datetime]
+SENDER_LEASE = "sender:"  # + a holder id: held by a live sender for as long as it lives
+UNKNOWN_REPLY = "process stopped while this was on the wire; outcome unknown"
 
 _ANY = object()  # first_targets: any reply
+def new_holder() -> str:
+    """A sender's id: unique across processes and machines sharing one store."""
+    return secrets.token_hex(8)
+
+
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -25,10 +37,57 @@ def _utcnow() -> datetime:
 class Ledger:
     """Ledger operations for one store. `clock` gives timestamps only; decisions take `now` as a value."""
 
-    def __init__(self, store: Store, clock: Clock = _utcnow):
+    def __init__(self, store: Store, clock: Clock = _utcnow, holder: str | None = None):
         self.store = store
         self.db = store.conn
         self.clock = clock
+        self.holder = holder  # the id this sender's claims carry (see hold())
+
+    def hold(self, holder: str) -> "Ledger":
+        """This ledger as a sender named `holder`, which takes its lease: recovery elsewhere leaves its rows alone."""
+        self.store.acquire_lease(SENDER_LEASE + holder, self.clock())
+        return Ledger(self.store, self.clock, holder)
+
+    def let_go(self) -> None:
+        if self.holder is not None:
+            self.store.release_lease(SENDER_LEASE + self.holder)
+
+    def _alive(self, holder: str | None) -> bool:
+        if holder is None:  # claimed before senders had ids: no sender of that age can still be running
+            return False
+        return holder == self.holder or self.store.lease(SENDER_LEASE + holder) is not None
+
+    def _dead_holders(self, where: str, args: tuple) -> list[str | None]:
+        found = self.db.execute("SELECT DISTINCT holder FROM deliveries WHERE state='sending' AND " + where, args)
+        return [h for (h,) in found if not self._alive(h)]
+
+    def held_elsewhere(self, edition_key: str, channel: str) -> int:
+        """Rows in `sending` under other senders that are alive (sharing the edition with --join)."""
+        found = self.db.execute("SELECT holder, count(*) FROM deliveries WHERE edition_key=? AND channel=? AND state='sending'"
+                                " GROUP BY holder", (edition_key, channel))
+        return sum(n for holder, n in found if holder != self.holder and self._alive(holder))
+
+    def orphans(self, edition_key: str, channel: str) -> dict[str | None, list[str]]:
+        """Rows left in `sending` by senders that are gone, by holder: {holder: [target, ...]}."""
+        found: dict[str | None, list[str]] = {}
+        for holder in self._dead_holders("edition_key=? AND channel=?", (edition_key, channel)):
+            found[holder] = [r[0] for r in self.db.execute(
+                "SELECT target FROM deliveries WHERE edition_key=? AND channel=? AND state='sending'"
+                " AND holder IS NOT DISTINCT FROM ? ORDER BY target", (edition_key, channel, holder))]
+        return found
+
+    def settle(self, edition_key: str, channel: str, holder: str | None,
+               results: Sequence[tuple[str, State, str | None, str | None]], replan: Sequence[str] = ()) -> None:
+        """A gone sender's rows: outcomes recorded (one attempt each), `replan` back to `planned`. Only rows
+        still in `sending` under that holder change, so two senders recovering the same rows agree."""
+        stamp = iso(self.clock())
+        where = " WHERE edition_key=? AND channel=? AND target=? AND state='sending' AND holder IS NOT DISTINCT FROM ?"
+        with self.store.transaction() as db:
+            db.executemany("UPDATE deliveries SET state=?, remote_id=coalesce(?, remote_id), reply=?, updated_at=?,"
+                           " attempts=attempts+1" + where,
+                           [(st.value, rid, reply, stamp, edition_key, channel, t, holder) for t, st, rid, reply in results])
+            db.executemany("UPDATE deliveries SET state='planned', updated_at=?" + where,
+                           [(stamp, edition_key, channel, t, holder) for t in replan])
 
     def plan(self, edition_key: str, channel: str, targets: Iterable[str], batch: int = 5000) -> int:
         """Add `planned` rows for targets that have none; existing rows keep their state. Returns rows added."""
@@ -53,14 +112,26 @@ class Ledger:
         return added
 
     def recover(self, edition_key: str, channel: str) -> list[str]:
-        """Rows left in `sending` by a dead process become `unknown`; returns their targets."""
+        """Rows left in `sending` by a dead sender become `unknown` (a live one's stay); returns their targets."""
+        orphans = self.orphans(edition_key, channel)
+        stamp = iso(self.clock())
         with self.store.transaction() as db:
-            rows = [r[0] for r in db.execute("SELECT target FROM deliveries WHERE edition_key=? AND channel=?"
-                                             " AND state='sending'", (edition_key, channel))]
-            db.execute("UPDATE deliveries SET state='unknown', reply=coalesce(reply, '') ||"
-                       " 'process stopped while this was on the wire; outcome unknown', updated_at=?"
-                       " WHERE edition_key=? AND channel=? AND state='sending'", (iso(self.clock()), edition_key, channel))
-        return rows
+            for holder, targets in orphans.items():
+                db.execute("UPDATE deliveries SET state='unknown', reply=coalesce(reply, '') || ?, updated_at=?"
+                           " WHERE edition_key=? AND channel=? AND state='sending' AND holder IS NOT DISTINCT FROM ?",
+                           (UNKNOWN_REPLY, stamp, edition_key, channel, holder))
+        return sorted(t for targets in orphans.values() for t in targets)
+
+    def recover_channel(self, channel: str) -> int:
+        """Every row of `channel` (any edition) a dead sender left in `sending` becomes `unknown`; how many."""
+        stamp, n = iso(self.clock()), 0
+        holders = self._dead_holders("channel=?", (channel,))
+        with self.store.transaction() as db:
+            for holder in holders:
+                n += db.execute("UPDATE deliveries SET state='unknown', reply=?, updated_at=? WHERE channel=?"
+                                " AND state='sending' AND holder IS NOT DISTINCT FROM ?",
+                                (UNKNOWN_REPLY, stamp, channel, holder)).rowcount
+        return n
 
     def resend_unknown(self, edition_key: str, channel: str) -> int:
         """The user's explicit go-ahead: put `unknown` rows back to `planned`."""
@@ -72,9 +143,9 @@ class Ledger:
     def claim_one(self, edition_key: str, channel: str, target: str) -> bool:
         """Move one specific row planned -> sending; False if it is in any other state."""
         with self.store.transaction() as db:
-            cur = db.execute("UPDATE deliveries SET state='sending', attempts=attempts+1, updated_at=?"
+            cur = db.execute("UPDATE deliveries SET state='sending', attempts=attempts+1, updated_at=?, holder=?"
                              " WHERE edition_key=? AND channel=? AND target=? AND state='planned'",
-                             (iso(self.clock()), edition_key, channel, target))
+                             (iso(self.clock()), self.holder, edition_key, channel, target))
             return cur.rowcount == 1
 
     def finish(self, edition_key: str, channel: str,
@@ -119,10 +190,10 @@ class Ledger:
         with self.store.transaction() as db:
             if self.store.dialect == SQLITE:
                 rows = db.execute(
-                    "UPDATE deliveries SET state='sending', updated_at=? WHERE edition_key=? AND channel=? AND target IN"
+                    "UPDATE deliveries SET state='sending', updated_at=?, holder=? WHERE edition_key=? AND channel=? AND target IN"
                     " (SELECT target FROM deliveries WHERE edition_key=? AND channel=? AND target > ? AND +state='planned'"
                     " AND (not_before IS NULL OR not_before <= ?) ORDER BY target LIMIT ?) RETURNING target, attempts",
-                    (stamp, edition_key, channel, edition_key, channel, after, due, limit)).fetchall()
+                    (stamp, self.holder, edition_key, channel, edition_key, channel, after, due, limit)).fetchall()
             else:
                 # Several senders: each locks the rows it picks and skips those another sender's open claim
                 # holds. The pick is a MATERIALIZED CTE: as an IN (subquery) PostgreSQL may run it again
@@ -131,9 +202,9 @@ class Ledger:
                     "WITH picked AS MATERIALIZED (SELECT target FROM deliveries WHERE edition_key=?1 AND channel=?2"
                     " AND target > ?3 AND state='planned' AND (not_before IS NULL OR not_before <= ?4)"
                     " ORDER BY target LIMIT ?5 FOR UPDATE SKIP LOCKED)"
-                    " UPDATE deliveries d SET state='sending', updated_at=?6 FROM picked"
+                    " UPDATE deliveries d SET state='sending', updated_at=?6, holder=?7 FROM picked"
                     " WHERE d.edition_key=?1 AND d.channel=?2 AND d.target = picked.target RETURNING d.target, d.attempts",
-                    (edition_key, channel, after, due, limit, stamp)).fetchall()
+                    (edition_key, channel, after, due, limit, stamp, self.holder)).fetchall()
         return sorted((r[0], r[1]) for r in rows)
 
     def release(self, edition_key: str, channel: str, targets: Sequence[str]) -> None:
@@ -143,10 +214,12 @@ class Ledger:
                            " WHERE edition_key=? AND channel=? AND target=? AND state='sending'",
                            [(iso(self.clock()), edition_key, channel, t) for t in targets])
 
-    def sending(self, edition_key: str, channel: str) -> list[str]:
-        """Targets left in `sending`: a process died while their request was out."""
-        return [r[0] for r in self.db.execute("SELECT target FROM deliveries WHERE edition_key=? AND channel=?"
-                                              " AND state='sending'", (edition_key, channel))]
+    def sending(self, edition_key: str, channel: str, holder: str | None | object = _ANY) -> list[str]:
+        """Targets in `sending` (of one holder, if given)."""
+        q, extra = "SELECT target FROM deliveries WHERE edition_key=? AND channel=? AND state='sending'", ()
+        if holder is not _ANY:
+            q, extra = q + " AND holder IS NOT DISTINCT FROM ?", (holder,)
+        return [r[0] for r in self.db.execute(q + " ORDER BY target", (edition_key, channel, *extra))]
 
     def drop_suppressed(self, edition_key: str, channel: str) -> int:
         """Planned rows whose address was suppressed since planning are removed: nobody suppressed is mailed."""
@@ -186,8 +259,8 @@ class Ledger:
         if not channels:
             return []
         one = "SELECT reply, count(*) AS n FROM deliveries WHERE edition_key=? AND channel=? AND state='failed' GROUP BY reply"
-        rows = self.db.execute(f"SELECT reply, sum(n) FROM ({' UNION ALL '.join([one] * len(channels))})"
-                               " GROUP BY reply ORDER BY 2 DESC, 1 LIMIT ?",
+        rows = self.db.execute(f"SELECT reply, CAST(sum(n) AS BIGINT) FROM ({' UNION ALL '.join([one] * len(channels))}) AS f"
+                               " GROUP BY reply ORDER BY 2 DESC, 1 NULLS FIRST LIMIT ?",
                                (*[a for ch in channels for a in (edition_key, ch)], limit)).fetchall()
         return [(reply, n, self.first_targets(edition_key, channels, State.FAILED, targets, reply=reply)) for reply, n in rows]
 

@@ -1,10 +1,12 @@
-"""The tables of the store, and the migration that brings an older store up to date.
+"""The tables of the store (version 1 of its schema), and how a store made before versioning is brought up.
 
-`Store` runs `migrate(conn)` on every open of an SQLite store: CREATE ... IF NOT EXISTS for new stores and
-for indexes added since (built once, on the first open by the newer version), ALTER TABLE for columns
-added since a store was created. A PostgreSQL store gets the same tables from `migrate_postgres(conn)`:
-the one schema text below with SQLite's types spelled for PostgreSQL, and the delivery counts kept by a
-plpgsql trigger function.
+Version 1 of the versioned schema (publisher/store/migrations.py) is what this module creates: on SQLite
+`migrate(conn)`, on PostgreSQL `create_postgres(conn)`, the one schema text below with SQLite's types
+spelled for PostgreSQL and the delivery counts kept by a plpgsql trigger function. Both are idempotent
+(CREATE ... IF NOT EXISTS), so an SQLite store made before versioning is brought up by the same `migrate`
+that always ran on open (indexes and columns added since it was created) and is then stamped version 1.
+Version 1 is frozen: a new table, column or index is a new migration at the end of migrations.MIGRATIONS
+(a store already at version 1 would never see an edit made here).
 """
 
 from __future__ import annotations
@@ -217,20 +219,31 @@ CREATE INDEX IF NOT EXISTS approvals_edition ON approvals(campaign, edition_id, 
 
 
 def migrate(conn: sqlite3.Connection) -> None:
-    """Create missing tables and indexes, and add columns newer versions introduced."""
+    """Create missing tables and indexes, and add columns newer versions introduced (inside a transaction too)."""
     have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     missing = [name for name in re.findall(r"CREATE INDEX IF NOT EXISTS (deliveries_\w+)", SCHEMA) if name not in have]
     if missing and "deliveries_state" in have and conn.execute("SELECT 1 FROM deliveries LIMIT 1").fetchone():
         # an older store with a ledger: building an index reads every row once (about 5 s per million)
         log.info("store: adding the ledger indexes %s, once; a large ledger takes a minute", ", ".join(missing))
-    conn.executescript(SCHEMA)
-    conn.executescript(FEEDBACK_SCHEMA)
-    conn.executescript(NEWSROOM_SCHEMA)
+    for statement in statements(SCHEMA + FEEDBACK_SCHEMA + NEWSROOM_SCHEMA):
+        conn.execute(statement)
     _add_missing_columns(conn, "runs", {"outcome": "TEXT", "seconds": "REAL", "summary": "TEXT"})
     _add_missing_columns(conn, "articles", {"thumbnail": "TEXT"})
     _add_missing_columns(conn, "subscriptions", {"origin": "INTEGER"})
     _add_missing_columns(conn, "deliveries", {"holder": "TEXT"})
     _count_deliveries(conn)
+
+
+def statements(script: str) -> list[str]:
+    """An SQLite script as single statements: executescript would COMMIT the migration's transaction first."""
+    out, pending = [], ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):  # SQLite's own tokenizer: a `;` in a comment or a trigger body is no end
+            out.append(pending.strip())
+            pending = ""
+    out.append(pending[:-1].strip())  # a last statement without its `;` (or only comments)
+    return [s for s in out if any(line.strip(" ;") and not line.strip().startswith("--") for line in s.splitlines())]
 
 
 # How many rows of each edition and channel are in each state, kept by the ledger's own writes through
@@ -299,6 +312,14 @@ CREATE TABLE IF NOT EXISTS delivery_counts (
 );
 CREATE OR REPLACE FUNCTION deliveries_count() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    -- One writer of an edition's counts at a time, until it commits: two senders move rows between the
+    -- same few counts rows in different orders (a claim planned->sending, a 4xx sending->planned), which
+    -- would deadlock on those rows. Ledger transactions are short, so the wait is too.
+    IF TG_OP = 'DELETE' THEN
+        PERFORM pg_advisory_xact_lock(hashtextextended('counts:' || OLD.edition_key || '/' || OLD.channel, 0));
+    ELSE
+        PERFORM pg_advisory_xact_lock(hashtextextended('counts:' || NEW.edition_key || '/' || NEW.channel, 0));
+    END IF;
     IF TG_OP IN ('DELETE', 'UPDATE') THEN
         UPDATE delivery_counts SET n = n - 1
             WHERE edition_key = OLD.edition_key AND channel = OLD.channel AND state = OLD.state;
@@ -317,10 +338,6 @@ CREATE OR REPLACE TRIGGER deliveries_counted_update AFTER UPDATE OF edition_key,
     EXECUTE FUNCTION deliveries_count();
 """
 
-# Any fixed number: the advisory lock that makes two processes opening a new store create it one after the other
-_MIGRATE_LOCK = 0x7075626C  # "publ"
-
-
 def postgres_schema() -> str:
     """The tables and indexes of SCHEMA, FEEDBACK_SCHEMA and NEWSROOM_SCHEMA for PostgreSQL."""
     text = SCHEMA + FEEDBACK_SCHEMA + NEWSROOM_SCHEMA
@@ -329,22 +346,14 @@ def postgres_schema() -> str:
     return text
 
 
-def migrate_postgres(conn) -> None:
-    """Create the tables, indexes and count triggers of a PostgreSQL store (a backend.PgConnection)."""
-    conn.execute("BEGIN")
-    try:
-        conn.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATE_LOCK,))
-        counted = conn.execute("SELECT to_regclass('delivery_counts') IS NOT NULL").fetchone()[0]
-        conn.execute(postgres_schema())
-        conn.execute(PG_COUNTS)
-        if not counted:  # rows written before the counts existed (a store filled by an older version)
-            conn.execute("INSERT INTO delivery_counts SELECT edition_key, channel, state, count(*) FROM deliveries"
-                         " GROUP BY edition_key, channel, state")
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
+def create_postgres(conn) -> None:
+    """Create the tables, indexes and count triggers of a PostgreSQL store (a backend.PgConnection, in a transaction)."""
+    counted = conn.execute("SELECT to_regclass('delivery_counts') IS NOT NULL").fetchone()[0]
+    conn.execute(postgres_schema())
+    conn.execute(PG_COUNTS)
+    if not counted:  # rows written before the counts existed (a store filled by an older build)
+        conn.execute("INSERT INTO delivery_counts SELECT edition_key, channel, state, count(*) FROM deliveries"
+                     " GROUP BY edition_key, channel, state")
 
 
 def _add_missing_columns(conn: sqlite3.Connection, table: str, columns: dict[str, str]) -> None:

@@ -33,6 +33,7 @@ class Web:
     db_thread: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="store"))
     mail_threads: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(2, thread_name_prefix="mail"))
     limits: dict[str, RateLimit] = field(default_factory=dict)
+    holder: str | None = None  # the sender id of this worker's notices (publisher serve holds its lease)
 
     async def db(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a store function in the store's thread."""
@@ -43,7 +44,7 @@ class Web:
         return await asyncio.get_running_loop().run_in_executor(self.mail_threads, lambda: fn(*args))
 
     def ledger(self) -> Ledger:
-        return Ledger(self.store, clock=self.clock)
+        return Ledger(self.store, clock=self.clock, holder=self.holder)
 
     @property
     def unsubscribe_path(self) -> str:

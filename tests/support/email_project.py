@@ -30,6 +30,16 @@ def configure_live(project, port: int, **smtp) -> None:
         f.write_text(re.sub(r"(?m)^channels = .*$", 'channels = ["email"]', f.read_text(encoding="utf-8")), encoding="utf-8")
 
 
+def live_without_subscribers(project, port: int) -> None:
+    """Live delivery to the local SMTP server, the sample feeds fetched, no subscriber yet (sign-up tests)."""
+    configure_live(project, port)
+    ctx = Context.open(project.settings, now=datetime.fromisoformat(NOW))
+    try:
+        assert all(r.ok for r in fetch(ctx))
+    finally:
+        ctx.close()
+
+
 def write_subscribers(project, n: int, series: str = "wec", domain: str = "example.org") -> list[str]:
     """A CSV of n subscribers on `series`, imported with the CLI; returns the addresses."""
     path = project.root / "subs.csv"
@@ -70,6 +80,17 @@ def connect(project):
     if project.store_url:
         return PgConnection(project.store_url, password=project.env["PUBLISHER_STORE_PASSWORD"])
     return sqlite3.connect(store_path(project))
+
+
+def write(project, sql: str, args: tuple = ()) -> None:
+    """One statement on the copy's store, committed (an operator's change made from outside)."""
+    db = connect(project)
+    try:
+        db.execute(sql, args)
+        if not project.store_url:
+            db.commit()
+    finally:
+        db.close()
 
 
 def ledger(project) -> dict[str, tuple[str, str | None]]:

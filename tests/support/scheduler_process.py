@@ -11,13 +11,17 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import psycopg
+
+from support.email_project import connect
+
 
 class Proc:
     """A `publisher ... ARGS` subprocess whose output is collected in files (no pipe can fill up)."""
 
     def __init__(self, project, *args: str, env: dict[str, str] | None = None, name: str = "proc"):
         self.project = project
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("PUBLISHER_")}
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("PUBLISHER_")} | project.env
         full_env.update(env or {})
         n = len(list(project.root.glob(f"{name}*.out")))
         self.out_path = project.root / f"{name}{n}.out"
@@ -68,7 +72,15 @@ def store_path(project) -> Path:
 
 
 def query(project, sql: str, args: tuple = ()) -> list[tuple]:
-    """Read the store from outside, as an operator's sqlite3 shell would (WAL: never blocks the writer)."""
+    """Read the store from outside, as an operator's sqlite3 shell (or psql) would (never blocks the writer)."""
+    if project.store_url:
+        db = connect(project)
+        try:
+            return [tuple(r) for r in db.execute(sql, args).fetchall()]
+        except psycopg.errors.UndefinedTable:  # the schema is not there yet
+            return []
+        finally:
+            db.close()
     path = store_path(project)
     if not path.exists():
         return []

@@ -41,7 +41,7 @@ def request(url: str, data: bytes | None = None, timeout: float = 30,
 @contextlib.contextmanager
 def serving(project, *global_args: str, env: dict[str, str] | None = None) -> Iterator[tuple[subprocess.Popen, str]]:
     """`publisher [GLOBAL_ARGS] serve --port 0` as a real process: (the process, its unsubscribe URL)."""
-    full = {k: v for k, v in os.environ.items() if not k.startswith("PUBLISHER_")} | (ENV if env is None else env)
+    full = {k: v for k, v in os.environ.items() if not k.startswith("PUBLISHER_")} | project.env | (ENV if env is None else env)
     proc = subprocess.Popen([sys.executable, "-m", "publisher", "--settings", str(project.settings), *global_args,
                              "serve", "--port", "0"], cwd=project.root, env=full, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

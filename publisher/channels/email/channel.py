@@ -24,13 +24,18 @@ from publisher.config import Campaign, EmailSettings, Settings
 from publisher.errors import DeliveryError, DiskFullError
 from publisher.feedback.tokens import TokenSigner, signers_from_env, tagged
 from publisher.models import RenderedEdition, State
+from publisher.store.backend import SQLITE
 from publisher.store.db import iso
+from publisher.store.ledger import SENDER_LEASE
 from publisher.store.feedback import edition_number, subscriber_ids
 from publisher.store.subscribers import names_of, plan_recipients
 from publisher.text import slug
 from publisher.web.tokens import Signer
 
-BATCH = 256  # rows claimed, and outcomes recorded, per transaction
+BATCH = 256  # rows claimed, and outcomes recorded, per transaction (SHARED_BATCH on PostgreSQL)
+# A shared PostgreSQL store: a sender lost with its machine leaves what it claimed `unknown` (its wire
+# journal, which would tell, is on that machine), so senders there claim less at a time.
+SHARED_BATCH = 64
 FLUSH_SECONDS = 0.25
 LISTED = 20  # unknown addresses named in the report before "and N more"
 
@@ -98,13 +103,18 @@ class EmailChannel:
 
     # -- shared steps ----------------------------------------------------------------------------
 
-    def _prepare(self, rendered: RenderedEdition, campaign: Campaign, journal: Journal, report: DispatchReport) -> PreparedEdition:
+    def _journal(self, key: str, holder: str | None) -> Journal:
+        """The wire journal of one sender (None: a sender from before ids) on this machine."""
+        name = f"{slug(key)}.{slug(self.ledger_channel)}" + (f".{holder}" if holder else "")
+        return Journal(self.settings.state_dir / "journal" / f"{name}.log")
+
+    def _prepare(self, rendered: RenderedEdition, campaign: Campaign, journal_of: Callable[[str | None], Journal],
+                 report: DispatchReport) -> PreparedEdition:
         ctx, key, ch = self.ctx, rendered.edition.key, self.ledger_channel
-        unknown, replanned = recover(ctx.ledger, key, ch, journal)
+        unknown, replanned = recover(ctx.ledger, key, ch, journal_of)
         if unknown:
             report.messages.append(f"email {key}: {len(unknown)} message(s) were on the wire when a previous run stopped;"
                                    f" marked unknown: {_names(unknown)}")
-        journal.clear()
         plan_recipients(ctx.ledger.store, key, ch, [campaign.list, *campaign.series], iso(ctx.ledger.clock()))
         ctx.ledger.drop_suppressed(key, ch)
         if ctx.resend_unknown:
@@ -127,7 +137,16 @@ class EmailChannel:
         counts = self.ctx.ledger.counts(key, self.ledger_channel)
         report.failed = counts["failed"]  # this run's and earlier ones': a rerun that finds them still says so
         report.unknown = counts["unknown"]
-        report.pending = counts["planned"] + counts["sending"]
+        elsewhere = self.ctx.ledger.held_elsewhere(key, self.ledger_channel)
+        report.pending = counts["planned"] + counts["sending"] - elsewhere
+        if elsewhere:
+            report.messages.append(f"email {key}: {elsewhere} message(s) being sent by another sender of this edition (--join)")
+        for holder, targets in self.ctx.ledger.orphans(key, self.ledger_channel).items():
+            gone = self.ctx.ledger.store.last_holder(SENDER_LEASE + holder) if holder else None
+            where = f" ({gone.holder})" if gone else ""
+            report.messages.append(f"email {key}: {len(targets)} message(s) were claimed by a sender that stopped{where}:"
+                                   f" rerun 'publisher send {campaign.name}' on its machine to settle them from its wire"
+                                   f" journal, or on another machine to mark them unknown")
         if report.unknown:
             rows = self.ctx.ledger.rows(key, self.ledger_channel, State.UNKNOWN)
             report.messages.append(f"email {key}: {report.unknown} unknown (maybe delivered): {_names([r.target for r in rows])};"
@@ -146,7 +165,7 @@ class EmailChannel:
     def _dispatch_outbox(self, rendered: RenderedEdition, campaign: Campaign, report: DispatchReport) -> DispatchReport:
         ctx, key, ch = self.ctx, rendered.edition.key, self.ledger_channel
         # writing a file twice is harmless, so rows a dead run left in `sending` simply go back to planned
-        ed = self._prepare(rendered, campaign, Journal(None), report)
+        ed = self._prepare(rendered, campaign, lambda holder: Journal(None), report)
         folder = Path(ctx.outbox) / rendered.edition.campaign / rendered.edition.id / "email"
         folder.mkdir(parents=True, exist_ok=True)
         total = ctx.ledger.counts(key, ch)["planned"]
@@ -178,8 +197,8 @@ class EmailChannel:
     def _dispatch_live(self, rendered: RenderedEdition, campaign: Campaign, report: DispatchReport) -> DispatchReport:
         ctx, key, ch, smtp = self.ctx, rendered.edition.key, self.ledger_channel, self.settings.smtp
         folder = self.settings.state_dir
-        journal = Journal(folder / "journal" / f"{slug(key)}.{slug(ch)}.log")
-        ed = self._prepare(rendered, campaign, journal, report)
+        journal = self._journal(key, ctx.ledger.holder)
+        ed = self._prepare(rendered, campaign, lambda holder: self._journal(key, holder), report)
         reserve = Reserve(folder / "journal" / "reserve")
         run = _Run(self, ed, journal, report, reserve)
         try:
@@ -194,26 +213,26 @@ class EmailChannel:
             reserve.release()  # the room to record what is known, at once
         try:
             # rows still in `sending` (a disk-full stop): settled now from the journal, as a restart would
-            recover(ctx.ledger, key, ch, journal)
-            if ctx.ledger.counts(key, ch)["sending"] == 0:
-                journal.clear()  # every outcome is in the ledger now
+            recover(ctx.ledger, key, ch, lambda holder: journal, own=True)
+            if not ctx.ledger.sending(key, ch, ctx.ledger.holder):
+                journal.remove()  # every outcome of this sender is in the ledger now
         except (DiskFullError, OSError) as exc:
             run.disk_full = run.disk_full or (exc if isinstance(exc, DiskFullError) else DiskFullError(f"disk full: {exc}"))
         reserve.release()
         counts = ctx.ledger.counts(key, ch)  # report.pending is only filled in by _close_report
-        pending = counts["planned"] + counts["sending"]
+        pending = counts["planned"] + counts["sending"] - ctx.ledger.held_elsewhere(key, ch)
         if run.disk_full is not None:
             report.error = (f"email {key}: {run.disk_full.message}; {report.sent} sent, {counts['unknown']} unknown, {pending} left for a"
                             f" later run; free space on the disk of {folder}, then rerun"
                             f" 'publisher send {campaign.name}' (sent mail is skipped)")
         elif run.pool_fatal is not None:
             report.messages.append(str(run.pool_fatal))
-        elif pending and not ctx.stop.is_set():
+        elif counts["planned"] and not ctx.stop.is_set():
             # say why: a refused connection otherwise shows as a bare "14 pending"
             due = ctx.ledger.next_not_before(key, ch)
             when = f" after {due.astimezone(campaign.tz):%Y-%m-%d %H:%M %Z}" if due else ""
             why = f"last reply: {run.last_retry}; " if run.last_retry else ""
-            report.messages.append(f"email {key}: {pending} message(s) left for a later run ({why}retries due later"
+            report.messages.append(f"email {key}: {counts['planned']} message(s) left for a later run ({why}retries due later"
                                    f" than [smtp].retry_wait = {smtp.retry_wait:g}s); rerun 'publisher send {campaign.name}'{when}"
                                    f" (sent mail is skipped)")
         if ctx.stop.is_set():
@@ -228,6 +247,7 @@ class _Run:
         self.c, self.ed, self.journal, self.report, self.reserve = channel, ed, journal, report, reserve
         self.ctx, self.ledger, self.key, self.ch = channel.ctx, channel.ctx.ledger, ed.key, channel.ledger_channel
         self.smtp = channel.settings.smtp
+        self.batch = SHARED_BATCH if self.ledger.store.dialect != SQLITE else BATCH
         self.t0 = time.monotonic()
         self.finished: list[tuple[str, State, str | None, str | None]] = []
         self.retries: list[tuple[str, datetime, str]] = []  # counted: the relay answered 4xx for the recipient
@@ -260,8 +280,8 @@ class _Run:
                         pool.give_up()
                         self.last_retry = pool.last_trouble
                         break
-                    if in_flight < BATCH:
-                        rows = self.ledger.claim_range(self.key, self.ch, BATCH, cursor, self.now())
+                    if in_flight < self.batch:
+                        rows = self.ledger.claim_range(self.key, self.ch, self.batch, cursor, self.now())
                         if rows:
                             cursor = rows[-1][0]
                             names = self.c._names([t for t, _ in rows])
@@ -316,7 +336,7 @@ class _Run:
         for job, reply, mid in results:
             self._record(job, reply, mid)
             self.ids.pop(job.target, None)
-        if len(self.finished) + len(self.retries) + len(self.deferred) >= BATCH \
+        if len(self.finished) + len(self.retries) + len(self.deferred) >= self.batch \
                 or time.monotonic() - self.last_flush >= FLUSH_SECONDS:
             self._flush()
         return len(results)

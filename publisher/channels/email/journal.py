@@ -21,7 +21,7 @@ import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from publisher.errors import DeliveryError, DiskFullError
 from publisher.models import State
@@ -42,7 +42,7 @@ def _clean(text: str) -> str:
 
 
 class Journal:
-    """An append-only file of W/R lines for one (edition, channel)."""
+    """An append-only file of W/R lines for one sender of one (edition, channel)."""
 
     def __init__(self, path: Path | None):
         self.path = path  # None: a run that needs no journal (the outbox); it reads as empty
@@ -104,35 +104,55 @@ class Journal:
             os.close(self._fd)
             self._fd = None
 
+    def remove(self) -> None:
+        """Delete the file (its sender is done and the ledger holds every outcome)."""
+        self.close()
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
 
-def recover(ledger: Ledger, edition_key: str, channel: str, journal: Journal) -> tuple[list[str], int]:
-    """Settle rows left in `sending` from the wire journal; returns (targets now `unknown`, rows re-planned).
+
+def recover(ledger: Ledger, edition_key: str, channel: str, journal_of: Callable[[str | None], Journal], *,
+            own: bool = False) -> tuple[list[str], int]:
+    """Settle rows left in `sending` by senders that are gone (`own`: this sender's own leftovers) from each
+    one's wire journal; returns (targets now `unknown`, rows re-planned).
 
     An outcome line wins; a wire line alone means `unknown`; nothing at all means the message never
-    left, so the row goes back to `planned`.
+    left, so the row goes back to `planned`. A sender whose journal is not here (it ran on another
+    machine sharing the store) leaves only `unknown` rows: what it sent cannot be known from here.
     """
-    sending = ledger.sending(edition_key, channel)
-    if not sending:
-        return [], 0
-    entries = journal.read(sending)
+    groups = ({ledger.holder: ledger.sending(edition_key, channel, ledger.holder)} if own
+              else ledger.orphans(edition_key, channel))
     unknown: list[str] = []
-    results: list[tuple[str, State, str | None, str | None]] = []
-    replan: list[str] = []
-    for t in sending:
-        e = entries.get(t)
-        if e is None or e.outcome in ("retry", "defer"):
-            replan.append(t)
-        elif e.outcome == "wire":
-            unknown.append(t)
-            results.append((t, State.UNKNOWN, None, "process stopped while this was on the wire; outcome unknown"))
+    replanned = 0
+    for holder, sending in groups.items():
+        if not sending:
+            continue
+        journal = journal_of(holder)
+        results: list[tuple[str, State, str | None, str | None]] = []
+        replan: list[str] = []
+        if journal.path is not None and not journal.path.exists():
+            unknown += sending
+            results = [(t, State.UNKNOWN, None, "sender stopped while this was on the wire (its wire journal is not on"
+                                                " this machine); outcome unknown") for t in sending]
         else:
-            state = {"sent": State.SENT, "failed": State.FAILED}.get(e.outcome, State.UNKNOWN)
-            if state is State.UNKNOWN:
-                unknown.append(t)
-            results.append((t, state, e.remote_id, e.reply))
-    ledger.finish(edition_key, channel, results, count_attempt=True)
-    ledger.release(edition_key, channel, replan)
-    return unknown, len(replan)
+            entries = journal.read(sending)
+            for t in sending:
+                e = entries.get(t)
+                if e is None or e.outcome in ("retry", "defer"):
+                    replan.append(t)
+                elif e.outcome == "wire":
+                    unknown.append(t)
+                    results.append((t, State.UNKNOWN, None, "process stopped while this was on the wire; outcome unknown"))
+                else:
+                    state = {"sent": State.SENT, "failed": State.FAILED}.get(e.outcome, State.UNKNOWN)
+                    if state is State.UNKNOWN:
+                        unknown.append(t)
+                    results.append((t, state, e.remote_id, e.reply))
+        ledger.settle(edition_key, channel, holder, results, replan)
+        replanned += len(replan)
+        if not own:
+            journal.remove()  # a gone sender's journal: every row it held is settled now
+    return sorted(unknown), replanned
 
 
 def journal_error(exc: OSError) -> DeliveryError:

@@ -82,7 +82,7 @@ def finish(settings: Settings, ledger: Ledger, key: str, to: str, outcome: tuple
 
 def recover_notices(settings: Settings, ledger: Ledger) -> int:
     """Notices a dead process left in `sending` become `unknown` (never resent by themselves)."""
-    return ledger.store.recover_channel(channel_of(settings), ledger.clock())
+    return ledger.recover_channel(channel_of(settings))
 
 
 def outbox_folder(settings: Settings) -> Path:
