@@ -12,9 +12,10 @@ imports N subscribers and freezes the edition endurance 2026-W47 into a template
 sends it from a fresh copy of that database (CREATE DATABASE ... TEMPLATE), so rendering is not timed.
 
 In alternating rounds, each configuration runs the real command as subprocesses started together,
-`python -m publisher --settings S --now NOW send endurance --edition 2026-W47 [--join]`, each sender with
-its own settings file and [publisher].state_dir (its wire journal), the password in
-PUBLISHER_STORE_PASSWORD:
+`python -m publisher --settings S send endurance --edition 2026-W47 [--join]`, each sender with its own
+settings file and [publisher].state_dir (its wire journal), the password in PUBLISHER_STORE_PASSWORD, on
+the real clock (the edition is frozen already; two senders given one --now would start their `runs` rows
+at the same instant, which the runs table's key refuses):
 
   1 sender     one process, --connections SMTP connections (the baseline);
   2 senders    two processes on the same edition (`--join`), --connections each;
@@ -260,7 +261,7 @@ def one_round(config: str, project: Copy, server, base: str, sink: Sink, address
     senders, conns = {"1 sender": (1, connections), "2 senders": (2, connections), "1 sender 2×": (1, 2 * connections)}[config]
     try:
         cmds = [[sys.executable, "-m", "publisher", "--settings", str(sender_settings(project, url, f"s{k}", conns)),
-                 "--now", NOW, "send", "endurance", "--edition", EDITION, *(["--join"] if join else [])]
+                 "send", "endurance", "--edition", EDITION, *(["--join"] if join else [])]
                 for k in range(senders)]
         t = time.monotonic()
         procs = [subprocess.Popen(c, cwd=project.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

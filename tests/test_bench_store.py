@@ -39,6 +39,8 @@ def test_the_senders_bench_sends_each_address_exactly_once_in_every_configuratio
     rows = [line.split() for line in out.splitlines() if line.split()[:1] == ["40"]]
     assert [r[1] for r in rows] == ["0ms", "3ms"], out
     assert "every round: each address got exactly one message (the sink's counts)" in out
+    head = next(line for line in out.splitlines() if line.split()[:2] == ["list", "delay"])
+    assert "1 sender" in head and "2 senders" in head and "2 senders ÷ 1" in head, out
 
 
 def test_the_senders_sink_counts_each_address_also_when_it_delays_its_answers():
