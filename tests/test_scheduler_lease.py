@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from support.email_project import write
+from support.user_errors import edit
 from support.scheduler_process import Proc, lease_holder, query, wait_for
 
 
@@ -85,3 +86,29 @@ def test_a_clock_ahead_never_takes_a_live_schedulers_lease_and_a_stale_row_block
     proc = project.cli("run")
     assert proc.returncode != 5, proc.stderr
     assert query(project, "SELECT count(*) FROM leases WHERE name='scheduler'") == [(0,)]  # released after the run
+
+
+def test_a_scheduler_cut_off_from_postgresql_exits_7_and_its_lease_goes_with_its_session(pg_project, postgres_server):
+    """systemd restarts it (exit 7 is not in RestartPreventExitStatus); meanwhile a standby may take over."""
+    import psycopg
+
+    project = pg_project
+    edit(project.settings, r'^tick = .*$', 'tick = "1s"')
+    a = Proc(project, "schedule", name="a")
+    try:
+        wait_for(lambda: lease_holder(project) == a.pid, what="the lease", procs=(a,))
+        with psycopg.connect(postgres_server.url, autocommit=True) as admin:
+            cut = admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+                                (f"publisher pid {a.pid}",)).fetchall()
+        assert cut and all(ok for (ok,) in cut)
+        assert a.wait() == 7, a.stderr
+        errors = [ln for ln in a.stderr.splitlines() if ln.startswith("publisher: error: ")]
+        assert len(errors) == 1 and "the connection to PostgreSQL was lost" in errors[0], a.stderr
+        assert "Traceback" not in a.stderr
+        b = Proc(project, "schedule", name="b")  # the next one (systemd's restart, or the standby) takes the lease
+        try:
+            wait_for(lambda: lease_holder(project) == b.pid, what="the lease taken over", procs=(b,))
+        finally:
+            assert b.terminate() == 0, b.stderr
+    finally:
+        a.kill()

@@ -59,3 +59,34 @@ def test_a_process_starting_leaves_the_mail_another_has_in_flight_alone(project)
                 wait_for(lambda: _query(project, "SELECT state FROM deliveries WHERE target = ?", (READER,)) == [("sent",)],
                          what="the confirmation recorded as sent by the first process")
     assert len(_mails(srv, "Confirmez")) == 1
+
+
+@pytest.mark.parametrize("page", ["archive", "sign-up"])
+def test_a_worker_cut_off_from_postgresql_stops_with_exit_7(pg_project, postgres_server, page):
+    """Its session (and its sender lease) are gone: it stops, for its supervisor to start a new one. A page
+    that reads the store answers 503; a sign-up, whose answer goes before the store is written, answers as
+    always and the worker stops when the write fails."""
+    import psycopg
+
+    with SmtpServer() as srv:
+        live_without_subscribers(pg_project, srv.port)
+        with serving(pg_project) as (proc, unsubscribe):
+            base = unsubscribe.rsplit("/", 1)[0]
+            assert request(f"{base}/archive/")[0] == 200  # the archive reads the store
+            form = request(f"{base}/subscribe/endurance")[1]
+            with psycopg.connect(postgres_server.url, autocommit=True) as admin:
+                cut = admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+                                    (f"publisher pid {proc.pid}",)).fetchall()
+            assert cut and all(ok for (ok,) in cut)
+            if page == "archive":
+                status, body = request(f"{base}/archive/")
+                assert status == 503 and "Réessayez dans quelques instants".encode() in body
+            else:
+                fields = {"csrf": csrf(form), "form": "endurance", "email": READER, "name": "", "website": "",
+                          "consent": "yes", "list": "endurance"}
+                status, _ = request(f"{base}/subscribe", "&".join(f"{k}={v}" for k, v in fields.items()).encode())
+                assert status == 200
+            assert proc.wait(timeout=30) == 7
+            err = proc.stderr.read()
+            assert "the connection to PostgreSQL was lost" in err and "Traceback" not in err
+            assert [ln for ln in err.splitlines() if ln.startswith("publisher: error: ")], err

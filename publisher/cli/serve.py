@@ -47,5 +47,8 @@ def command_serve(ctx: Context, args) -> int:
           f" (Ctrl-C to stop)", flush=True)
     print(f"admin area on {local}{web.base_path}/admin/ and the archive on {local}{web.base_path}/archive/", flush=True)
     server = uvicorn.Server(config(app, ctx.settings, host, port))
+    web.stop_serving = lambda: setattr(server, "should_exit", True)
     server.run(sockets=[sock])  # SIGTERM and Ctrl-C: uvicorn finishes the requests in flight, then returns
+    if web.store_lost is not None:
+        raise web.store_lost  # exit 7: a new worker gets a new connection
     return 0

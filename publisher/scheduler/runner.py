@@ -24,7 +24,7 @@ import schedule
 from publisher.app import Context
 from publisher.channels.email.notice import ask_editors
 from publisher.config import Campaign, parse_duration
-from publisher.errors import DeliveryError, LockedError, PublisherError
+from publisher.errors import DeliveryError, LockedError, PublisherError, StoreError
 from publisher.feedback.mailbox import MailboxReport, process
 from publisher.feedback.tokens import signers_from_env
 from publisher.pipeline import dispatch, fetch, prepare
@@ -112,6 +112,8 @@ class Runner:
             self.emit(action.line())
             try:
                 ok = self._do(action, now, result)
+            except StoreError:
+                raise  # the store's connection is gone: only a new process gets a new one (and its lease back)
             except Exception as exc:  # noqa: BLE001 - a job never kills the scheduler; it is retried later
                 ok = False
                 known = isinstance(exc, PublisherError)
@@ -128,9 +130,12 @@ class Runner:
         return result
 
     def wake_safely(self, now: datetime) -> WakeResult | None:
-        """`wake`, with any error (even reading the store) logged instead of raised: the loop goes on."""
+        """`wake`, with any error (even reading the store) logged instead of raised: the loop goes on. Except a
+        lost database connection (StoreError): this process's session, and its lease with it, are gone."""
         try:
             return self.wake(now)
+        except StoreError:
+            raise
         except Exception as exc:  # noqa: BLE001
             log.error("wake-up at %s failed: %s: %s; trying again at the next wake-up",
                       iso(now), type(exc).__name__, exc, exc_info=self.ctx.verbose > 0)
@@ -262,6 +267,8 @@ def loop(runner: Runner, stop: threading.Event, clock: Callable[[], datetime]) -
     while not stop.is_set():
         try:
             jobs.run_pending()
+        except StoreError:
+            raise  # the command exits 7; systemd starts a new scheduler, which waits for the database
         except Exception as exc:  # noqa: BLE001 - wake_safely already catches; this guards `schedule` itself
             log.error("scheduler loop: %s: %s", type(exc).__name__, exc)
         idle = jobs.idle_seconds

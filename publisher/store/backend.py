@@ -6,10 +6,12 @@ twice) and read rows by name or by position. On SQLite they go to sqlite3 unchan
 runs it in autocommit mode so the store's own BEGIN/COMMIT delimit transactions exactly as on SQLite,
 and returns rows that answer `row["name"]`, `row[0]` and `row.keys()` like sqlite3.Row.
 
-What this layer does NOT translate (the SQL itself must be portable, or differ per `dialect`):
-INSERT OR IGNORE / OR REPLACE, `WITHOUT ROWID`, `rowid` and `lastrowid`, PRAGMA, executescript,
-triggers (PostgreSQL needs a plpgsql function), json_each, group_concat, `IS ?` with a bound value,
-and a unary `+` on text. The list with where each is used is in the issue's progress note.
+What this layer does NOT translate, so the store's SQL is written portably or per `Store.dialect`:
+INSERT OR IGNORE / OR REPLACE (written ON CONFLICT), `WITHOUT ROWID`, `rowid` and `lastrowid` (written
+RETURNING), PRAGMA, executescript, triggers (plpgsql on PostgreSQL, see tables.py), json_each,
+group_concat, `IS ?` with a bound value (written IS NOT DISTINCT FROM), and a unary `+` on text.
+The server's own troubles become the user's errors: its disk full DiskFullError, a lost connection
+StoreError (one line each); a mistake in the SQL stays the driver's exception.
 """
 
 from __future__ import annotations

@@ -135,7 +135,14 @@ class Leases:
             if fd < 0:
                 self._advisory("pg_advisory_unlock_shared" if shared else "pg_advisory_unlock", name)
             elif shared:
-                os.close(fd)  # never unlink a file other holders may still have locked
+                # the last holder removes the file: taking it alone (after letting go of our share) proves nobody
+                # else holds it; otherwise another holder still uses the file, which must stay
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    self._lock_file(name).unlink()
+                except OSError:
+                    pass
+                os.close(fd)
             else:
                 try:
                     self._lock_file(name).unlink()  # while still locked: a waiter re-checks which file it locked

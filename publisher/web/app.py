@@ -24,7 +24,7 @@ from starlette.responses import HTMLResponse
 from starlette.routing import BaseRoute
 
 from publisher.config import Settings, load_campaigns
-from publisher.errors import ConfigError
+from publisher.errors import ConfigError, StoreError
 from publisher.store.db import Store
 from publisher.web import signup, unsubscribe
 from publisher.web.context import Web
@@ -56,13 +56,17 @@ def create_app(settings: Settings, store: Store, signer: Signer, clock: Callable
     async def not_found(request, exc) -> HTMLResponse:  # noqa: ANN001 - Starlette's handler signature
         return web.message(settings.web.locale, N_("Page not found"), N_("This page does not exist."), status=404)
 
+    async def store_lost(request, exc: StoreError) -> HTMLResponse:
+        web.store_gone(exc)
+        return web.message(settings.web.locale, N_("Temporarily unavailable"), N_("Please try again in a moment."), status=503)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         web.mail_threads.shutdown(wait=True)  # a confirmation mail on the wire is finished and recorded
         web.db_thread.shutdown(wait=True)
 
-    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found}, lifespan=lifespan)
+    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found, StoreError: store_lost}, lifespan=lifespan)
     app.state.web = web
     w = settings.web
     app.add_middleware(Guard, max_body=w.max_body, timeout=w.timeout, workers=w.workers, body_limits=body_limits)

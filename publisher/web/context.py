@@ -3,6 +3,8 @@ and the store's own thread)."""
 
 from __future__ import annotations
 
+import logging
+
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,6 +22,8 @@ from publisher.web.security import RateLimit, origin_of
 from publisher.web.tokens import Signer
 
 
+log = logging.getLogger("publisher")
+
 @dataclass
 class Web:
     """What every area's handlers use: settings, campaigns, pages, the signer, the clock, and the store's thread."""
@@ -34,6 +38,8 @@ class Web:
     mail_threads: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(2, thread_name_prefix="mail"))
     limits: dict[str, RateLimit] = field(default_factory=dict)
     holder: str | None = None  # the sender id of this worker's notices (publisher serve holds its lease)
+    store_lost: Exception | None = None  # the store's connection went away: this worker stops
+    stop_serving: Callable[[], None] = lambda: None  # set by `publisher serve`: ends the server loop
 
     async def db(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a store function in the store's thread."""
@@ -42,6 +48,14 @@ class Web:
     async def mail(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a blocking mail send in a mail thread."""
         return await asyncio.get_running_loop().run_in_executor(self.mail_threads, lambda: fn(*args))
+
+    def store_gone(self, exc: Exception) -> None:
+        """The database session is gone, and this worker's sender lease with it: stop serving, so that the
+        supervisor starts a new worker with a new connection (`publisher serve` then exits 7)."""
+        if self.store_lost is None:
+            self.store_lost = exc
+            log.error("%s; this worker stops", exc)
+            self.stop_serving()
 
     def ledger(self) -> Ledger:
         return Ledger(self.store, clock=self.clock, holder=self.holder)

@@ -27,6 +27,7 @@ from starlette.routing import Route
 
 from publisher.channels.email import notice
 from publisher.config import Campaign
+from publisher.errors import StoreError
 from publisher.models import State
 from publisher.store.audience import (
     LIFTED_BY_OPT_IN,
@@ -116,6 +117,8 @@ def routes(web: "Web") -> list[Route]:
             signup_id = await web.db(plan_signup, email, name, lists, locale, form_name, ip)
         except Exception as exc:  # the same: the answer has gone
             log.warning("serve: a sign-up could not be recorded (%s)", exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            if isinstance(exc, StoreError):
+                web.store_gone(exc)
             return
         if signup_id is not None:
             await send(f"confirm/{signup_id}", email, locale, "mail/confirm.txt", N_("Confirm your subscription to %(name)s"),
@@ -148,6 +151,8 @@ def routes(web: "Web") -> list[Route]:
         except Exception as exc:  # after the answer: nobody to show it to but the log (a busy store, ...)
             log.warning("serve: the sign-up mail %s could not be handled (%s)", key, exc,
                         exc_info=log.isEnabledFor(logging.DEBUG))
+            if isinstance(exc, StoreError):
+                web.store_gone(exc)
 
     async def _send(key: str, email: str, locale: str, template: str, subject: str, **values) -> None:
         settings = web.settings
