@@ -24,6 +24,9 @@ from publisher.store.leases import Leases
 from publisher.store.migrations import MIGRATIONS, Migration, latest, open_schema, upgrade, version
 
 
+ANALYZE_AFTER = 1000  # ledger rows planned at once that make PostgreSQL's planner look at the table again
+
+
 @dataclass(frozen=True)
 class FeedState:
     """The last fetch of one source: its validators (ETag, Last-Modified), when, and how it went."""
@@ -152,6 +155,12 @@ class Store(Leases):
         for name in list(self._locks):
             self.release_lease(name)
         self.conn.close()
+
+    def planned(self, rows: int) -> None:
+        """After `rows` ledger rows were planned: on PostgreSQL, a large plan refreshes the table's statistics
+        at once, so the first claims walk the key instead of the whole edition (autovacuum would do it later)."""
+        if self.dialect != SQLITE and rows >= ANALYZE_AFTER:
+            self.conn.execute("ANALYZE deliveries")
 
     def _in_turn(self, db, name: str) -> None:
         """Inside a transaction that reads, then writes what it read: one such transaction named `name` at a

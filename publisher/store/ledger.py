@@ -113,6 +113,7 @@ class Ledger:
                 flush()
         if chunk:
             flush()
+        self.store.planned(added)
         return added
 
     def recover(self, edition_key: str, channel: str) -> list[str]:
@@ -206,8 +207,9 @@ class Ledger:
                     "WITH picked AS MATERIALIZED (SELECT target FROM deliveries WHERE edition_key=?1 AND channel=?2"
                     " AND target > ?3 AND state='planned' AND (not_before IS NULL OR not_before <= ?4)"
                     " ORDER BY target LIMIT ?5 FOR UPDATE SKIP LOCKED)"
-                    " UPDATE deliveries d SET state='sending', updated_at=?6, holder=?7 FROM picked"
-                    " WHERE d.edition_key=?1 AND d.channel=?2 AND d.target = picked.target RETURNING d.target, d.attempts",
+                    " UPDATE deliveries d SET state='sending', updated_at=?6, holder=?7"
+                    " WHERE d.edition_key=?1 AND d.channel=?2 AND d.target = ANY(ARRAY(SELECT target FROM picked))"
+                    " RETURNING d.target, d.attempts",
                     (edition_key, channel, after, due, limit, stamp, self.holder)).fetchall()
         return sorted((r[0], r[1]) for r in rows)
 

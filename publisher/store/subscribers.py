@@ -223,7 +223,9 @@ def plan_recipients(store: Store, edition_key: str, channel: str, lists: Iterabl
             f" WHERE EXISTS (SELECT 1 FROM subscriptions x WHERE x.subscriber_id = s.id AND x.list IN ({marks}))"
             " AND NOT EXISTS (SELECT 1 FROM suppression p WHERE p.email = s.email) ON CONFLICT DO NOTHING",
             (edition_key, channel, stamp, *names))
-        return cur.rowcount
+        added = cur.rowcount
+    store.planned(added)
+    return added
 
 
 @dataclass(frozen=True)
