@@ -163,12 +163,13 @@ class Ledger:
         with self.store.transaction() as db:
             for chunk in _chunks(results):
                 # one statement for the batch: executemany steps (and hands the GIL over) once per row
+                by_key, keys = self._by_key([t for t, _, _, _ in chunk])
                 db.execute("UPDATE deliveries SET state=v.column2, remote_id=coalesce(v.column3, remote_id),"
                            " reply=v.column4, updated_at=?, attempts=attempts+? FROM (VALUES "
                            + ",".join(["(?,?,?,?)"] * len(chunk)) + ") AS v"
-                           " WHERE edition_key=? AND channel=? AND target=v.column1",
+                           " WHERE edition_key=? AND channel=? AND target=v.column1" + by_key,
                            [stamp, bump, *(x for t, st, rid, reply in chunk for x in (t, st.value, rid, reply)),
-                            edition_key, channel])
+                            edition_key, channel, *keys])
 
     def retry_later(self, edition_key: str, channel: str, targets: Sequence[tuple[str, datetime, str]], *,
                     count_attempt: bool = False) -> None:
@@ -179,10 +180,17 @@ class Ledger:
         stamp, bump = iso(self.clock()), int(count_attempt)
         with self.store.transaction() as db:
             for chunk in _chunks(targets):
+                by_key, keys = self._by_key([t for t, _, _ in chunk])
                 db.execute("UPDATE deliveries SET state='planned', not_before=v.column2, reply=v.column3, updated_at=?,"
                            " attempts=attempts+? FROM (VALUES " + ",".join(["(?,?,?)"] * len(chunk)) + ") AS v"
-                           " WHERE edition_key=? AND channel=? AND target=v.column1",
-                           [stamp, bump, *(x for t, when, reply in chunk for x in (t, iso(when), reply)), edition_key, channel])
+                           " WHERE edition_key=? AND channel=? AND target=v.column1" + by_key,
+                           [stamp, bump, *(x for t, when, reply in chunk for x in (t, iso(when), reply)), edition_key,
+                            channel, *keys])
+
+    def _by_key(self, targets: list[str]) -> tuple[str, tuple]:
+        """PostgreSQL joins a VALUES list by reading the whole edition (its cost grows with the list); naming
+        the targets as an array keeps it on the primary key. SQLite already walks the key."""
+        return ("", ()) if self.store.dialect == SQLITE else (" AND target = ANY(?)", (targets,))
 
     def claim_range(self, edition_key: str, channel: str, limit: int, after: str, now: datetime) -> list[tuple[str, int]]:
         """The next due `planned` rows after `after` in target order, moved to `sending`: (target, attempts so far).
