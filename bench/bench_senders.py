@@ -14,8 +14,7 @@ sends it from a fresh copy of that database (CREATE DATABASE ... TEMPLATE), so r
 In alternating rounds, each configuration runs the real command as subprocesses started together,
 `python -m publisher --settings S send endurance --edition 2026-W47 [--join]`, each sender with its own
 settings file and [publisher].state_dir (its wire journal), the password in PUBLISHER_STORE_PASSWORD, on
-the real clock (the edition is frozen already; two senders given one --now would start their `runs` rows
-at the same instant, which the runs table's key refuses):
+the real clock (the edition is frozen already, so no --now is needed):
 
   1 sender     one process, --connections SMTP connections (the baseline);
   2 senders    two processes on the same edition (`--join`), --connections each;
