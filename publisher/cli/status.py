@@ -19,7 +19,7 @@ from publisher.models import State
 from publisher.scheduler.due import next_fetch
 from publisher.scheduler.facts import LEASE, decide, last_fetch, last_tick
 from publisher.store.feedback import counts_for_edition
-from publisher.store.ledger import SENDER_LEASE, Ledger
+from publisher.store.ledger import Ledger
 from publisher.store.audience import notice_counts
 from publisher.store.newsroom import gate, recent_decisions
 from publisher.store.subscribers import suppressed_by_reason
@@ -170,7 +170,7 @@ def channel_lines(ctx: Context, c: Campaign, edition_id: str, name: str) -> list
         lines.append(f"      unknown ({counts['unknown']}): {_cap(unknown, counts['unknown'])}; resend only with"
                      f" 'publisher send {c.name} --edition {edition_id} --channel {name} --resend-unknown'")
     if counts["sending"]:
-        lines += sender_lines(ctx, ledger, key, ledger_names, f"publisher send {c.name} --edition {edition_id}")
+        lines += sender_lines(ledger, key, ledger_names, f"publisher send {c.name} --edition {edition_id}")
     if runs and runs[-1].outcome and runs[-1].outcome not in ("ok", "stopped"):
         lines.append(f"      last run: {_one_line(runs[-1].outcome)}")
     if counts["planned"] + counts["sending"] and runs and runs[-1].outcome == "stopped":
@@ -178,13 +178,13 @@ def channel_lines(ctx: Context, c: Campaign, edition_id: str, name: str) -> list
     return lines
 
 
-def sender_lines(ctx: Context, ledger: Ledger, key: str, channels: list[str], send: str) -> list[str]:
+def sender_lines(ledger: Ledger, key: str, channels: list[str], send: str) -> list[str]:
     """Who has the rows in `sending`: a live sender (one of several sharing the edition) or one that stopped."""
     lines = []
     for ch in channels:
         for holder, n, alive in ledger.senders(key, ch):
-            who = ctx.store.last_holder(SENDER_LEASE + holder) if holder else None
-            named = f" ({who.holder})" if who else ""
+            who = ledger.sender_name(holder)
+            named = f" ({who})" if who else ""
             if alive:
                 lines.append(f"      being sent now ({n}) by a sender{named}")
             else:

@@ -25,6 +25,8 @@ SENDER_LEASE = "sender:"  # + a holder id: held by a live sender for as long as 
 UNKNOWN_REPLY = "process stopped while this was on the wire; outcome unknown"
 
 _ANY = object()  # first_targets: any reply
+
+
 def new_holder() -> str:
     """A sender's id: unique across processes and machines sharing one store."""
     return secrets.token_hex(8)
@@ -57,10 +59,6 @@ class Ledger:
             return False
         return holder == self.holder or self.store.lease(SENDER_LEASE + holder) is not None
 
-    def _dead_holders(self, where: str, args: tuple) -> list[str | None]:
-        found = self.db.execute("SELECT DISTINCT holder FROM deliveries WHERE state='sending' AND " + where, args)
-        return [h for (h,) in found if not self._alive(h)]
-
     def senders(self, edition_key: str, channel: str) -> list[tuple[str | None, int, bool]]:
         """Who holds rows in `sending`: (holder, rows, alive) per sender, most rows first."""
         found = self.db.execute("SELECT holder, count(*) FROM deliveries WHERE edition_key=? AND channel=? AND state='sending'"
@@ -71,10 +69,15 @@ class Ledger:
         """Rows in `sending` under other senders that are alive (sharing the edition with --join)."""
         return sum(n for holder, n, alive in self.senders(edition_key, channel) if holder != self.holder and alive)
 
+    def sender_name(self, holder: str | None) -> str | None:
+        """Where a sender ran ("pid 4242 on host-a"), from its lease row, held or not; None if unknown."""
+        row = self.store.last_holder(SENDER_LEASE + holder) if holder else None
+        return row.holder if row else None
+
     def orphans(self, edition_key: str, channel: str) -> dict[str | None, list[str]]:
         """Rows left in `sending` by senders that are gone, by holder: {holder: [target, ...]}."""
         found: dict[str | None, list[str]] = {}
-        for holder in self._dead_holders("edition_key=? AND channel=?", (edition_key, channel)):
+        for holder in (h for h, _, alive in self.senders(edition_key, channel) if not alive):
             found[holder] = [r[0] for r in self.db.execute(
                 "SELECT target FROM deliveries WHERE edition_key=? AND channel=? AND state='sending'"
                 " AND holder IS NOT DISTINCT FROM ? ORDER BY target", (edition_key, channel, holder))]
@@ -130,7 +133,8 @@ class Ledger:
     def recover_channel(self, channel: str) -> int:
         """Every row of `channel` (any edition) a dead sender left in `sending` becomes `unknown`; how many."""
         stamp, n = iso(self.clock()), 0
-        holders = self._dead_holders("channel=?", (channel,))
+        found = self.db.execute("SELECT DISTINCT holder FROM deliveries WHERE state='sending' AND channel=?", (channel,))
+        holders = [h for (h,) in found if not self._alive(h)]
         with self.store.transaction() as db:
             for holder in holders:
                 n += db.execute("UPDATE deliveries SET state='unknown', reply=?, updated_at=? WHERE channel=?"

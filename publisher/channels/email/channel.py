@@ -26,7 +26,6 @@ from publisher.feedback.tokens import TokenSigner, signers_from_env, tagged
 from publisher.models import RenderedEdition, State
 from publisher.store.backend import SQLITE
 from publisher.store.db import iso
-from publisher.store.ledger import SENDER_LEASE
 from publisher.store.feedback import edition_number, subscriber_ids
 from publisher.store.subscribers import names_of, plan_recipients
 from publisher.text import slug
@@ -142,8 +141,8 @@ class EmailChannel:
         if elsewhere:
             report.messages.append(f"email {key}: {elsewhere} message(s) being sent by another sender of this edition (--join)")
         for holder, targets in self.ctx.ledger.orphans(key, self.ledger_channel).items():
-            gone = self.ctx.ledger.store.last_holder(SENDER_LEASE + holder) if holder else None
-            where = f" ({gone.holder})" if gone else ""
+            name = self.ctx.ledger.sender_name(holder)
+            where = f" ({name})" if name else ""
             report.messages.append(f"email {key}: {len(targets)} message(s) were claimed by a sender that stopped{where}:"
                                    f" rerun 'publisher send {campaign.name}' on its machine to settle them from its wire"
                                    f" journal, or on another machine to mark them unknown")

@@ -92,13 +92,6 @@ class Journal:
                     found[parts[1]] = JournalLine(parts[2], parts[3] or None, parts[4])
         return found
 
-    def clear(self) -> None:
-        """Forget everything (called once the ledger holds every outcome)."""
-        if self._fd is not None:
-            os.ftruncate(self._fd, 0)
-        elif self.path is not None and self.path.exists():
-            self.path.write_bytes(b"")
-
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
